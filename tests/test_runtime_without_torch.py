@@ -1,0 +1,43 @@
+"""The runtime needs numpy + onnxruntime + soundfile, never torch: run it with torch unimportable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, SPEECH
+
+BLOCK_TORCH = "import sys; sys.modules['torch'] = None  # any 'import torch' now raises ImportError\n"
+
+
+def _run_without_torch(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_python_api_without_torch(package: Path, tmp_path: Path):
+    done = _run_without_torch(f"""
+import ttsopt.runtime, numpy as np
+vocoder = ttsopt.runtime.load({str(package)!r})
+audio = vocoder.vocode(vocoder.mel_from_wav({str(SPEECH)!r}))
+assert audio.dtype == np.float32 and audio.size > 22050 and np.isfinite(audio).all()
+assert 'torch' not in sys.modules or sys.modules['torch'] is None
+print('ok', audio.size)
+""")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok")
+
+
+def test_cli_run_verify_inspect_without_torch(package: Path, tmp_path: Path):
+    for args in ([ "run", str(package), "--wav", str(SPEECH), "-o", str(tmp_path / "o.wav")],
+                 ["verify", str(package), "--reference", str(SPEECH), "--plot", str(tmp_path / "v.png")],
+                 ["inspect", str(package)]):
+        done = _run_without_torch(f"from ttsopt.cli import app; app({args!r})")
+        assert done.returncode == 0, (args, done.stderr)
+    assert (tmp_path / "o.wav").stat().st_size > 10_000
+
+
+def test_bench_without_torch_says_why_eager_is_missing(package: Path):
+    done = _run_without_torch(f"from ttsopt.cli import app; app(['bench', {str(package)!r}, '--seconds', '0.5', '--repeat', '1'])")
+    assert done.returncode == 0, done.stderr
+    assert "PyTorch eager not measured: torch is not installed" in done.stdout

@@ -1,0 +1,3 @@
+from ttsopt.cli import main
+
+main()

@@ -1,0 +1,179 @@
+"""``ttsopt bench``: real-time factor of a package against PyTorch eager and against the machine's floor.
+
+Everything is measured in one run, because these machines are shared and noisy: the variants are
+interleaved (package, eager, package, eager, …) for every length, each repeated, and medians are
+reported.  The floor is the package's arithmetic (FLOP per audio second, counted at export) divided
+by this machine's FP32 peak measured now with a large SGEMM; "% of floor" = floor RTF / RTF.
+Peak memory is the maximum RSS of a fresh process that loads the variant and synthesises the longest
+length once, so variants do not share allocators.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ttsopt.errors import TtsoptError
+from ttsopt.runtime import load
+
+PACKAGE = "package (onnxruntime)"
+EAGER = "PyTorch eager FP32"
+
+
+@dataclass
+class BenchReport:
+    package: str
+    machine: dict
+    peak_gflops: float
+    flop_per_audio_second: float | None
+    repeat: int
+    rows: list[dict] = field(default_factory=list)
+    memory_mb: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def machine_description() -> dict:
+    flags: set[str] = set()
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    versions = {}
+    for tool in ("onnxruntime", "torch", "numpy"):
+        try:
+            versions[tool] = metadata.version(tool)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "isa": sorted(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags),
+            **versions}
+
+
+def measure_peak_gflops(size: int = 2048, repeat: int = 5) -> float:
+    """Best FP32 SGEMM rate of this machine right now (numpy's BLAS, all cores)."""
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((size, size), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+    return 2.0 * size**3 / best / 1e9
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _mel_of_length(vocoder, frames: int) -> np.ndarray:
+    """A real speech mel (the package's golden input) tiled to ``frames``."""
+    item = vocoder.manifest.golden["items"][0]["name"]
+    with np.load(vocoder.package.path / vocoder.manifest.golden["file"]) as data:
+        mel = data[f"{item}/in/mel"][0]
+    reps = -(-frames // mel.shape[1])
+    return np.ascontiguousarray(np.tile(mel, (1, reps))[:, :frames][None])
+
+
+def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), repeat: int = 5,
+              original: Path | None = None, original_config: Path | None = None,
+              step: Callable[[str], None] = lambda message: None) -> BenchReport:
+    if repeat < 1:
+        raise TtsoptError("--repeat must be at least 1")
+    vocoder = load(path)
+    manifest = vocoder.manifest
+    rate, hop = manifest.sample_rate, manifest.audio["hop_length"]
+    variants: dict[str, Callable[[np.ndarray], np.ndarray]] = {PACKAGE: vocoder.vocode}
+    notes = []
+    step("loading the original checkpoint for PyTorch eager")
+    try:
+        from ttsopt.families import spec_module
+
+        variants[EAGER] = spec_module(manifest.family).load_eager(manifest, original, original_config)
+    except ImportError:
+        notes.append("PyTorch eager not measured: torch is not installed (pip install 'ttsopt[build]')")
+    except TtsoptError as exc:
+        if original is not None:
+            raise
+        notes.append(f"PyTorch eager not measured: {exc} (pass --original CHECKPOINT)")
+
+    step("measuring this machine's FP32 peak")
+    peak = measure_peak_gflops()
+    flop = manifest.cost.get("flop_per_audio_second")
+    lengths = {s: max(1, round(s * rate / hop)) for s in seconds}
+    inputs = {s: _mel_of_length(vocoder, frames) for s, frames in lengths.items()}
+    times: dict[tuple[str, float], list[float]] = {(v, s): [] for v in variants for s in seconds}
+    for name, fn in variants.items():  # warm-up: first calls allocate and plan
+        for s in seconds:
+            fn(inputs[s])
+    for r in range(repeat):
+        step(f"timing, repetition {r + 1}/{repeat}")
+        for s in seconds:
+            for name, fn in variants.items():
+                times[(name, s)].append(_timed(lambda: fn(inputs[s])))
+    peak = max(peak, measure_peak_gflops())  # once more after, in case the machine was busy before
+
+    report = BenchReport(str(path), machine_description(), peak, flop, repeat, notes=notes)
+    for s in seconds:
+        audio_seconds = lengths[s] * hop / rate
+        row = {"seconds": s, "frames": lengths[s]}
+        for name in variants:
+            row[name] = {"rtf": statistics.median(times[(name, s)]) / audio_seconds,
+                         "rtf_all": [t / audio_seconds for t in times[(name, s)]]}
+        if EAGER in variants:
+            row["speedup_vs_eager"] = row[EAGER]["rtf"] / row[PACKAGE]["rtf"]
+        if flop:
+            row["floor_rtf"] = flop / (peak * 1e9)
+            row["percent_of_floor"] = 100.0 * row["floor_rtf"] / row[PACKAGE]["rtf"]
+        report.rows.append(row)
+
+    step("measuring peak memory in fresh processes")
+    longest = max(lengths.values())
+    for name in variants:
+        report.memory_mb[name] = _child_peak_rss_mb(name, Path(path), longest, original, original_config)
+    return report
+
+
+def _child_peak_rss_mb(variant: str, package: Path, frames: int, original: Path | None,
+                       original_config: Path | None) -> float:
+    args = [sys.executable, "-m", "ttsopt.bench", variant, str(package), str(frames),
+            str(original or ""), str(original_config or "")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise TtsoptError(f"memory measurement of {variant} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return float(done.stdout.strip()) / 1024.0
+
+
+def _child_main(variant: str, package: str, frames: str, original: str, original_config: str) -> None:
+    """Entry of the memory-measuring child: load one variant, synthesise once, print max RSS (KiB)."""
+    vocoder = load(package)
+    if variant == PACKAGE:
+        fn = vocoder.vocode
+    else:
+        from ttsopt.families import spec_module
+
+        fn = spec_module(vocoder.manifest.family).load_eager(vocoder.manifest, Path(original) if original else None,
+                                                           Path(original_config) if original_config else None)
+    fn(_mel_of_length(vocoder, int(frames)))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+if __name__ == "__main__":
+    _child_main(*sys.argv[1:6])

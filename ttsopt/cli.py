@@ -1,0 +1,271 @@
+"""The ``ttsopt`` command line: a thin layer over the build, verify, runtime and bench APIs.
+
+Errors the user can fix are printed as one line (``error: what is wrong: what to do``) with exit
+status 2; a failed quality gate exits with 1; progress goes to stderr so ``--json`` output on stdout
+stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ttsopt.errors import QualityGateError, TtsoptError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Export, optimise, verify and run neural TTS models (HiFi-GAN, ...).")
+out = Console()
+err = Console(stderr=True)
+
+
+class _NoteHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[yellow]note:[/] {record.getMessage()}", highlight=False)
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("ttsopt")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def command(fn: Callable) -> Callable:
+    """Register ``fn`` as a subcommand whose user errors become one line and an exit status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        _setup_logging()
+        try:
+            return fn(*args, **kwargs)
+        except QualityGateError as exc:
+            err.print(f"[red]failed:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        except TtsoptError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/]: nothing was written")
+            raise typer.Exit(130) from None
+
+    return app.command()(wrapper)
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isinf(value):
+        return "∞ (exact)" if value > 0 else "-∞"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}g}"
+
+
+def _status(message: str):
+    return err.status(message, spinner="dots")
+
+
+@command
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="HiFi-GAN generator checkpoint (jik876 format).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Package directory to write.")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="The checkpoint's config.json (default: beside it).")] = None,
+    target: Annotated[str, typer.Option("--target", help="Target profile from configs/: cpu, t4, a10g.")] = "cpu",
+    precision: Annotated[Optional[str], typer.Option("--precision", help="Override the target's default precision.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's verification as JSON.")] = False,
+) -> None:
+    """Export a checkpoint to a verified, self-contained package (ONNX graphs, golden data, manifest)."""
+    from ttsopt.build.exporter import export_package
+
+    with _status("exporting") as status:
+        manifest = export_package("hifigan", checkpoint, config, target, output, precision,
+                                  step=lambda message: status.update(message))
+    if as_json:
+        out.print_json(json.dumps({"package": str(output), "verification": manifest.verification}))
+        return
+    gates = manifest.verification["gates"]
+    out.print(f"[green]wrote[/] {output}  ({manifest.family} {manifest.task}, target {manifest.target['name']}, "
+              f"{manifest.precision}; " + ", ".join(f"{g['name']} {_fmt(g['value'])}" for g in gates[:2]) + ")")
+
+
+@command
+def verify(
+    package: Annotated[Path, typer.Argument(help="Package directory.")],
+    reference: Annotated[Optional[list[Path]], typer.Option("--reference", help="Recording(s) to resynthesise and compare with.")] = None,
+    original: Annotated[Optional[Path], typer.Option("--original", help="The original checkpoint, to show its own error beside the package's.")] = None,
+    original_config: Annotated[Optional[Path], typer.Option("--original-config", help="config.json of --original (default: beside it).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Spectrogram comparison PNG (default: PACKAGE-verify.png).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Measure a package against the original model's outputs and reference recordings; exit 1 if a gate fails."""
+    from ttsopt.verify import verify_package
+
+    plot = plot or package.with_name(f"{package.name}-verify.png")
+    with _status("verifying"):
+        report = verify_package(package, reference or [], original, original_config, plot)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict() | {"plot": str(plot)}))
+    else:
+        _print_verify(report, plot)
+    if not report.passed:
+        raise QualityGateError("; ".join(g.describe() for g in report.failed))
+
+
+def _print_verify(report, plot: Path) -> None:
+    table = Table(title=f"{report.package}: {report.precision} on {report.target}, against the original model's outputs")
+    for column in ("item", "output", "SNR dB", "max abs err", "log-mel L1", "MR-STFT", "NaN/Inf"):
+        table.add_column(column, justify="right" if column not in ("item", "output") else "left")
+    for row in report.golden:
+        table.add_row(row["item"], row["output"], _fmt(row["snr_db"]), _fmt(row["max_abs_error"]),
+                      _fmt(row.get("logmel_l1", float("nan"))), _fmt(row.get("mrstft", float("nan"))), str(row["nonfinite"]))
+    out.print(table)
+    if report.references:
+        table = Table(title="copy synthesis of reference recordings (the vocoder's own error)")
+        for column in ("reference", "seconds", "package log-mel L1", "package MCD dB", "original log-mel L1", "original MCD dB"):
+            table.add_column(column, justify="left" if column == "reference" else "right")
+        for row in report.references:
+            original = row.get("original")
+            table.add_row(Path(row["reference"]).name, _fmt(row["seconds"]), _fmt(row["package"]["logmel_l1"]),
+                          _fmt(row["package"]["mcd_db"]), _fmt(original["logmel_l1"]) if original else "—",
+                          _fmt(original["mcd_db"]) if original else "— (give --original)")
+        out.print(table)
+    table = Table(title="quality gates")
+    for column in ("gate", "value", "limit", "result"):
+        table.add_column(column)
+    for gate in report.gates:
+        table.add_row(gate.name, _fmt(gate.value), ("≥ " if gate.bound == "min" else "≤ ") + _fmt(gate.limit),
+                      "[green]pass[/]" if gate.passed else "[red]FAIL[/]")
+    out.print(table)
+    out.print(f"spectrogram comparison: {plot}")
+    out.print("[green]all gates pass[/]" if report.passed else "[red]quality gate failed[/]")
+
+
+@command
+def run(
+    package: Annotated[Path, typer.Argument(help="Package directory.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
+    wav: Annotated[Optional[Path], typer.Option("--wav", help="Copy synthesis: recording → mel → vocoder.")] = None,
+    mel: Annotated[Optional[Path], typer.Option("--mel", help="Log-mel spectrogram .npy, [n_mels, frames].")] = None,
+) -> None:
+    """Synthesise audio with a package (no torch needed)."""
+    import time
+
+    import numpy as np
+
+    from ttsopt.audio.io import write_wav
+    from ttsopt.runtime import load
+
+    if (wav is None) == (mel is None):
+        raise TtsoptError("give exactly one of --wav or --mel")
+    vocoder = load(package)
+    if wav is not None:
+        spectrogram = vocoder.mel_from_wav(wav)
+    else:
+        if not mel.is_file():
+            raise TtsoptError(f"mel file not found: {mel}")
+        try:
+            spectrogram = np.load(mel, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise TtsoptError(f"cannot read {mel} as a .npy array ({exc}): save it with numpy.save") from None
+    start = time.perf_counter()
+    audio = vocoder.vocode(spectrogram)
+    elapsed = time.perf_counter() - start
+    write_wav(output, audio, vocoder.sample_rate)
+    seconds = len(audio) / vocoder.sample_rate
+    out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {vocoder.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
+
+
+@command
+def bench(
+    package: Annotated[Path, typer.Argument(help="Package directory.")],
+    seconds: Annotated[str, typer.Option("--seconds", help="Audio lengths to time, comma-separated.")] = "1,5,20",
+    repeat: Annotated[int, typer.Option("--repeat", help="Interleaved repetitions per length (medians reported).")] = 5,
+    original: Annotated[Optional[Path], typer.Option("--original", help="Original checkpoint (default: the one the package was exported from).")] = None,
+    original_config: Annotated[Optional[Path], typer.Option("--original-config", help="config.json of --original.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Real-time factor of the package vs PyTorch eager and vs this machine's floor, measured in one run."""
+    from ttsopt.bench import EAGER, PACKAGE, run_bench
+
+    try:
+        lengths = tuple(float(s) for s in seconds.split(",") if s.strip())
+    except ValueError:
+        raise TtsoptError(f"--seconds must be numbers separated by commas, got {seconds!r}") from None
+    if not lengths or min(lengths) <= 0:
+        raise TtsoptError("--seconds needs positive lengths")
+    with _status("benchmarking") as status:
+        report = run_bench(package, lengths, repeat, original, original_config, step=lambda m: status.update(m))
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+        return
+    machine = report.machine
+    table = Table(title=f"RTF (median of {report.repeat}, interleaved) on {machine['cpu']}, {machine['cores']} cores")
+    for column in ("audio", PACKAGE, EAGER, "speed-up vs eager", "floor RTF", "% of floor"):
+        table.add_column(column, justify="right")
+    for row in report.rows:
+        eager = row.get(EAGER)
+        table.add_row(f"{row['seconds']:g} s", f"{row[PACKAGE]['rtf']:.3f}", f"{eager['rtf']:.3f}" if eager else "—",
+                      f"{row['speedup_vs_eager']:.2f}×" if eager else "—",
+                      f"{row['floor_rtf']:.3f}" if "floor_rtf" in row else "—",
+                      f"{row['percent_of_floor']:.0f} %" if "percent_of_floor" in row else "—")
+    out.print(table)
+    flop = report.flop_per_audio_second
+    out.print(f"floor = {flop / 1e9:.1f} GFLOP per audio second / measured FP32 peak {report.peak_gflops:.0f} GFLOP/s"
+              if flop else f"measured FP32 peak {report.peak_gflops:.0f} GFLOP/s (the package records no FLOP count)")
+    out.print("peak memory (fresh process, longest length): " +
+              ", ".join(f"{name} {mb:.0f} MB" for name, mb in report.memory_mb.items()))
+    for note in report.notes:
+        out.print(f"[yellow]note:[/] {note}")
+
+
+@command
+def inspect(
+    package: Annotated[Path, typer.Argument(help="Package directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show what a package holds: model, audio settings, graphs and their shapes, tools, verification."""
+    from ttsopt.package import read_manifest
+
+    manifest = read_manifest(package, check_files=True)
+    if as_json:
+        out.print_json(manifest.to_json())
+        return
+    mel = manifest.audio.get("mel", {})
+    out.print(f"[bold]{package}[/]: {manifest.family} {manifest.task}, target {manifest.target['name']}, "
+              f"{manifest.precision}, schema {manifest.schema_version}; all {len(manifest.files)} files match their sha256")
+    out.print(f"audio: {manifest.sample_rate} Hz; mel: " + ", ".join(f"{k} {v}" for k, v in mel.items()))
+    out.print(f"source: {manifest.source.get('checkpoint')} (sha256 {manifest.source.get('sha256', '')[:12]}…)")
+    table = Table(title="graphs")
+    for column in ("graph", "file", "size MB", "inputs", "outputs", "dim ranges (min/opt/max)"):
+        table.add_column(column)
+    for name, entry in manifest.graphs.items():
+        size = (package / entry.file).stat().st_size / 1e6
+        describe = lambda specs: "\n".join(f"{t.name} {t.dtype} {list(t.shape)}" for t in specs)  # noqa: E731
+        table.add_row(name, entry.file, f"{size:.1f}", describe(entry.inputs), describe(entry.outputs),
+                      "\n".join(f"{d}: {r.min}/{r.opt}/{r.max}" for d, r in entry.dims.items()))
+    out.print(table)
+    gates = manifest.verification.get("gates", [])
+    if gates:
+        out.print("verified at export: " + "; ".join(
+            f"{g['name']} {_fmt(g['value'])} ({'pass' if g['passed'] else 'FAIL'})" for g in gates))
+    if "flop_per_audio_second" in manifest.cost:
+        out.print(f"cost: {manifest.cost['flop_per_audio_second'] / 1e9:.1f} GFLOP per audio second")
+    out.print("made with " + ", ".join(f"{k} {v}" for k, v in manifest.tools.items()))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Token sampling and the autoregressive loop of the GPT-SoVITS GPT, in numpy only (no torch).
+
+This reproduces the official ``infer_panel_naive`` / ``AR.models.utils.sample`` semantics, in their
+order, with every knob a per-request parameter:
+
+0. EOS suppression: during the first ``eos_suppress_steps`` (11) loop indices EOS can neither be drawn
+   nor win the argmax stop check (officially the EOS column is dropped; here it is set to −inf, which is
+   the same for every later stage and keeps the vector length fixed).
+1. Repetition penalty over every distinct token of the history (prompt tokens included): a positive
+   logit is divided by the penalty, a negative one multiplied.
+2. Top-p: sort descending, cumulative softmax, drop every token whose cumulative probability exceeds
+   ``top_p`` — the token that crosses the threshold is dropped too — but always keep the first.
+3. Temperature: divide by ``max(temperature, 1e-5)``.
+4. Top-k: keep logits ≥ the k-th largest (ties kept).
+5. Softmax, then the "exponential race": ``argmax(probs / q)`` with ``q ~ Exp(1)`` i.i.d., which draws
+   exactly from ``probs`` (the official exporters' Gaussian ``q`` is a known bug and is not copied).
+
+Stop rules after each draw: EOS if the draw is EOS **or** the argmax of the penalised logits (stage 1
+output) is EOS — the EOS itself is not kept; early stop once more than ``early_stop_num`` tokens were
+generated (so ``early_stop_num + 1`` are kept, as officially); a hard cap of ``max_new_tokens`` (the
+official loop runs at most 1500 iterations).
+
+Deliberate differences from the official code (its quirks, not its semantics):
+
+* The early-stop and max-length paths: the official callers pass ``y[:, -idx:]`` to SoVITS, which there
+  holds ``idx + 1`` new tokens, so the FIRST generated token is silently dropped.  :func:`generate`
+  returns every generated token.
+* Reference-free mode: the official function returns ``idx = 0`` (callers then take the whole ``y``);
+  :class:`GenerationResult.steps` is the real loop index.
+* If nothing was generated, the official code appends one ``0`` token ("bad zero prediction");
+  here ``tokens`` is simply empty (only reachable with ``eos_suppress_steps = 0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+
+from ttsopt.errors import TtsoptError
+
+EOS_TOKEN = 1024
+StopReason = Literal["eos", "early_stop", "max_new_tokens"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request decoding parameters; defaults are those of the official front ends.
+
+    ``top_k=None`` disables top-k (official export scripts use ``config.inference.top_k``; the webui
+    sliders default to 15).  ``greedy=True`` ignores top-k/top-p/temperature and takes the argmax of the
+    penalised logits (what ``top_k=1`` gives, without drawing random numbers).  ``early_stop_num=-1``
+    disables early stop (official front ends pass 50·max_sec = 2700, which never fires before the cap).
+    """
+
+    top_k: int | None = 15
+    top_p: float = 1.0
+    temperature: float = 1.0
+    repetition_penalty: float = 1.35
+    greedy: bool = False
+    early_stop_num: int = -1
+    max_new_tokens: int = 1500
+    eos_suppress_steps: int = 11
+    eos_token: int = EOS_TOKEN
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.top_k is not None and self.top_k < 1:
+            problems.append(f"top_k must be >= 1 or None, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if not self.temperature >= 0.0:
+            problems.append(f"temperature must be >= 0, got {self.temperature}")
+        if not self.repetition_penalty > 0.0:
+            problems.append(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.early_stop_num < -1:
+            problems.append(f"early_stop_num must be -1 (off) or >= 0, got {self.early_stop_num}")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.eos_suppress_steps < 0:
+            problems.append(f"eos_suppress_steps must be >= 0, got {self.eos_suppress_steps}")
+        if problems:
+            raise TtsoptError("invalid sampling parameters: " + "; ".join(problems))
+
+    def make_rng(self) -> np.random.Generator:
+        """A fresh generator from ``seed`` (entropy from the OS when ``seed`` is None)."""
+        return np.random.default_rng(self.seed)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The stages, each a pure function on a float32 logit vector
+# ------------------------------------------------------------------------------------------------------
+
+
+def suppress_eos(logits: np.ndarray, step: int, params: SamplingParams) -> np.ndarray:
+    """Stage 0: EOS → −inf while ``step < eos_suppress_steps`` (loop index; the prefill is step 0)."""
+    if step >= params.eos_suppress_steps:
+        return logits
+    out = logits.copy()
+    out[params.eos_token] = -np.inf
+    return out
+
+
+def apply_repetition_penalty(logits: np.ndarray, history: np.ndarray, penalty: float) -> np.ndarray:
+    """Stage 1: for every distinct id in ``history``: ``s / penalty`` if ``s >= 0`` else ``s * penalty``."""
+    if penalty == 1.0 or history.size == 0:
+        return logits
+    out = logits.copy()
+    scores = out[history]
+    out[history] = np.where(scores < 0, scores * np.float32(penalty), scores / np.float32(penalty))
+    return out
+
+
+def apply_top_p(logits: np.ndarray, top_p: float) -> np.ndarray:
+    """Stage 2: nucleus filter with the official rule (the threshold-crossing token is removed too)."""
+    if top_p >= 1.0:
+        return logits
+    order = np.argsort(-logits, kind="stable")
+    probs = _softmax(logits[order])
+    remove_sorted = np.cumsum(probs) > top_p
+    remove_sorted[0] = False
+    remove = np.empty_like(remove_sorted)
+    remove[order] = remove_sorted
+    return np.where(remove, np.float32(-np.inf), logits)
+
+
+def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Stage 3: divide by ``max(temperature, 1e-5)`` (temperature 0 is thus near-greedy, not an error)."""
+    return logits / np.float32(max(temperature, 1e-5))
+
+
+def apply_top_k(logits: np.ndarray, top_k: int | None) -> np.ndarray:
+    """Stage 4: keep logits >= the k-th largest value (ties at the pivot are all kept)."""
+    if top_k is None or top_k >= logits.size:
+        return logits
+    pivot = np.partition(logits, logits.size - top_k)[logits.size - top_k]
+    return np.where(logits < pivot, np.float32(-np.inf), logits)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - np.max(logits)
+    weights = np.exp(shifted)
+    return weights / weights.sum()
+
+
+def next_token_distribution(raw_logits: np.ndarray, history: np.ndarray, step: int,
+                            params: SamplingParams) -> tuple[np.ndarray, np.ndarray]:
+    """Stages 0–4 + softmax → (probabilities [vocab] float64, penalised logits [vocab] float32).
+
+    The penalised logits (after stages 0 and 1) are what the argmax EOS stop check looks at.
+    """
+    logits = np.asarray(raw_logits, dtype=np.float32).reshape(-1)
+    penalised = apply_repetition_penalty(suppress_eos(logits, step, params),
+                                         np.asarray(history, dtype=np.int64).reshape(-1),
+                                         params.repetition_penalty)
+    filtered = apply_top_k(apply_temperature(apply_top_p(penalised, params.top_p), params.temperature),
+                           params.top_k)
+    return _softmax(filtered), penalised
+
+
+def draw_token(probs: np.ndarray, rng: np.random.Generator) -> int:
+    """Exponential race: ``argmax(probs / q)``, ``q ~ Exp(1)``; picks index i with probability probs[i]."""
+    return int(np.argmax(probs / rng.standard_exponential(probs.shape[0])))
+
+
+@dataclass(frozen=True)
+class TokenDecision:
+    """One step's outcome: the chosen token and whether it ends the utterance (EOS rule)."""
+
+    token: int
+    is_eos: bool
+
+
+def sample_next_token(raw_logits: np.ndarray, history: np.ndarray, step: int, params: SamplingParams,
+                      rng: np.random.Generator | None) -> TokenDecision:
+    """Choose the token of loop index ``step`` from its raw logits and the history (prompt + generated)."""
+    if params.greedy:
+        logits = np.asarray(raw_logits, dtype=np.float32).reshape(-1)
+        penalised = apply_repetition_penalty(suppress_eos(logits, step, params),
+                                             np.asarray(history, dtype=np.int64).reshape(-1),
+                                             params.repetition_penalty)
+        token = int(np.argmax(penalised))
+        return TokenDecision(token, token == params.eos_token)
+    if rng is None:
+        raise ValueError("a numpy Generator is required unless params.greedy is set")
+    probs, penalised = next_token_distribution(raw_logits, history, step, params)
+    token = draw_token(probs, rng)
+    return TokenDecision(token, token == params.eos_token or int(np.argmax(penalised)) == params.eos_token)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The loop
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What one request produced.
+
+    ``tokens``: every generated semantic token in order, EOS excluded — what SoVITS should decode.
+    ``steps``: the loop index at which decoding stopped (the prefill is index 0), so
+    ``len(tokens) == steps`` after EOS and ``steps + 1`` after an early stop or the length cap.
+    ``logits``: the raw logits of every loop index ``[steps + 1, vocab]`` when recorded.
+    """
+
+    tokens: np.ndarray
+    stop_reason: StopReason
+    steps: int
+    logits: np.ndarray | None = None
+
+
+PrefillFn = Callable[[], np.ndarray]
+StepFn = Callable[[int, int], np.ndarray]
+
+
+def generate(prefill: PrefillFn, step: StepFn, prompt_tokens: np.ndarray | Sequence[int] | None,
+             params: SamplingParams, rng: np.random.Generator | None = None, *,
+             record_logits: bool = False) -> GenerationResult:
+    """Run the autoregressive loop of one request with any runtime (PyTorch, onnxruntime, ...).
+
+    ``prefill()`` returns the raw logits [vocab] of loop index 0.  ``step(token, position)`` feeds the
+    token chosen at loop index ``j`` at audio position ``P + j`` (P = number of prompt tokens, 0 in
+    reference-free mode) and returns the raw logits of loop index ``j + 1``; the callable owns its
+    KV cache.  ``rng`` defaults to ``params.make_rng()``.
+    """
+    prompt = np.asarray([] if prompt_tokens is None else prompt_tokens, dtype=np.int64).reshape(-1)
+    if prompt.size and (prompt.min() < 0 or prompt.max() >= params.eos_token):
+        raise TtsoptError(f"prompt semantic tokens must lie in [0, {params.eos_token}), "
+                          f"got {prompt.min()}..{prompt.max()}")
+    if rng is None and not params.greedy:
+        rng = params.make_rng()
+    history = np.empty(prompt.size + params.max_new_tokens, dtype=np.int64)
+    history[:prompt.size] = prompt
+    generated = 0
+    recorded: list[np.ndarray] = []
+    logits = prefill()
+    idx = 0
+    while True:
+        if record_logits:
+            recorded.append(np.asarray(logits, dtype=np.float32).reshape(-1).copy())
+        decision = sample_next_token(logits, history[:prompt.size + generated], idx, params, rng)
+        reason: StopReason | None = None
+        if decision.is_eos:
+            reason = "eos"
+        else:
+            history[prompt.size + generated] = decision.token
+            generated += 1
+            if params.early_stop_num != -1 and generated > params.early_stop_num:
+                reason = "early_stop"
+            elif generated >= params.max_new_tokens:
+                reason = "max_new_tokens"
+        if reason is not None:
+            return GenerationResult(tokens=history[prompt.size:prompt.size + generated].copy(),
+                                    stop_reason=reason, steps=idx,
+                                    logits=np.stack(recorded) if record_logits else None)
+        logits = step(decision.token, prompt.size + idx)
+        idx += 1

@@ -1,0 +1,130 @@
+"""HiFi-GAN generator (Kong et al., 2020) in the layout of the jik876 reference checkpoints.
+
+Only the generator is modelled: ttsopt never trains, so the discriminators are not built.  Module and
+parameter names follow the jik876 state dict (``conv_pre``, ``ups.{i}``, ``resblocks.{j}.convs1.{k}``,
+``conv_post``) so that a checkpoint loads without renaming.  Every convolution is weight-normed with
+``torch.nn.utils.parametrizations.weight_norm``; the legacy ``weight_g``/``weight_v`` keys of the
+published checkpoints are mapped onto it by :mod:`ttsopt.families.hifigan.checkpoint`, and
+:func:`ttsopt.build.folding.remove_weight_norm` folds it away before export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import weight_norm
+
+LRELU_SLOPE = 0.1
+
+
+@dataclass(frozen=True)
+class HiFiGANConfig:
+    """The generator's hyper-parameters plus the mel front end it was trained on (jik876 ``config.json``)."""
+
+    resblock: str
+    upsample_rates: tuple[int, ...]
+    upsample_kernel_sizes: tuple[int, ...]
+    upsample_initial_channel: int
+    resblock_kernel_sizes: tuple[int, ...]
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...]
+    num_mels: int = 80
+    n_fft: int = 1024
+    hop_size: int = 256
+    win_size: int = 1024
+    sampling_rate: int = 22050
+    fmin: float = 0.0
+    fmax: float | None = 8000.0
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def upsample_factor(self) -> int:
+        factor = 1
+        for rate in self.upsample_rates:
+            factor *= rate
+        return factor
+
+    def mel_settings(self) -> dict:
+        """The mel front end, in the form the runtime's :class:`ttsopt.audio.mel.MelSettings` takes."""
+        return {
+            "sample_rate": self.sampling_rate,
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_size,
+            "win_length": self.win_size,
+            "n_mels": self.num_mels,
+            "fmin": float(self.fmin),
+            "fmax": None if self.fmax is None else float(self.fmax),
+        }
+
+
+def _padding(kernel_size: int, dilation: int = 1) -> int:
+    return (kernel_size * dilation - dilation) // 2
+
+
+def _wn_conv(in_ch: int, out_ch: int, kernel_size: int, dilation: int = 1) -> nn.Conv1d:
+    return weight_norm(nn.Conv1d(in_ch, out_ch, kernel_size, 1, dilation=dilation,
+                                 padding=_padding(kernel_size, dilation)))
+
+
+class ResBlock1(nn.Module):
+    """Three residual units, each a dilated conv followed by an undilated one (V1/V2)."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]):
+        super().__init__()
+        self.convs1 = nn.ModuleList(_wn_conv(channels, channels, kernel_size, d) for d in dilations)
+        self.convs2 = nn.ModuleList(_wn_conv(channels, channels, kernel_size) for _ in dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for dilated, plain in zip(self.convs1, self.convs2):
+            y = dilated(F.leaky_relu(x, LRELU_SLOPE))
+            x = x + plain(F.leaky_relu(y, LRELU_SLOPE))
+        return x
+
+
+class ResBlock2(nn.Module):
+    """Residual units of one dilated conv each (V3)."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]):
+        super().__init__()
+        self.convs = nn.ModuleList(_wn_conv(channels, channels, kernel_size, d) for d in dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = x + conv(F.leaky_relu(x, LRELU_SLOPE))
+        return x
+
+
+class HiFiGANGenerator(nn.Module):
+    """Mel spectrogram ``[batch, num_mels, frames]`` → waveform ``[batch, 1, frames * hop]`` in [-1, 1]."""
+
+    def __init__(self, config: HiFiGANConfig):
+        super().__init__()
+        self.config = config
+        resblock = {"1": ResBlock1, "2": ResBlock2}[config.resblock]
+        channels = config.upsample_initial_channel
+        self.num_kernels = len(config.resblock_kernel_sizes)
+        self.conv_pre = weight_norm(nn.Conv1d(config.num_mels, channels, 7, 1, padding=3))
+        self.ups = nn.ModuleList()
+        self.resblocks = nn.ModuleList()
+        for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes)):
+            in_ch, out_ch = channels // 2**i, channels // 2 ** (i + 1)
+            self.ups.append(weight_norm(nn.ConvTranspose1d(in_ch, out_ch, kernel, rate,
+                                                           padding=(kernel - rate) // 2)))
+            for k, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes):
+                self.resblocks.append(resblock(out_ch, k, tuple(dilations)))
+        self.conv_post = weight_norm(nn.Conv1d(channels // 2 ** len(self.ups), 1, 7, 1, padding=3))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.conv_pre(mel)
+        for i, up in enumerate(self.ups):
+            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            acc = blocks[0](x)
+            for block in blocks[1:]:
+                acc = acc + block(x)
+            x = acc / self.num_kernels
+        # The reference implementation uses torch's default slope (0.01) here, not LRELU_SLOPE.
+        x = self.conv_post(F.leaky_relu(x))
+        return torch.tanh(x)

@@ -1,0 +1,81 @@
+"""An opened package: its manifest, and onnxruntime sessions for its graphs created on first use."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ttsopt.errors import TtsoptError
+from ttsopt.package.manifest import GraphEntry, Manifest, read_manifest
+
+log = logging.getLogger("ttsopt")
+
+_OPT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+_NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
+
+
+class Package:
+    """A verified-on-load package.  ``run(graph, inputs)`` checks inputs against the manifest's specs."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.manifest: Manifest = read_manifest(self.path, check_files=True)
+        self._sessions: dict[str, object] = {}
+
+    def session(self, name: str):
+        if name not in self._sessions:
+            self._sessions[name] = self._create_session(self.manifest.graphs[name])
+        return self._sessions[name]
+
+    def _create_session(self, entry: GraphEntry):
+        import onnxruntime as ort
+
+        settings = self.manifest.target["runtime"]
+        options = ort.SessionOptions()
+        ort_settings = settings.get("onnxruntime", {})
+        options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, _OPT_LEVELS[ort_settings.get("graph_optimization_level", "all")])
+        options.intra_op_num_threads = int(ort_settings.get("intra_op_num_threads", 0))
+        options.inter_op_num_threads = int(ort_settings.get("inter_op_num_threads", 1))
+        options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if ort_settings.get("execution_mode") == "parallel"
+                                  else ort.ExecutionMode.ORT_SEQUENTIAL)
+        options.enable_mem_pattern = bool(ort_settings.get("enable_mem_pattern", False))
+        options.log_severity_level = 3
+        available = set(ort.get_available_providers())
+        providers = [p for p in settings["providers"] if p in available]
+        if providers != settings["providers"][: len(providers)] or not providers:
+            log.warning("execution providers %s are not available here; running on %s",
+                        [p for p in settings["providers"] if p not in available], providers or ["CPUExecutionProvider"])
+        try:
+            return ort.InferenceSession(str(self.path / entry.file), options,
+                                        providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise TtsoptError(f"package {self.path}: onnxruntime cannot load {entry.file} "
+                              f"({str(exc).splitlines()[0][:160]}): re-export the package") from None
+
+    def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        entry = self.manifest.graphs[name]
+        feed = {}
+        sizes: dict[str, int] = {}
+        for spec in entry.inputs:
+            if spec.name not in inputs:
+                raise TtsoptError(f"graph {name} needs input {spec.name!r}")
+            array = np.ascontiguousarray(inputs[spec.name], dtype=_NUMPY_DTYPES[spec.dtype])
+            if array.ndim != len(spec.shape):
+                raise TtsoptError(f"{spec.name} must have {len(spec.shape)} dims {list(spec.shape)}, got shape {list(array.shape)}")
+            for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+                if isinstance(want, int) and want != got:
+                    raise TtsoptError(f"{spec.name} must have size {want} on axis {axis} {list(spec.shape)}, got {list(array.shape)}")
+                if isinstance(want, str):
+                    if sizes.setdefault(want, got) != got:
+                        raise TtsoptError(f"inputs disagree on {want}: {sizes[want]} vs {got}")
+                    bounds = entry.dims[want]
+                    if not bounds.contains(got):
+                        raise TtsoptError(f"{spec.name}: {want} = {got} is outside the package's range "
+                                          f"[{bounds.min}, {bounds.max}]: split the input or re-export with a wider range")
+            feed[spec.name] = array
+        outputs = self.session(name).run(None, feed)
+        return {spec.name: value for spec, value in zip(entry.outputs, outputs)}

@@ -1,0 +1,189 @@
+"""``ttsopt verify``: measure a package against the original model, in audio terms, and gate it.
+
+(a) Against the golden outputs stored at export (the original PyTorch model on the verification set):
+    waveform SNR, max abs error, log-mel L1 in the model's mel space, multi-resolution STFT distance.
+(b) Against reference recordings (copy synthesis): log-mel L1 and MCD of the package's resynthesis,
+    and of the original checkpoint's beside it when given, so the cost of the optimisation is visible
+    next to the vocoder's own error.
+
+Gates come from the package's target profile for its precision.  Torch is imported only for
+``--original``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ttsopt.audio.io import read_wav
+from ttsopt.audio.mel import MelSettings, log_mel
+from ttsopt.audio.metrics import golden_metrics, max_abs_error, reference_metrics, snr_db
+from ttsopt.runtime import Package, load
+
+
+@dataclass
+class Gate:
+    name: str
+    value: float
+    limit: float
+    bound: str  # "min" or "max"
+
+    @property
+    def passed(self) -> bool:
+        if isinstance(self.value, float) and math.isnan(self.value):
+            return False
+        return self.value >= self.limit if self.bound == "min" else self.value <= self.limit
+
+    def describe(self) -> str:
+        sign = "≥" if self.bound == "min" else "≤"
+        return f"{self.name} {self.value:.4g} (needs {sign} {self.limit:g})"
+
+
+@dataclass
+class VerifyReport:
+    package: str
+    target: str
+    precision: str
+    golden: list[dict] = field(default_factory=list)
+    references: list[dict] = field(default_factory=list)
+    gates: list[Gate] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Gate]:
+        return [gate for gate in self.gates if not gate.passed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for gate, row in zip(self.gates, data["gates"]):
+            row["passed"] = gate.passed
+        data["passed"] = self.passed
+        return _finite(data)
+
+
+def _finite(value):
+    """JSON has no infinities: an exact match (SNR = inf) is written as the string "inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else "-inf" if value < 0 else "nan"
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _golden_arrays(package: Package) -> dict[str, np.ndarray]:
+    with np.load(package.path / package.manifest.golden["file"]) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _check_golden(package: Package) -> list[dict]:
+    manifest = package.manifest
+    mel = MelSettings(**manifest.audio["mel"]) if "mel" in manifest.audio else None
+    arrays = _golden_arrays(package)
+    rows = []
+    for item in manifest.golden["items"]:
+        graph = manifest.graphs[item["graph"]]
+        inputs = {t.name: arrays[f"{item['name']}/in/{t.name}"] for t in graph.inputs}
+        outputs = package.run(item["graph"], inputs)
+        for spec in graph.outputs:
+            want, got = arrays[f"{item['name']}/out/{spec.name}"], outputs[spec.name]
+            if spec.kind == "audio" and mel is not None:
+                metrics = golden_metrics(want, got, mel)
+            else:
+                metrics = {"snr_db": snr_db(want, got), "max_abs_error": max_abs_error(want, got),
+                           "nonfinite": int(got.size - np.count_nonzero(np.isfinite(got)))}
+            rows.append({"item": item["name"], "graph": item["graph"], "output": spec.name, **metrics})
+    return rows
+
+
+def _golden_gates(rows: list[dict], gates: dict[str, float]) -> list[Gate]:
+    result = []
+    if "snr_db_min" in gates:
+        result.append(Gate("golden SNR dB (worst)", min(r["snr_db"] for r in rows), gates["snr_db_min"], "min"))
+    audio_rows = [r for r in rows if "logmel_l1" in r]
+    if "logmel_l1_max" in gates and audio_rows:
+        result.append(Gate("golden log-mel L1 (worst)", max(r["logmel_l1"] for r in audio_rows), gates["logmel_l1_max"], "max"))
+    if "nonfinite_max" in gates:
+        result.append(Gate("NaN/Inf samples", sum(r["nonfinite"] for r in rows), gates["nonfinite_max"], "max"))
+    return result
+
+
+def verify_golden(path: str | Path) -> VerifyReport:
+    """Check a package against its stored golden outputs only (what ``export`` runs before committing)."""
+    package = Package(path)
+    rows = _check_golden(package)
+    return VerifyReport(str(path), package.manifest.target["name"], package.manifest.precision,
+                        golden=rows, gates=_golden_gates(rows, package.manifest.gates))
+
+
+def verify_package(path: str | Path, references: list[Path] = (), original: Path | None = None,
+                   original_config: Path | None = None, plot: Path | None = None) -> VerifyReport:
+    """Full verification: golden outputs, reference recordings, optional original, gates, plot."""
+    vocoder = load(path)
+    manifest = vocoder.manifest
+    report = verify_golden(path)
+    eager = None
+    if original is not None:
+        from ttsopt.families import spec_module
+
+        eager = spec_module(manifest.family).load_eager(manifest, original, original_config)
+    plot_pair = None
+    for reference in references:
+        recording = read_wav(reference, vocoder.sample_rate)
+        mel = vocoder.mel(recording)
+        output = vocoder.vocode(mel)
+        row = {"reference": str(reference), "seconds": round(len(recording) / vocoder.sample_rate, 3),
+               "package": reference_metrics(recording, output, vocoder.mel_settings)}
+        if eager is not None:
+            row["original"] = reference_metrics(recording, eager(mel[None]), vocoder.mel_settings)
+        report.references.append(row)
+        plot_pair = plot_pair or (recording, output, f"reference {Path(reference).name}")
+    if eager is not None and report.references:
+        excess = max(r["package"]["logmel_l1"] - r["original"]["logmel_l1"] for r in report.references)
+        limit = manifest.gates.get("reference_logmel_l1_excess_max")
+        if limit is not None:
+            report.gates.append(Gate("reference log-mel L1 excess over original", excess, limit, "max"))
+    if plot is not None:
+        if plot_pair is None:
+            item = manifest.golden["items"][0]["name"]
+            arrays = _golden_arrays(vocoder.package)
+            plot_pair = (arrays[f"{item}/out/audio"], vocoder.vocode(arrays[f"{item}/in/mel"]), f"golden output ({item})")
+        write_spectrogram_comparison(plot, *plot_pair, vocoder.mel_settings)
+    return report
+
+
+def write_spectrogram_comparison(path: Path, reference: np.ndarray, output: np.ndarray, label: str,
+                                 mel: MelSettings) -> None:
+    """PNG with three log-mel panels: the reference, the package's output, and their difference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(len(reference.reshape(-1)), len(output.reshape(-1)))
+    ref_mel, out_mel = log_mel(reference.reshape(-1)[:n], mel), log_mel(output.reshape(-1)[:n], mel)
+    seconds = n / mel.sample_rate
+    fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True, constrained_layout=True)
+    extent = (0, seconds, 0, mel.n_mels)
+    low, high = min(ref_mel.min(), out_mel.min()), max(ref_mel.max(), out_mel.max())
+    for axis, data, title, cmap, limits in (
+            (axes[0], ref_mel, label, "magma", (low, high)),
+            (axes[1], out_mel, "package output", "magma", (low, high)),
+            (axes[2], out_mel - ref_mel, "difference (output − reference), log-mel", "coolwarm", (-2, 2))):
+        image = axis.imshow(data, origin="lower", aspect="auto", extent=extent, cmap=cmap,
+                            vmin=limits[0], vmax=limits[1], interpolation="nearest")
+        axis.set_title(title)
+        axis.set_ylabel("mel bin")
+        fig.colorbar(image, ax=axis)
+    axes[2].set_xlabel("seconds")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
