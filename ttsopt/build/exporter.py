@@ -1,0 +1,105 @@
+"""``ttsopt export``: checkpoint → verified package, written atomically.
+
+Pipeline: load (family spec) → golden outputs of the original model → fold → ONNX export + fidelity
+check → package files and manifest → verification against the golden outputs in onnxruntime → move
+into place.  A package that fails its target's gates is not written.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from importlib.resources import files
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ttsopt.audio.io import read_wav
+from ttsopt.build.cost import count_flops
+from ttsopt.build.onnx_export import OPSET, export_onnx
+from ttsopt.build.spec import ExportPlan
+from ttsopt.errors import QualityGateError
+from ttsopt.families import spec_module
+from ttsopt.package import GraphEntry, Manifest, PackageWriter
+from ttsopt.package.manifest import sha256_file
+from ttsopt.targets import load_target, resolve_precision
+
+GOLDEN_FILE = "golden.npz"
+_TOOLS = ("ttsopt", "torch", "onnx", "onnxruntime", "onnxslim", "numpy")
+
+
+def verification_speech() -> list[Path]:
+    """The bundled verification recordings (espeak-ng speech, two voices)."""
+    return sorted(Path(str(p)) for p in files("ttsopt.assets").joinpath("speech").iterdir() if p.name.endswith(".wav"))
+
+
+def load_verification_speech(sample_rate: int) -> list[tuple[str, np.ndarray]]:
+    """(name, waveform) of each bundled recording at ``sample_rate``."""
+    return [(path.stem, read_wav(path, sample_rate)) for path in verification_speech()]
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for tool in _TOOLS:
+        try:
+            versions[tool] = metadata.version(tool)
+        except metadata.PackageNotFoundError:
+            versions[tool] = "not installed"
+    return versions
+
+
+def export_package(family: str, checkpoint: Path, config: Path | None, target: str, out: Path,
+                   precision: str | None = None, step: Callable[[str], None] = lambda message: None) -> Manifest:
+    profile = load_target(target)
+    precision = resolve_precision(profile, precision)
+    spec = spec_module(family)
+
+    step("loading checkpoint")
+    plan: ExportPlan = spec.plan(checkpoint, config, speech=load_verification_speech)
+    rate = plan.audio["sample_rate"]
+
+    with PackageWriter(out) as writer:
+        step("running the original model on the verification set")
+        golden_arrays: dict[str, np.ndarray] = {}
+        for item in plan.golden:
+            outputs = plan.original[item.graph](item.inputs)
+            golden_arrays.update({f"{item.name}/in/{k}": v for k, v in item.inputs.items()})
+            golden_arrays.update({f"{item.name}/out/{k}": v for k, v in outputs.items()})
+        np.savez(writer.path(GOLDEN_FILE), **golden_arrays)
+
+        graphs: dict[str, GraphEntry] = {}
+        fidelity: dict[str, dict] = {}
+        metadata_props = {"ttsopt.family": plan.family, "ttsopt.task": plan.task, "ttsopt.precision": precision,
+                          "ttsopt.target": target, "sample_rate": str(rate), "ttsopt.audio": plan.audio}
+        for graph in plan.graphs:
+            step(f"exporting graph {graph.name} to ONNX")
+            file = f"{graph.name}.onnx"
+            fidelity[graph.name] = export_onnx(graph, writer.path(file), metadata_props | {"ttsopt.graph": graph.name})
+            graphs[graph.name] = GraphEntry(file=file, inputs=graph.inputs, outputs=graph.outputs,
+                                            dims=graph.dims, opset=OPSET)
+        cost = {}
+        if plan.cost_example is not None:
+            module, inputs, seconds = plan.cost_example
+            cost["flop_per_audio_second"] = count_flops(module, *inputs) / seconds
+
+        manifest = Manifest(
+            family=plan.family, task=plan.task, model_config=plan.model_config, audio=plan.audio,
+            target=profile, precision=precision,
+            source=plan.source | {"sha256": sha256_file(checkpoint)},
+            graphs=graphs, golden={"file": GOLDEN_FILE, "items": [{"name": i.name, "graph": i.graph} for i in plan.golden]},
+            cost=cost, tools=tool_versions(),
+        )
+        writer.write_manifest(manifest)
+
+        step("verifying the package against the original's outputs")
+        from ttsopt.verify import verify_golden
+
+        report = verify_golden(writer.scratch)
+        manifest.verification = {"export_fidelity": fidelity, **report.to_dict()}
+        if not report.passed:
+            raise QualityGateError(f"the exported package fails its {precision} gates "
+                                   f"({'; '.join(g.describe() for g in report.failed)}): nothing was written")
+        writer.write_manifest(manifest)
+        writer.commit()
+    return manifest

@@ -1,0 +1,55 @@
+"""What a model family hands the generic exporter: its graphs, their shapes, and golden inputs.
+
+A family (``ttsopt/families/<name>/``) is a model file plus a spec module with one function,
+``plan(checkpoint, config, speech) -> ExportPlan``, and one ``load_eager(manifest)`` for benchmarks.
+The exporter, ``verify`` and the runtime never special-case a family beyond that (the same split as
+HuggingFace optimum's per-model ONNX configs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ttsopt.package.manifest import DimRange, TensorSpec
+
+
+@dataclass
+class GraphExport:
+    """One ONNX graph to export: the module computing it and the contract of its inputs and outputs."""
+
+    name: str
+    module: torch.nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    dims: dict[str, DimRange]
+    #: Sizes of the symbolic dims to test the exported graph on, chosen to differ from the example's.
+    check_sizes: tuple[dict[str, int], ...] = ()
+
+
+@dataclass
+class GoldenItem:
+    """A fixed verification input of one graph; its outputs come from the original PyTorch model."""
+
+    name: str
+    graph: str
+    inputs: dict[str, np.ndarray]
+
+
+@dataclass
+class ExportPlan:
+    family: str
+    task: str
+    model_config: dict[str, Any]
+    audio: dict[str, Any]
+    source: dict[str, Any]
+    graphs: list[GraphExport]
+    golden: list[GoldenItem]
+    #: The original (unfolded) model, run on the golden inputs: name of graph -> callable(inputs) -> outputs.
+    original: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] = field(default_factory=dict)
+    #: (module, inputs, seconds of audio they make): what ``cost.count_flops`` measures per audio second.
+    cost_example: tuple[torch.nn.Module, tuple[torch.Tensor, ...], float] | None = None
