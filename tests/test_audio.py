@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import SPEECH
 from ttsopt.audio import metrics
 from ttsopt.audio.io import read_wav, resample
 from ttsopt.audio.mel import MelSettings, _hz_to_mel, _mel_to_hz, log_mel, mel_filterbank
-from tests.conftest import SPEECH
 
 MEL = MelSettings(sample_rate=22050, n_fft=1024, hop_length=256, win_length=1024, n_mels=80, fmin=0.0, fmax=8000.0)
 

@@ -11,8 +11,8 @@ import onnx
 import pytest
 import soundfile
 
-from ttsopt.package.manifest import MANIFEST_NAME, sha256_file
 from tests.conftest import ORACLE, SPEECH, V2, assert_one_line_error, save_jik876, ttsopt
+from ttsopt.package.manifest import MANIFEST_NAME, sha256_file
 
 
 def test_verify_passes_with_reference_and_original(package: Path, universal: Path, tmp_path: Path):

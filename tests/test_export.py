@@ -67,9 +67,9 @@ def test_golden_outputs_are_the_original_on_real_speech(package: Path):
 
 def test_copy_synthesis_reproduces_speech(package: Path):
     """Real weights on real speech: the resynthesis is close to the input (random weights give ≈ 2.4)."""
+    from tests.conftest import SPEECH
     from ttsopt.audio.io import read_wav
     from ttsopt.audio.metrics import logmel_l1
-    from tests.conftest import SPEECH
 
     vocoder = load(package)
     recording = read_wav(SPEECH, vocoder.sample_rate)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import ORACLE, V1, V2, V3, save_jik876
 from ttsopt.errors import TtsoptError
 from ttsopt.families.hifigan.checkpoint import load_hifigan
-from tests.conftest import ORACLE, V1, V2, V3, save_jik876
 
 
 def test_real_v1_checkpoint_loads(universal: Path):

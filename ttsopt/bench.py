@@ -10,6 +10,7 @@ length once, so variants do not share allocators.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import resource
@@ -17,10 +18,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -120,14 +121,14 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
     lengths = {s: max(1, round(s * rate / hop)) for s in seconds}
     inputs = {s: _mel_of_length(vocoder, frames) for s, frames in lengths.items()}
     times: dict[tuple[str, float], list[float]] = {(v, s): [] for v in variants for s in seconds}
-    for name, fn in variants.items():  # warm-up: first calls allocate and plan
+    for fn in variants.values():  # warm-up: first calls allocate and plan
         for s in seconds:
             fn(inputs[s])
     for r in range(repeat):
         step(f"timing, repetition {r + 1}/{repeat}")
         for s in seconds:
             for name, fn in variants.items():
-                times[(name, s)].append(_timed(lambda: fn(inputs[s])))
+                times[(name, s)].append(_timed(functools.partial(fn, inputs[s])))
     peak = max(peak, measure_peak_gflops())  # once more after, in case the machine was busy before
 
     report = BenchReport(str(path), machine_description(), peak, flop, repeat, notes=notes)
@@ -172,7 +173,19 @@ def _child_main(variant: str, package: str, frames: str, original: str, original
         fn = spec_module(vocoder.manifest.family).load_eager(vocoder.manifest, Path(original) if original else None,
                                                            Path(original_config) if original_config else None)
     fn(_mel_of_length(vocoder, int(frames)))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(_peak_rss_kib())
+
+
+def _peak_rss_kib() -> int:
+    """This process's own peak RSS. Linux's ``ru_maxrss`` carries the parent's peak across fork/exec,
+    so the per-address-space high-water mark (``VmHWM``) is read where it exists."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 if __name__ == "__main__":

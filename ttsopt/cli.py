@@ -11,9 +11,9 @@ import functools
 import json
 import logging
 import math
-import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -79,9 +79,9 @@ def _status(message: str):
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="HiFi-GAN generator checkpoint (jik876 format).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Package directory to write.")],
-    config: Annotated[Optional[Path], typer.Option("--config", help="The checkpoint's config.json (default: beside it).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="The checkpoint's config.json (default: beside it).")] = None,
     target: Annotated[str, typer.Option("--target", help="Target profile from configs/: cpu, t4, a10g.")] = "cpu",
-    precision: Annotated[Optional[str], typer.Option("--precision", help="Override the target's default precision.")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="Override the target's default precision.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's verification as JSON.")] = False,
 ) -> None:
     """Export a checkpoint to a verified, self-contained package (ONNX graphs, golden data, manifest)."""
@@ -101,10 +101,10 @@ def export(
 @command
 def verify(
     package: Annotated[Path, typer.Argument(help="Package directory.")],
-    reference: Annotated[Optional[list[Path]], typer.Option("--reference", help="Recording(s) to resynthesise and compare with.")] = None,
-    original: Annotated[Optional[Path], typer.Option("--original", help="The original checkpoint, to show its own error beside the package's.")] = None,
-    original_config: Annotated[Optional[Path], typer.Option("--original-config", help="config.json of --original (default: beside it).")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Spectrogram comparison PNG (default: PACKAGE-verify.png).")] = None,
+    reference: Annotated[list[Path] | None, typer.Option("--reference", help="Recording(s) to resynthesise and compare with.")] = None,
+    original: Annotated[Path | None, typer.Option("--original", help="The original checkpoint, to show its own error beside the package's.")] = None,
+    original_config: Annotated[Path | None, typer.Option("--original-config", help="config.json of --original (default: beside it).")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Spectrogram comparison PNG (default: PACKAGE-verify.png).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Measure a package against the original model's outputs and reference recordings; exit 1 if a gate fails."""
@@ -154,8 +154,8 @@ def _print_verify(report, plot: Path) -> None:
 def run(
     package: Annotated[Path, typer.Argument(help="Package directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
-    wav: Annotated[Optional[Path], typer.Option("--wav", help="Copy synthesis: recording → mel → vocoder.")] = None,
-    mel: Annotated[Optional[Path], typer.Option("--mel", help="Log-mel spectrogram .npy, [n_mels, frames].")] = None,
+    wav: Annotated[Path | None, typer.Option("--wav", help="Copy synthesis: recording → mel → vocoder.")] = None,
+    mel: Annotated[Path | None, typer.Option("--mel", help="Log-mel spectrogram .npy, [n_mels, frames].")] = None,
 ) -> None:
     """Synthesise audio with a package (no torch needed)."""
     import time
@@ -190,8 +190,8 @@ def bench(
     package: Annotated[Path, typer.Argument(help="Package directory.")],
     seconds: Annotated[str, typer.Option("--seconds", help="Audio lengths to time, comma-separated.")] = "1,5,20",
     repeat: Annotated[int, typer.Option("--repeat", help="Interleaved repetitions per length (medians reported).")] = 5,
-    original: Annotated[Optional[Path], typer.Option("--original", help="Original checkpoint (default: the one the package was exported from).")] = None,
-    original_config: Annotated[Optional[Path], typer.Option("--original-config", help="config.json of --original.")] = None,
+    original: Annotated[Path | None, typer.Option("--original", help="Original checkpoint (default: the one the package was exported from).")] = None,
+    original_config: Annotated[Path | None, typer.Option("--original-config", help="config.json of --original.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Real-time factor of the package vs PyTorch eager and vs this machine's floor, measured in one run."""

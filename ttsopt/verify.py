@@ -61,7 +61,7 @@ class VerifyReport:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        for gate, row in zip(self.gates, data["gates"]):
+        for gate, row in zip(self.gates, data["gates"], strict=False):
             row["passed"] = gate.passed
         data["passed"] = self.passed
         return _finite(data)
@@ -115,11 +115,11 @@ def _golden_gates(rows: list[dict], gates: dict[str, float]) -> list[Gate]:
     return result
 
 
-def verify_golden(path: str | Path) -> VerifyReport:
+def verify_golden(package: str | Path | Package) -> VerifyReport:
     """Check a package against its stored golden outputs only (what ``export`` runs before committing)."""
-    package = Package(path)
+    package = package if isinstance(package, Package) else Package(package)
     rows = _check_golden(package)
-    return VerifyReport(str(path), package.manifest.target["name"], package.manifest.precision,
+    return VerifyReport(str(package.path), package.manifest.target["name"], package.manifest.precision,
                         golden=rows, gates=_golden_gates(rows, package.manifest.gates))
 
 
@@ -128,7 +128,7 @@ def verify_package(path: str | Path, references: list[Path] = (), original: Path
     """Full verification: golden outputs, reference recordings, optional original, gates, plot."""
     vocoder = load(path)
     manifest = vocoder.manifest
-    report = verify_golden(path)
+    report = verify_golden(vocoder.package)
     eager = None
     if original is not None:
         from ttsopt.families import spec_module

@@ -8,6 +8,7 @@ checkpoint at all), because "Weights only load failed" helps nobody choose the r
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,8 @@ def load_checkpoint(path: str | Path, expected: str) -> Any:
         if "HParams" in str(exc):
             raise TtsoptError(f"{path} is a GPT-SoVITS SoVITS (s2, .pth) checkpoint, not {expected}: "
                               f"give {expected}") from None
-        refused = str(exc).split("Unsupported global:")[-1].split("which")[0].strip() if "Unsupported global" in str(exc) else ""
-        detail = f"it pickles {refused}" if refused else "it is not plain tensor data"
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        detail = f"it pickles {refused.group(1)}" if refused else "it is not plain tensor data"
         raise TtsoptError(f"refusing to load {path}: {detail}; ttsopt only reads weights-only checkpoints: "
                           f"give {expected}") from None
     except (zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError) as exc:

@@ -8,10 +8,10 @@ into place.  A package that fails its target's gates is not written.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -65,7 +65,7 @@ def _name_symbolic_dims(model: onnx.ModelProto, graph: GraphExport) -> None:
         spec = specs.get(value.name)
         if spec is None:
             raise TtsoptError(f"exported graph {graph.name} has an unexpected input/output {value.name}")
-        for dim, size in zip(value.type.tensor_type.shape.dim, spec.shape):
+        for dim, size in zip(value.type.tensor_type.shape.dim, spec.shape, strict=False):
             if isinstance(size, str):
                 dim.dim_param = size
             elif dim.HasField("dim_value") and dim.dim_value != size:
@@ -95,8 +95,8 @@ def check_fidelity(graph: GraphExport, path: Path) -> dict[str, float]:
         with torch.inference_mode():
             expected = graph.module(*inputs)
         expected = expected if isinstance(expected, tuple) else (expected,)
-        actual = session.run(None, {t.name: x.numpy() for t, x in zip(graph.inputs, inputs)})
-        for spec, want, got in zip(graph.outputs, expected, actual):
+        actual = session.run(None, {t.name: x.numpy() for t, x in zip(graph.inputs, inputs, strict=False)})
+        for spec, want, got in zip(graph.outputs, expected, actual, strict=False):
             want = want.numpy()
             if want.shape != got.shape:
                 raise TtsoptError(f"exported graph {graph.name} gives {spec.name} of shape {list(got.shape)} "

@@ -8,8 +8,9 @@ HuggingFace optimum's per-model ONNX configs).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -66,7 +66,7 @@ class Package:
             array = np.ascontiguousarray(inputs[spec.name], dtype=_NUMPY_DTYPES[spec.dtype])
             if array.ndim != len(spec.shape):
                 raise TtsoptError(f"{spec.name} must have {len(spec.shape)} dims {list(spec.shape)}, got shape {list(array.shape)}")
-            for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+            for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=False)):
                 if isinstance(want, int) and want != got:
                     raise TtsoptError(f"{spec.name} must have size {want} on axis {axis} {list(spec.shape)}, got {list(array.shape)}")
                 if isinstance(want, str):
@@ -78,4 +78,4 @@ class Package:
                                           f"[{bounds.min}, {bounds.max}]: split the input or re-export with a wider range")
             feed[spec.name] = array
         outputs = self.session(name).run(None, feed)
-        return {spec.name: value for spec, value in zip(entry.outputs, outputs)}
+        return {spec.name: value for spec, value in zip(entry.outputs, outputs, strict=False)}

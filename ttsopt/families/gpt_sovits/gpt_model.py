@@ -25,8 +25,8 @@ BOTH start at 0 and are scaled by their own learned ``alpha`` (the embeddings th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

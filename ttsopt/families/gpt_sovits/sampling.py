@@ -33,8 +33,9 @@ Deliberate differences from the official code (its quirks, not its semantics):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 

@@ -42,8 +42,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from ttsopt.families.hifigan.model import LRELU_SLOPE, ResBlock1, ResBlock2
+
 #: leaky-ReLU slope inside the decoder and its resblocks (the one before ``conv_post`` is torch's default 0.01).
-LRELU_SLOPE = 0.1
 
 #: Phoneme-symbol table size per model version (``text_embedding`` rows).
 SYMBOLS_PER_VERSION = {"v1": 322, "v2": 732}
@@ -329,7 +330,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for attn, norm_1, ffn, norm_2 in zip(self.attn_layers, self.norm_layers_1, self.ffn_layers,
-                                             self.norm_layers_2):
+                                             self.norm_layers_2, strict=False):
             x = norm_1(x + attn(x, x))
             x = norm_2(x + ffn(x))
         return x
@@ -521,7 +522,7 @@ class WaveNet(nn.Module):
         cond = self.cond_layer(g)
         output = torch.zeros_like(x)
         last = len(self.in_layers) - 1
-        for i, (in_layer, res_skip_layer) in enumerate(zip(self.in_layers, self.res_skip_layers)):
+        for i, (in_layer, res_skip_layer) in enumerate(zip(self.in_layers, self.res_skip_layers, strict=False)):
             a = in_layer(x) + cond[:, 2 * self.hidden * i: 2 * self.hidden * (i + 1)]
             acts = torch.tanh(a[:, :self.hidden]) * torch.sigmoid(a[:, self.hidden:])
             res_skip = res_skip_layer(acts)
@@ -580,42 +581,7 @@ class ResidualCouplingBlock(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
-def _padding(kernel_size: int, dilation: int = 1) -> int:
-    return (kernel_size * dilation - dilation) // 2
-
-
-class ResBlock1(nn.Module):
-    """Residual units ``x + conv2(lrelu(conv1_d(lrelu(x))))`` for each dilation d."""
-
-    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]):
-        super().__init__()
-        self.convs1 = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=_padding(kernel_size, d)))
-            for d in dilations)
-        self.convs2 = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, padding=_padding(kernel_size)))
-            for _ in dilations)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv1, conv2 in zip(self.convs1, self.convs2):
-            t = conv1(F.leaky_relu(x, LRELU_SLOPE))
-            x = x + conv2(F.leaky_relu(t, LRELU_SLOPE))
-        return x
-
-
-class ResBlock2(nn.Module):
-    """Residual units ``x + conv_d(lrelu(x))`` (HiFi-GAN V3 style; no official SoVITS config uses it)."""
-
-    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]):
-        super().__init__()
-        self.convs = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=_padding(kernel_size, d)))
-            for d in dilations)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv in self.convs:
-            x = x + conv(F.leaky_relu(x, LRELU_SLOPE))
-        return x
+# The residual blocks are HiFi-GAN's own (same layout and parameter names), shared with that family.
 
 
 class Generator(nn.Module):
@@ -630,10 +596,10 @@ class Generator(nn.Module):
         self.cond = nn.Conv1d(config.gin_channels, channels, 1)
         self.ups = nn.ModuleList()
         self.resblocks = nn.ModuleList()
-        for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes)):
+        for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes, strict=False)):
             in_ch, out_ch = channels // 2 ** i, channels // 2 ** (i + 1)
             self.ups.append(weight_norm(nn.ConvTranspose1d(in_ch, out_ch, kernel, rate, padding=(kernel - rate) // 2)))
-            for k, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes):
+            for k, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes, strict=False):
                 self.resblocks.append(resblock(out_ch, k, dilations))
         self.conv_post = nn.Conv1d(channels // 2 ** len(self.ups), 1, 7, padding=3, bias=False)
 

@@ -10,6 +10,7 @@ published checkpoints are mapped onto it by :mod:`ttsopt.families.hifigan.checkp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -71,13 +72,13 @@ def _wn_conv(in_ch: int, out_ch: int, kernel_size: int, dilation: int = 1) -> nn
 class ResBlock1(nn.Module):
     """Three residual units, each a dilated conv followed by an undilated one (V1/V2)."""
 
-    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]):
+    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]):
         super().__init__()
         self.convs1 = nn.ModuleList(_wn_conv(channels, channels, kernel_size, d) for d in dilations)
         self.convs2 = nn.ModuleList(_wn_conv(channels, channels, kernel_size) for _ in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for dilated, plain in zip(self.convs1, self.convs2):
+        for dilated, plain in zip(self.convs1, self.convs2, strict=False):
             y = dilated(F.leaky_relu(x, LRELU_SLOPE))
             x = x + plain(F.leaky_relu(y, LRELU_SLOPE))
         return x
@@ -86,7 +87,7 @@ class ResBlock1(nn.Module):
 class ResBlock2(nn.Module):
     """Residual units of one dilated conv each (V3)."""
 
-    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]):
+    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]):
         super().__init__()
         self.convs = nn.ModuleList(_wn_conv(channels, channels, kernel_size, d) for d in dilations)
 
@@ -108,11 +109,11 @@ class HiFiGANGenerator(nn.Module):
         self.conv_pre = weight_norm(nn.Conv1d(config.num_mels, channels, 7, 1, padding=3))
         self.ups = nn.ModuleList()
         self.resblocks = nn.ModuleList()
-        for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes)):
+        for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes, strict=False)):
             in_ch, out_ch = channels // 2**i, channels // 2 ** (i + 1)
             self.ups.append(weight_norm(nn.ConvTranspose1d(in_ch, out_ch, kernel, rate,
                                                            padding=(kernel - rate) // 2)))
-            for k, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes):
+            for k, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes, strict=False):
                 self.resblocks.append(resblock(out_ch, k, tuple(dilations)))
         self.conv_post = weight_norm(nn.Conv1d(channels // 2 ** len(self.ups), 1, 7, 1, padding=3))
 

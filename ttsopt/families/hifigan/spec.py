@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ import torch
 from ttsopt.audio.mel import MelSettings, log_mel
 from ttsopt.build.folding import remove_weight_norm
 from ttsopt.build.spec import ExportPlan, GoldenItem, GraphExport
+from ttsopt.errors import TtsoptError
 from ttsopt.families.hifigan.checkpoint import LoadedHiFiGAN, load_hifigan
 from ttsopt.families.hifigan.model import HiFiGANGenerator
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
@@ -80,7 +81,6 @@ def load_eager(manifest: Manifest, checkpoint: Path | None = None, config: Path 
     loaded = load_hifigan(checkpoint or manifest.source["checkpoint"],
                           config or (manifest.source.get("config") if checkpoint is None else None))
     if loaded.config.num_mels != manifest.audio["mel"]["n_mels"] or loaded.config.sampling_rate != manifest.sample_rate:
-        from ttsopt.errors import TtsoptError
         raise TtsoptError(f"original checkpoint {loaded.checkpoint} is not the model this package was exported from "
                           f"({loaded.config.num_mels} mels at {loaded.config.sampling_rate} Hz): give the right --original")
     model = loaded.model
