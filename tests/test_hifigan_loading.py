@@ -80,7 +80,7 @@ def test_gpt_sovits_files_given_as_vocoder(hifigan_dir: Path):
 def test_header_tagged_sovits_file(tmp_path: Path, universal: Path, hifigan_dir: Path):
     tagged = tmp_path / "v2pro.pth"
     tagged.write_bytes(b"05" + universal.read_bytes()[2:4096])
-    with pytest.raises(TtsoptError, match="GPT-SoVITS v2Pro SoVITS checkpoint"):
+    with pytest.raises(TtsoptError, match="GPT-SoVITS SoVITS v2Pro checkpoint"):
         load_hifigan(tagged, hifigan_dir / "config.json")
 
 

@@ -84,11 +84,15 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _mel_of_length(vocoder, frames: int) -> np.ndarray:
-    """A real speech mel (the package's golden input) tiled to ``frames``."""
+def _speech_mel(vocoder) -> np.ndarray:
+    """A real speech mel ``[n_mels, frames]``: the package's first golden input."""
     item = vocoder.manifest.golden["items"][0]["name"]
     with np.load(vocoder.package.path / vocoder.manifest.golden["file"]) as data:
-        mel = data[f"{item}/in/mel"][0]
+        return data[f"{item}/in/mel"][0]
+
+
+def _tiled(mel: np.ndarray, frames: int) -> np.ndarray:
+    """``mel`` repeated along time and cut to ``frames``, as a batch of one."""
     reps = -(-frames // mel.shape[1])
     return np.ascontiguousarray(np.tile(mel, (1, reps))[:, :frames][None])
 
@@ -100,7 +104,7 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
         raise TtsoptError("--repeat must be at least 1")
     vocoder = load(path)
     manifest = vocoder.manifest
-    rate, hop = manifest.sample_rate, manifest.audio["hop_length"]
+    rate, hop = manifest.sample_rate, manifest.audio["mel"]["hop_length"]
     variants: dict[str, Callable[[np.ndarray], np.ndarray]] = {PACKAGE: vocoder.vocode}
     notes = []
     step("loading the original checkpoint for PyTorch eager")
@@ -119,7 +123,8 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
     peak = measure_peak_gflops()
     flop = manifest.cost.get("flop_per_audio_second")
     lengths = {s: max(1, round(s * rate / hop)) for s in seconds}
-    inputs = {s: _mel_of_length(vocoder, frames) for s, frames in lengths.items()}
+    speech = _speech_mel(vocoder)
+    inputs = {s: _tiled(speech, frames) for s, frames in lengths.items()}
     times: dict[tuple[str, float], list[float]] = {(v, s): [] for v in variants for s in seconds}
     for fn in variants.values():  # warm-up: first calls allocate and plan
         for s in seconds:
@@ -172,7 +177,7 @@ def _child_main(variant: str, package: str, frames: str, original: str, original
 
         fn = spec_module(vocoder.manifest.family).load_eager(vocoder.manifest, Path(original) if original else None,
                                                            Path(original_config) if original_config else None)
-    fn(_mel_of_length(vocoder, int(frames)))
+    fn(_tiled(_speech_mel(vocoder), int(frames)))
     print(_peak_rss_kib())
 
 

@@ -10,30 +10,35 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ttsopt.errors import TtsoptError
 
-#: First two bytes GPT-SoVITS writes in place of the zip magic ``PK`` (``process_ckpt.my_save2``).
-GPT_SOVITS_HEADER_TAGS = {b"00": "v1", b"01": "v2", b"02": "v3", b"03": "v3 LoRA", b"04": "v4 LoRA",
-                          b"05": "v2Pro", b"06": "v2ProPlus"}
+#: GPT-SoVITS SoVITS files: the two bytes ``process_ckpt.my_save2`` writes in place of the zip magic ``PK``.
+SOVITS_HEADER_TAGS = {b"00": "v1", b"01": "v2", b"02": "v3", b"03": "v3", b"04": "v4", b"05": "v2Pro",
+                      b"06": "v2ProPlus"}
+#: The tags of LoRA-only files (v3/v4 LoRA), which hold no full model.
+SOVITS_LORA_TAGS = {b"03", b"04"}
 
 
-def describe_foreign_checkpoint(state: Any) -> str | None:
-    """Name the kind of a loaded checkpoint that ttsopt knows but is not what was asked for."""
-    if not isinstance(state, dict):
-        return None
+def describe_checkpoint(state: Any) -> str:
+    """Name what a loaded checkpoint looks like, for "this is X, not Y" errors of every loader."""
+    if not isinstance(state, Mapping):
+        return f"a pickled {type(state).__name__}"
     weights = state.get("weight")
-    if isinstance(weights, dict) and "config" in state:
-        keys = list(weights)
-        if any(k.startswith("model.") for k in keys):
-            return "a GPT-SoVITS GPT (s1, .ckpt) checkpoint"
-        if any(k.startswith(("enc_p.", "dec.", "flow.")) for k in keys):
-            return "a GPT-SoVITS SoVITS (s2, .pth) checkpoint"
-    if "generator" in state or "conv_pre.weight_v" in state:
-        return "a HiFi-GAN generator checkpoint"
-    return None
+    if isinstance(weights, Mapping) and any(str(k).startswith("model.") for k in weights):
+        return "a GPT-SoVITS GPT (s1, .ckpt) checkpoint"
+    if isinstance(weights, Mapping) and any(str(k).startswith(("enc_p.", "dec.", "flow.", "cfm.")) for k in weights):
+        return "a GPT-SoVITS SoVITS (s2, .pth) checkpoint"
+    if "generator" in state or any(str(k).startswith(("conv_pre.", "ups.0.")) for k in state):
+        return "a HiFi-GAN generator/vocoder checkpoint"
+    if "state_dict" in state or "model" in state:
+        return "a training checkpoint of some other model"
+    if state and all(hasattr(v, "shape") for v in state.values()):
+        return "a bare state dict of some other model"
+    return f"a dict with keys {sorted(map(str, state))[:5]}"
 
 
 def load_checkpoint(path: str | Path, expected: str) -> Any:
@@ -49,9 +54,9 @@ def load_checkpoint(path: str | Path, expected: str) -> Any:
         head = handle.read(4)
     if len(head) < 2:
         raise TtsoptError(f"checkpoint {path} is empty: re-download or re-save it")
-    if head[:2] in GPT_SOVITS_HEADER_TAGS:
-        version = GPT_SOVITS_HEADER_TAGS[head[:2]]
-        raise TtsoptError(f"{path} is a GPT-SoVITS {version} SoVITS checkpoint (header tag {head[:2].decode()}), "
+    if head[:2] in SOVITS_HEADER_TAGS:
+        version = SOVITS_HEADER_TAGS[head[:2]] + (" LoRA" if head[:2] in SOVITS_LORA_TAGS else "")
+        raise TtsoptError(f"{path} is a GPT-SoVITS SoVITS {version} checkpoint (header tag {head[:2].decode()}), "
                           f"not {expected}: give {expected}")
     if head[:2] != b"PK" and head[:1] != b"\x80":
         raise TtsoptError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle): give {expected}")
@@ -65,7 +70,7 @@ def load_checkpoint(path: str | Path, expected: str) -> Any:
         detail = f"it pickles {refused.group(1)}" if refused else "it is not plain tensor data"
         raise TtsoptError(f"refusing to load {path}: {detail}; ttsopt only reads weights-only checkpoints: "
                           f"give {expected}") from None
-    except (zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError, KeyError, IndexError) as exc:
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise TtsoptError(f"cannot read checkpoint {path}: truncated or corrupt ({reason}): "
                           f"re-download or re-save it") from None

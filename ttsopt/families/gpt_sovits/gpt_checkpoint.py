@@ -12,9 +12,6 @@ files are accepted; the architecture is otherwise identical.
 
 from __future__ import annotations
 
-import pickle
-import re
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +19,13 @@ from typing import Any
 
 import torch
 
+from ttsopt.build.checkpoint import load_checkpoint
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.gpt_model import PHONEME_VOCAB_VERSIONS, GPTConfig, Text2SemanticDecoder
 
 KEY_PREFIX = "model."
 
 #: First two bytes that the official SoVITS writer puts in place of ``PK`` (v3/v4 LoRA, v2Pro, v2ProPlus).
-SOVITS_HEADER_TAGS = {b"03": "v3 LoRA", b"04": "v4 LoRA", b"05": "v2Pro", b"06": "v2ProPlus"}
 
 #: Required fields of ``config['model']`` in the official YAML.
 _MODEL_FIELDS = ("vocab_size", "phoneme_vocab_size", "embedding_dim", "hidden_dim", "head", "n_layer", "EOS")
@@ -59,7 +56,7 @@ class GPTCheckpoint:
 def load_gpt_checkpoint(path: str | Path) -> GPTCheckpoint:
     """Read and validate an official GPT ``.ckpt``; raise :class:`TtsoptError` on any problem."""
     path = Path(path)
-    obj = _read(path)
+    obj = load_checkpoint(path, "a GPT-SoVITS GPT checkpoint (the .ckpt from GPT_weights*/)")
     weight, raw_config = _unwrap(path, obj)
     config = config_from_official(raw_config, path)
     state_dict = {k[len(KEY_PREFIX):]: v for k, v in weight.items()}
@@ -108,38 +105,6 @@ def config_from_official(raw_config: Mapping[str, Any], path: Path | str = "<con
 
 
 # ------------------------------------------------------------------------------------------------------
-
-
-def _read(path: Path) -> Any:
-    if not path.exists():
-        raise TtsoptError(f"{path}: file not found: check the path to the GPT .ckpt")
-    if not path.is_file():
-        raise TtsoptError(f"{path}: not a file: pass the GPT .ckpt file itself")
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if not head:
-        raise TtsoptError(f"{path}: the file is empty: download or copy the GPT .ckpt again")
-    if head[:2] in SOVITS_HEADER_TAGS:
-        raise TtsoptError(f"{path}: this is a SoVITS {SOVITS_HEADER_TAGS[head[:2]]} model (.pth with a version "
-                          "header), not a GPT checkpoint: pass the GPT .ckpt (GPT_weights*/ or s1*.ckpt)")
-    if head[:2] != b"PK" and head[:1] != b"\x80":          # torch zip archive, or legacy pickle format
-        raise TtsoptError(f"{path}: not a PyTorch checkpoint (neither a torch zip archive nor a pickle; first "
-                          f"bytes {head.hex()}): pass an official GPT .ckpt")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "HParams" in str(exc):
-            raise TtsoptError(f"{path}: this is a SoVITS model (.pth with an HParams config), not a GPT "
-                              "checkpoint: pass the GPT .ckpt (GPT_weights*/ or s1*.ckpt)") from None
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(exc))
-        what = (f"it references {found.group(1)}" if found
-                else _first_line(detail.group(1)) if detail else _first_line(exc))
-        raise TtsoptError(f"{path}: not a GPT checkpoint, or a damaged one ({what}; official GPT files hold only "
-                          "tensors and plain dicts), refusing to unpickle it: pass an official GPT .ckpt") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError) as exc:
-        raise TtsoptError(f"{path}: cannot be read as a PyTorch checkpoint, it is truncated or corrupt "
-                          f"({_first_line(exc)}): download or copy it again") from None
 
 
 def _unwrap(path: Path, obj: Any) -> tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]:

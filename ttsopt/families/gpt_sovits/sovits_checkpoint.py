@@ -35,15 +35,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ttsopt.build.checkpoint import SOVITS_HEADER_TAGS, SOVITS_LORA_TAGS, describe_checkpoint
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.sovits_model import SUPPORTED_VERSIONS, SYMBOLS_PER_VERSION, SoVITSConfig, SoVITSModel
 
 EXPECTED = "a GPT-SoVITS SoVITS (s2) .pth checkpoint"
 
 #: ASCII tags written in place of ``PK`` (``process_ckpt.my_save2``; 00–02 are only known to readers).
-HEADER_TAGS = {b"00": "v1", b"01": "v2", b"02": "v3", b"03": "v3", b"04": "v4", b"05": "v2Pro",
-               b"06": "v2ProPlus"}
-_LORA_TAGS = {b"03", b"04"}
 
 #: Official key of the codebook and the name it has in :class:`SoVITSModel`.
 _CODEBOOK_PREFIX = "quantizer.vq.layers.0._codebook."
@@ -182,22 +180,6 @@ def _unsupported(version: str, path: Path, evidence: str) -> TtsoptError:
                        f"file ({evidence}); ttsopt reads v1 and v2 SoVITS weights only")
 
 
-def _describe_foreign(state: Any) -> str | None:
-    """Name what a non-SoVITS checkpoint looks like, for the error message."""
-    if isinstance(state, Mapping):
-        weights = state.get("weight")
-        if isinstance(weights, Mapping) and any(str(k).startswith("model.") for k in weights):
-            return "a GPT-SoVITS GPT (s1, .ckpt) checkpoint"
-        if "generator" in state or any(str(k).startswith(("conv_pre.", "ups.0.")) for k in state):
-            return "a HiFi-GAN generator/vocoder checkpoint"
-        if "state_dict" in state or "model" in state:
-            return "a training checkpoint of some other model"
-        if all(isinstance(v, torch.Tensor) for v in state.values()):
-            return "a bare state dict without the SoVITS wrapper {'weight', 'config', 'info'}"
-        return f"a dict with keys {sorted(map(str, state))[:5]}"
-    return f"a pickled {type(state).__name__}"
-
-
 def _hparams_version(hparams: Any) -> str | None:
     model = hparams.get("model") if isinstance(hparams, Mapping) else None
     version = model.get("version") if isinstance(model, Mapping) else None
@@ -237,11 +219,11 @@ def read_sovits_checkpoint(path: str | Path) -> SoVITSCheckpoint:
         head = handle.read(2)
         if len(head) < 2:
             raise TtsoptError(f"cannot read checkpoint {path}: truncated or corrupt (empty file): re-download it")
-        if head in HEADER_TAGS and head not in (b"00", b"01"):
-            version = HEADER_TAGS[head]
-            kind = " LoRA" if head in _LORA_TAGS else ""
+        if head in SOVITS_HEADER_TAGS and head not in (b"00", b"01"):
+            version = SOVITS_HEADER_TAGS[head]
+            kind = " LoRA" if head in SOVITS_LORA_TAGS else ""
             raise _unsupported(version, path, f"header tag {head.decode()}{kind}")
-        if head != b"PK" and head not in HEADER_TAGS:
+        if head != b"PK" and head not in SOVITS_HEADER_TAGS:
             raise TtsoptError(f"{path} is not a PyTorch zip checkpoint (starts with {head!r}): give {EXPECTED}")
         data = b"PK" + handle.read()
 
@@ -249,7 +231,7 @@ def read_sovits_checkpoint(path: str | Path) -> SoVITSCheckpoint:
     is_sovits = (isinstance(state, Mapping) and isinstance(state.get("weight"), Mapping)
                  and any(str(k).startswith(("enc_p.", "dec.", "flow.", "cfm.")) for k in state["weight"]))
     if not is_sovits:
-        raise TtsoptError(f"{path} is {_describe_foreign(state)}, not {EXPECTED}: give the SoVITS weights "
+        raise TtsoptError(f"{path} is {describe_checkpoint(state)}, not {EXPECTED}: give the SoVITS weights "
                           f"(the .pth from SoVITS_weights*/)")
     weights = dict(state["weight"])
     hparams = state.get("config")
@@ -263,8 +245,8 @@ def read_sovits_checkpoint(path: str | Path) -> SoVITSCheckpoint:
     if version not in SUPPORTED_VERSIONS:
         evidence = "cfm.* tensors" if version.startswith(("v3", "v4")) else "sv_emb.* tensors"
         raise _unsupported(version, path, evidence)
-    if head in (b"00", b"01") and HEADER_TAGS[head] != version:
-        raise TtsoptError(f"{path} carries the {HEADER_TAGS[head]} header tag but holds {version} tensors: "
+    if head in (b"00", b"01") and SOVITS_HEADER_TAGS[head] != version:
+        raise TtsoptError(f"{path} carries the {SOVITS_HEADER_TAGS[head]} header tag but holds {version} tensors: "
                           f"the file is inconsistent; re-export it")
     if not isinstance(hparams, Mapping):
         raise TtsoptError(f"{path} has no config (hps) of the training run: give the .pth written by the "

@@ -67,8 +67,7 @@ def plan(checkpoint: Path, config: Path | None,
     golden = [GoldenItem(name, GRAPH, {"mel": log_mel(wav, mel)[None]}) for name, wav in speech(loaded.config.sampling_rate)]
     return ExportPlan(
         family=FAMILY, task=TASK, model_config=_model_config(loaded),
-        audio={"sample_rate": loaded.config.sampling_rate, "hop_length": loaded.config.hop_size,
-               "mel": mel.to_dict()},
+        audio={"sample_rate": loaded.config.sampling_rate, "mel": mel.to_dict()},
         source={"checkpoint": str(loaded.checkpoint.resolve()), "config": str(loaded.config_path.resolve())},
         graphs=[graph], golden=golden, original={GRAPH: _run_torch(loaded.model)},
         cost_example=(exported, (torch.zeros(1, n_mels, 860),), 860 * loaded.config.hop_size / loaded.config.sampling_rate),
