@@ -95,6 +95,11 @@ def test_run_bad_inputs(package: Path, tmp_path: Path):
     assert_one_line_error(ttsopt("run", package, "--wav", tmp_path / "missing.wav", "-o", tmp_path / "o.wav"),
                           "audio file not found")
     assert_one_line_error(ttsopt("run", package, "-o", tmp_path / "o.wav"), "exactly one of --wav or --mel")
+    (tmp_path / "notes.npy").write_text("not an array")
+    assert_one_line_error(ttsopt("run", package, "--mel", tmp_path / "notes.npy", "-o", tmp_path / "o.wav"), "is not a .npy file")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert_one_line_error(ttsopt("run", package, "--mel", tmp_path / "objects.npy", "-o", tmp_path / "o.wav"),
+                          "holds Python objects")
     assert not (tmp_path / "o.wav").exists()
 
 

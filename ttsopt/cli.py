@@ -160,8 +160,6 @@ def run(
     """Synthesise audio with a package (no torch needed)."""
     import time
 
-    import numpy as np
-
     from ttsopt.audio.io import write_wav
     from ttsopt.runtime import load
 
@@ -171,18 +169,29 @@ def run(
     if wav is not None:
         spectrogram = vocoder.mel_from_wav(wav)
     else:
-        if not mel.is_file():
-            raise TtsoptError(f"mel file not found: {mel}")
-        try:
-            spectrogram = np.load(mel, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise TtsoptError(f"cannot read {mel} as a .npy array ({exc}): save it with numpy.save") from None
+        spectrogram = _read_npy(mel)
     start = time.perf_counter()
     audio = vocoder.vocode(spectrogram)
     elapsed = time.perf_counter() - start
     write_wav(output, audio, vocoder.sample_rate)
     seconds = len(audio) / vocoder.sample_rate
     out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {vocoder.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
+
+
+def _read_npy(path: Path):
+    """A numeric array from a ``.npy`` file; never unpickles (object arrays are refused)."""
+    import numpy as np
+
+    if not path.is_file():
+        raise TtsoptError(f"mel file not found: {path}: check the path")
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise TtsoptError(f"{path} is not a .npy file: save the mel with numpy.save(path, mel)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        reason = "it holds Python objects" if "pickle" in str(exc) else str(exc).splitlines()[0]
+        raise TtsoptError(f"cannot read {path} as a numeric array ({reason}): save a float32 array with numpy.save") from None
 
 
 @command

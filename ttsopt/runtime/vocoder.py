@@ -22,6 +22,7 @@ class Vocoder:
         self.sample_rate = self.manifest.sample_rate
         self.n_mels = self.mel_settings.n_mels
         self.max_frames = self.manifest.graphs[GRAPH].dims["frames"].max
+        package.session(GRAPH)  # created now, so the first vocode() is as fast as the rest
 
     def mel(self, audio: np.ndarray) -> np.ndarray:
         """The model's own log-mel ``[n_mels, frames]`` of a waveform at :attr:`sample_rate`."""
