@@ -41,19 +41,25 @@ def describe_checkpoint(state: Any) -> str:
     return f"a dict with keys {sorted(map(str, state))[:5]}"
 
 
+def checkpoint_head(path: Path, kind: str = "checkpoint") -> bytes:
+    """The first bytes of a checkpoint file, after the checks every loader needs (exists, file, not empty)."""
+    if not path.exists():
+        raise TtsoptError(f"{kind} not found: {path}: check the path")
+    if not path.is_file():
+        raise TtsoptError(f"{kind} {path} is not a file: give the checkpoint file itself")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if len(head) < 2:
+        raise TtsoptError(f"{kind} {path} is empty (truncated or corrupt): re-download or re-save it")
+    return head
+
+
 def load_checkpoint(path: str | Path, expected: str) -> Any:
     """``torch.load(path, weights_only=True)`` with one-line errors; ``expected`` names the wanted kind."""
     import torch
 
     path = Path(path)
-    if not path.exists():
-        raise TtsoptError(f"checkpoint not found: {path}: check the path")
-    if not path.is_file():
-        raise TtsoptError(f"checkpoint {path} is not a file: give the checkpoint file itself")
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if len(head) < 2:
-        raise TtsoptError(f"checkpoint {path} is empty: re-download or re-save it")
+    head = checkpoint_head(path)
     if head[:2] in SOVITS_HEADER_TAGS:
         version = SOVITS_HEADER_TAGS[head[:2]] + (" LoRA" if head[:2] in SOVITS_LORA_TAGS else "")
         raise TtsoptError(f"{path} is a GPT-SoVITS SoVITS {version} checkpoint (header tag {head[:2].decode()}), "

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ttsopt.build.checkpoint import SOVITS_HEADER_TAGS, SOVITS_LORA_TAGS, describe_checkpoint
+from ttsopt.build.checkpoint import SOVITS_HEADER_TAGS, SOVITS_LORA_TAGS, checkpoint_head, describe_checkpoint
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.sovits_model import SUPPORTED_VERSIONS, SYMBOLS_PER_VERSION, SoVITSConfig, SoVITSModel
 
@@ -211,21 +211,14 @@ def detect_sovits_version(weights: Mapping[str, torch.Tensor], hparams: Any = No
 def read_sovits_checkpoint(path: str | Path) -> SoVITSCheckpoint:
     """Read, unpickle (restricted) and classify an official SoVITS ``.pth``; refuse unsupported versions."""
     path = Path(path)
-    if not path.exists():
-        raise TtsoptError(f"SoVITS checkpoint not found: {path}: check the path")
-    if not path.is_file():
-        raise TtsoptError(f"SoVITS checkpoint {path} is not a file: give the .pth file itself")
-    with open(path, "rb") as handle:
-        head = handle.read(2)
-        if len(head) < 2:
-            raise TtsoptError(f"cannot read checkpoint {path}: truncated or corrupt (empty file): re-download it")
-        if head in SOVITS_HEADER_TAGS and head not in (b"00", b"01"):
-            version = SOVITS_HEADER_TAGS[head]
-            kind = " LoRA" if head in SOVITS_LORA_TAGS else ""
-            raise _unsupported(version, path, f"header tag {head.decode()}{kind}")
-        if head != b"PK" and head not in SOVITS_HEADER_TAGS:
-            raise TtsoptError(f"{path} is not a PyTorch zip checkpoint (starts with {head!r}): give {EXPECTED}")
-        data = b"PK" + handle.read()
+    head = checkpoint_head(path, "SoVITS checkpoint")[:2]
+    if head in SOVITS_HEADER_TAGS and head not in (b"00", b"01"):
+        version = SOVITS_HEADER_TAGS[head]
+        kind = " LoRA" if head in SOVITS_LORA_TAGS else ""
+        raise _unsupported(version, path, f"header tag {head.decode()}{kind}")
+    if head != b"PK" and head not in SOVITS_HEADER_TAGS:
+        raise TtsoptError(f"{path} is not a PyTorch zip checkpoint (starts with {head!r}): give {EXPECTED}")
+    data = b"PK" + path.read_bytes()[2:]  # a version tag replaces the zip magic; restore it in memory
 
     state = restricted_torch_load(data, str(path))
     is_sovits = (isinstance(state, Mapping) and isinstance(state.get("weight"), Mapping)
