@@ -35,7 +35,7 @@ def test_manifest_records_everything(package: Path, universal: Path):
                                      "n_mels": 80, "fmin": 0.0, "fmax": 8000.0}
     assert set(manifest.files) == {"vocoder.onnx", "golden.npz"}
     assert manifest.graphs["vocoder"].dims["frames"].max == 8192
-    assert Path(manifest.source["checkpoint"]) == universal.resolve()
+    assert Path(manifest.source["checkpoints"]["generator"]) == universal.resolve()
     assert {"torch", "onnx", "onnxruntime", "onnxslim"} <= set(manifest.tools)
     assert all(g["passed"] for g in manifest.verification["gates"])
     # 52.9 GFLOP per second of 22.05 kHz audio for V1 (convolutions, 2 FLOP per MAC).

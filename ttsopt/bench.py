@@ -84,6 +84,15 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+@dataclass
+class Workload:
+    """What one benchmark length feeds: the input, the audio seconds it makes, and the package's callable
+    (the eager variant from the family's ``load_eager`` takes the same input)."""
+
+    inputs: object
+    audio_seconds: float
+
+
 def _speech_mel(vocoder) -> np.ndarray:
     """A real speech mel ``[n_mels, frames]``: the package's first golden input."""
     item = vocoder.manifest.golden["items"][0]["name"]
@@ -91,10 +100,37 @@ def _speech_mel(vocoder) -> np.ndarray:
         return data[f"{item}/in/mel"][0]
 
 
-def _tiled(mel: np.ndarray, frames: int) -> np.ndarray:
-    """``mel`` repeated along time and cut to ``frames``, as a batch of one."""
+def _vocoder_workload(vocoder, seconds: float) -> Workload:
+    """Real speech: the first golden mel tiled to ``seconds``."""
+    hop = vocoder.manifest.audio["mel"]["hop_length"]
+    frames = max(1, round(seconds * vocoder.sample_rate / hop))
+    mel = _speech_mel(vocoder)
     reps = -(-frames // mel.shape[1])
-    return np.ascontiguousarray(np.tile(mel, (1, reps))[:, :frames][None])
+    return Workload(np.ascontiguousarray(np.tile(mel, (1, reps))[:, :frames][None]), frames * hop / vocoder.sample_rate)
+
+
+def _sovits_workload(synth, seconds: float) -> Workload:
+    """``seconds`` of speech at 25 tokens per second with about 12 phonemes per second (the golden sentence
+    repeated), the first golden voice, seeded noise, noise scale 0.5: the decode the runtime does per request."""
+    tokens = max(1, round(seconds * int(synth.settings["token_rate_hz"])))
+    with np.load(synth.package.path / synth.manifest.golden["file"]) as data:
+        item = next(i["name"] for i in synth.manifest.golden["items"] if i["graph"] == "latent")
+        phonemes, ge = data[f"{item}/in/phonemes"][0], data[f"{item}/in/ge"]
+    count = max(1, min(synth.max_phonemes, round(seconds * 12)))
+    rng = np.random.default_rng(0)
+    inputs = {"tokens": rng.integers(0, int(synth.settings["codebook_size"]), (1, tokens), dtype=np.int64),
+              "phonemes": np.resize(phonemes, count)[None], "ge": ge,
+              "noise": rng.standard_normal((1, int(synth.settings["inter_channels"]), 2 * tokens), dtype=np.float32),
+              "noise_scale": np.array([0.5], dtype=np.float32)}
+    return Workload(inputs, 2 * tokens * synth.hop / synth.sample_rate)
+
+
+_WORKLOADS = {"vocoder": (_vocoder_workload, "vocode"), "sovits": (_sovits_workload, "decode")}
+
+
+def _workload(model, seconds: float) -> tuple[Workload, Callable]:
+    make, method = _WORKLOADS[model.manifest.task]
+    return make(model, seconds), getattr(model, method)
 
 
 def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), repeat: int = 5,
@@ -102,10 +138,12 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
               step: Callable[[str], None] = lambda message: None) -> BenchReport:
     if repeat < 1:
         raise TtsoptError("--repeat must be at least 1")
-    vocoder = load(path)
-    manifest = vocoder.manifest
-    rate, hop = manifest.sample_rate, manifest.audio["mel"]["hop_length"]
-    variants: dict[str, Callable[[np.ndarray], np.ndarray]] = {PACKAGE: vocoder.vocode}
+    model = load(path)
+    manifest = model.manifest
+    workloads = {}
+    for s in seconds:
+        workloads[s], package_fn = _workload(model, s)
+    variants: dict[str, Callable] = {PACKAGE: package_fn}
     notes = []
     step("loading the original checkpoint for PyTorch eager")
     try:
@@ -122,9 +160,7 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
     step("measuring this machine's FP32 peak")
     peak = measure_peak_gflops()
     flop = manifest.cost.get("flop_per_audio_second")
-    lengths = {s: max(1, round(s * rate / hop)) for s in seconds}
-    speech = _speech_mel(vocoder)
-    inputs = {s: _tiled(speech, frames) for s, frames in lengths.items()}
+    inputs = {s: w.inputs for s, w in workloads.items()}
     times: dict[tuple[str, float], list[float]] = {(v, s): [] for v in variants for s in seconds}
     for fn in variants.values():  # warm-up: first calls allocate and plan
         for s in seconds:
@@ -138,8 +174,8 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
 
     report = BenchReport(str(path), machine_description(), peak, flop, repeat, notes=notes)
     for s in seconds:
-        audio_seconds = lengths[s] * hop / rate
-        row = {"seconds": s, "frames": lengths[s]}
+        audio_seconds = workloads[s].audio_seconds
+        row = {"seconds": s, "audio_seconds": audio_seconds}
         for name in variants:
             row[name] = {"rtf": statistics.median(times[(name, s)]) / audio_seconds,
                          "rtf_all": [t / audio_seconds for t in times[(name, s)]]}
@@ -151,15 +187,14 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
         report.rows.append(row)
 
     step("measuring peak memory in fresh processes")
-    longest = max(lengths.values())
     for name in variants:
-        report.memory_mb[name] = _child_peak_rss_mb(name, Path(path), longest, original, original_config)
+        report.memory_mb[name] = _child_peak_rss_mb(name, Path(path), max(seconds), original, original_config)
     return report
 
 
-def _child_peak_rss_mb(variant: str, package: Path, frames: int, original: Path | None,
+def _child_peak_rss_mb(variant: str, package: Path, seconds: float, original: Path | None,
                        original_config: Path | None) -> float:
-    args = [sys.executable, "-m", "ttsopt.bench", variant, str(package), str(frames),
+    args = [sys.executable, "-m", "ttsopt.bench", variant, str(package), str(seconds),
             str(original or ""), str(original_config or "")]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -167,17 +202,16 @@ def _child_peak_rss_mb(variant: str, package: Path, frames: int, original: Path 
     return float(done.stdout.strip()) / 1024.0
 
 
-def _child_main(variant: str, package: str, frames: str, original: str, original_config: str) -> None:
+def _child_main(variant: str, package: str, seconds: str, original: str, original_config: str) -> None:
     """Entry of the memory-measuring child: load one variant, synthesise once, print max RSS (KiB)."""
-    vocoder = load(package)
-    if variant == PACKAGE:
-        fn = vocoder.vocode
-    else:
+    model = load(package)
+    workload, fn = _workload(model, float(seconds))
+    if variant != PACKAGE:
         from ttsopt.families import spec_module
 
-        fn = spec_module(vocoder.manifest.family).load_eager(vocoder.manifest, Path(original) if original else None,
-                                                           Path(original_config) if original_config else None)
-    fn(_tiled(_speech_mel(vocoder), int(frames)))
+        fn = spec_module(model.manifest.family).load_eager(model.manifest, Path(original) if original else None,
+                                                         Path(original_config) if original_config else None)
+    fn(workload.inputs)
     print(_peak_rss_kib())
 
 

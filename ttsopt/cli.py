@@ -17,19 +17,20 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ttsopt.errors import QualityGateError, TtsoptError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Export, optimise, verify and run neural TTS models (HiFi-GAN, ...).")
+                  help="Export, optimise, verify and run neural TTS models (HiFi-GAN, GPT-SoVITS).")
 out = Console()
 err = Console(stderr=True)
 
 
 class _NoteHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        err.print(f"[yellow]note:[/] {record.getMessage()}", highlight=False)
+        err.print(f"[yellow]note:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
 
 
 def _setup_logging() -> None:
@@ -49,10 +50,10 @@ def command(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except QualityGateError as exc:
-            err.print(f"[red]failed:[/] {exc}", highlight=False)
+            err.print(f"[red]failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except TtsoptError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]: nothing was written")
@@ -77,25 +78,49 @@ def _status(message: str):
 
 @command
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="HiFi-GAN generator checkpoint (jik876 format).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Package directory to write.")],
-    config: Annotated[Path | None, typer.Option("--config", help="The checkpoint's config.json (default: beside it).")] = None,
+    checkpoint: Annotated[Path | None, typer.Argument(help="HiFi-GAN generator checkpoint (jik876 format).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="The HiFi-GAN checkpoint's config.json (default: beside it).")] = None,
+    sovits: Annotated[Path | None, typer.Option("--sovits", help="GPT-SoVITS SoVITS weights (s2 .pth, v1/v2).")] = None,
+    voice: Annotated[list[str] | None, typer.Option("--voice", help="NAME=ref.wav: store this voice in the package (repeatable).")] = None,
     target: Annotated[str, typer.Option("--target", help="Target profile from configs/: cpu, t4, a10g.")] = "cpu",
     precision: Annotated[str | None, typer.Option("--precision", help="Override the target's default precision.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's verification as JSON.")] = False,
 ) -> None:
-    """Export a checkpoint to a verified, self-contained package (ONNX graphs, golden data, manifest)."""
+    """Export a checkpoint to a verified, self-contained package (ONNX graphs, golden data, manifest).
+
+    HiFi-GAN: ttsopt export generator.pth.tar -o PKG.  GPT-SoVITS: ttsopt export --sovits s2.pth --voice NAME=ref.wav -o PKG.
+    """
     from ttsopt.build.exporter import export_package
 
+    family, sources = _export_sources(checkpoint, config, sovits, voice or [])
     with _status("exporting") as status:
-        manifest = export_package("hifigan", checkpoint, config, target, output, precision,
-                                  step=lambda message: status.update(message))
+        manifest = export_package(family, sources, target, output, precision, step=lambda message: status.update(message))
     if as_json:
         out.print_json(json.dumps({"package": str(output), "verification": manifest.verification}))
         return
     gates = manifest.verification["gates"]
     out.print(f"[green]wrote[/] {output}  ({manifest.family} {manifest.task}, target {manifest.target['name']}, "
               f"{manifest.precision}; " + ", ".join(f"{g['name']} {_fmt(g['value'])}" for g in gates[:2]) + ")")
+
+
+def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path | None, voices: list[str]):
+    """Which family the user asked for, and its inputs: a positional checkpoint is HiFi-GAN, --sovits is GPT-SoVITS."""
+    from ttsopt.build.spec import ExportSources
+
+    if (checkpoint is None) == (sovits is None):
+        raise TtsoptError("give a HiFi-GAN checkpoint (ttsopt export generator.pth.tar) or --sovits s2.pth, not both or neither")
+    named = {}
+    for entry in voices:
+        name, sep, path = entry.partition("=")
+        if not sep or not name or not path:
+            raise TtsoptError(f"--voice {entry!r} must be NAME=recording.wav")
+        if name in named:
+            raise TtsoptError(f"voice {name!r} is given twice")
+        named[name] = Path(path)
+    if checkpoint is not None:
+        return "hifigan", ExportSources({"generator": checkpoint}, config, named)
+    return "gpt_sovits", ExportSources({"sovits": sovits}, config, named)
 
 
 @command
@@ -124,12 +149,12 @@ def verify(
 def _print_verify(report, plot: Path) -> None:
     table = Table(title=f"{report.package}: {report.precision} on {report.target}, against the original model's outputs")
     for column in ("item", "output", "SNR dB", "max abs err", "log-mel L1", "MR-STFT", "NaN/Inf"):
-        table.add_column(column, justify="right" if column not in ("item", "output") else "left")
+        table.add_column(column, justify="right" if column not in ("item", "output") else "left", no_wrap=column == "item")
     for row in report.golden:
         table.add_row(row["item"], row["output"], _fmt(row["snr_db"]), _fmt(row["max_abs_error"]),
-                      _fmt(row.get("logmel_l1", float("nan"))), _fmt(row.get("mrstft", float("nan"))), str(row["nonfinite"]))
+                      _fmt(row.get("logmel_l1", "—")), _fmt(row.get("mrstft", "—")), str(row["nonfinite"]))
     out.print(table)
-    if report.references:
+    if report.references and "package" in report.references[0]:
         table = Table(title="copy synthesis of reference recordings (the vocoder's own error)")
         for column in ("reference", "seconds", "package log-mel L1", "package MCD dB", "original log-mel L1", "original MCD dB"):
             table.add_column(column, justify="left" if column == "reference" else "right")
@@ -138,6 +163,14 @@ def _print_verify(report, plot: Path) -> None:
             table.add_row(Path(row["reference"]).name, _fmt(row["seconds"]), _fmt(row["package"]["logmel_l1"]),
                           _fmt(row["package"]["mcd_db"]), _fmt(original["logmel_l1"]) if original else "—",
                           _fmt(original["mcd_db"]) if original else "— (give --original)")
+        out.print(table)
+    elif report.references:
+        table = Table(title="reference recordings as voices: package vs original checkpoint, golden sentence, same noise")
+        for column in ("reference", "seconds", "ge SNR dB", "audio SNR dB", "log-mel L1", "MR-STFT", "NaN/Inf"):
+            table.add_column(column, justify="left" if column == "reference" else "right")
+        for row in report.references:
+            table.add_row(Path(row["reference"]).name, _fmt(row["seconds"]), _fmt(row["ge_snr_db"]), _fmt(row["snr_db"]),
+                          _fmt(row["logmel_l1"]), _fmt(row["mrstft"]), str(row["nonfinite"]))
         out.print(table)
     table = Table(title="quality gates")
     for column in ("gate", "value", "limit", "result"):
@@ -154,28 +187,47 @@ def _print_verify(report, plot: Path) -> None:
 def run(
     package: Annotated[Path, typer.Argument(help="Package directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
-    wav: Annotated[Path | None, typer.Option("--wav", help="Copy synthesis: recording → mel → vocoder.")] = None,
-    mel: Annotated[Path | None, typer.Option("--mel", help="Log-mel spectrogram .npy, [n_mels, frames].")] = None,
+    wav: Annotated[Path | None, typer.Option("--wav", help="Vocoder: copy synthesis, recording → mel → vocoder.")] = None,
+    mel: Annotated[Path | None, typer.Option("--mel", help="Vocoder: log-mel spectrogram .npy, [n_mels, frames].")] = None,
+    tokens: Annotated[Path | None, typer.Option("--tokens", help="SoVITS: semantic tokens .npy (int, 25 Hz, EOS removed).")] = None,
+    phonemes: Annotated[str | None, typer.Option("--phonemes", help='SoVITS: target phonemes, space-separated ("n i2 h ao3 .").')] = None,
+    voice: Annotated[str | None, typer.Option("--voice", help="SoVITS: a voice stored in the package.")] = None,
+    reference: Annotated[list[Path] | None, typer.Option("--reference", help="SoVITS: reference recording(s) instead of a stored voice.")] = None,
+    noise_scale: Annotated[float, typer.Option("--noise-scale", help="SoVITS: prior temperature (official default 0.5).")] = 0.5,
+    speed: Annotated[float, typer.Option("--speed", help="SoVITS: speaking rate (> 1 is faster).")] = 1.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="SoVITS: noise seed, for reproducible output.")] = None,
 ) -> None:
     """Synthesise audio with a package (no torch needed)."""
     import time
 
     from ttsopt.audio.io import write_wav
-    from ttsopt.runtime import load
+    from ttsopt.runtime import Synthesizer, load
 
-    if (wav is None) == (mel is None):
-        raise TtsoptError("give exactly one of --wav or --mel")
-    vocoder = load(package)
-    if wav is not None:
-        spectrogram = vocoder.mel_from_wav(wav)
-    else:
-        spectrogram = _read_npy(mel)
+    model = load(package)
     start = time.perf_counter()
-    audio = vocoder.vocode(spectrogram)
+    if isinstance(model, Synthesizer):
+        if wav is not None or mel is not None:
+            raise TtsoptError("--wav/--mel are for vocoder packages; a SoVITS package takes --tokens and --phonemes")
+        if tokens is None or phonemes is None:
+            raise TtsoptError("a SoVITS package needs --tokens tokens.npy and --phonemes \"...\"")
+        if voice is not None and reference:
+            raise TtsoptError("give --voice or --reference, not both")
+        semantic = _read_npy(tokens)
+        start = time.perf_counter()
+        ge = model.voice_embedding(reference) if reference else voice
+        audio = model.synthesize(semantic, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=seed)
+    else:
+        if tokens is not None or phonemes is not None or voice is not None or reference:
+            raise TtsoptError("--tokens/--phonemes/--voice/--reference are for SoVITS packages; a vocoder takes --wav or --mel")
+        if (wav is None) == (mel is None):
+            raise TtsoptError("give exactly one of --wav or --mel")
+        spectrogram = model.mel_from_wav(wav) if wav is not None else _read_npy(mel)
+        start = time.perf_counter()
+        audio = model.vocode(spectrogram)
     elapsed = time.perf_counter() - start
-    write_wav(output, audio, vocoder.sample_rate)
-    seconds = len(audio) / vocoder.sample_rate
-    out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {vocoder.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
+    write_wav(output, audio, model.sample_rate)
+    seconds = len(audio) / model.sample_rate
+    out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
 
 
 def _read_npy(path: Path):
@@ -183,10 +235,10 @@ def _read_npy(path: Path):
     import numpy as np
 
     if not path.is_file():
-        raise TtsoptError(f"mel file not found: {path}: check the path")
+        raise TtsoptError(f"file not found: {path}: check the path")
     with open(path, "rb") as handle:
         if handle.read(6) != b"\x93NUMPY":
-            raise TtsoptError(f"{path} is not a .npy file: save the mel with numpy.save(path, mel)")
+            raise TtsoptError(f"{path} is not a .npy file: save the array with numpy.save(path, array)")
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -234,7 +286,7 @@ def bench(
     out.print("peak memory (fresh process, longest length): " +
               ", ".join(f"{name} {mb:.0f} MB" for name, mb in report.memory_mb.items()))
     for note in report.notes:
-        out.print(f"[yellow]note:[/] {note}")
+        out.print(f"[yellow]note:[/] {escape(note)}")
 
 
 @command
@@ -253,7 +305,8 @@ def inspect(
     out.print(f"[bold]{package}[/]: {manifest.family} {manifest.task}, target {manifest.target['name']}, "
               f"{manifest.precision}, schema {manifest.schema_version}; all {len(manifest.files)} files match their sha256")
     out.print(f"audio: {manifest.sample_rate} Hz; mel: " + ", ".join(f"{k} {v}" for k, v in mel.items()))
-    out.print(f"source: {manifest.source.get('checkpoint')} (sha256 {manifest.source.get('sha256', '')[:12]}…)")
+    for role, path in manifest.source["checkpoints"].items():
+        out.print(f"source {role}: {path} (sha256 {manifest.source['sha256'][role][:12]}…)")
     table = Table(title="graphs")
     for column in ("graph", "file", "size MB", "inputs", "outputs", "dim ranges (min/opt/max)"):
         table.add_column(column)

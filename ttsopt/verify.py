@@ -21,7 +21,8 @@ import numpy as np
 from ttsopt.audio.io import read_wav
 from ttsopt.audio.mel import MelSettings, log_mel
 from ttsopt.audio.metrics import golden_metrics, max_abs_error, reference_metrics, snr_db
-from ttsopt.runtime import Package, load
+from ttsopt.errors import TtsoptError
+from ttsopt.runtime import Package, Synthesizer, load
 
 
 @dataclass
@@ -64,17 +65,17 @@ class VerifyReport:
         for gate, row in zip(self.gates, data["gates"], strict=False):
             row["passed"] = gate.passed
         data["passed"] = self.passed
-        return _finite(data)
+        return json_safe(data)
 
 
-def _finite(value):
+def json_safe(value):
     """JSON has no infinities: an exact match (SNR = inf) is written as the string "inf"."""
     if isinstance(value, float) and not math.isfinite(value):
         return "inf" if value > 0 else "-inf" if value < 0 else "nan"
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -126,14 +127,32 @@ def verify_golden(package: str | Path | Package) -> VerifyReport:
 def verify_package(path: str | Path, references: list[Path] = (), original: Path | None = None,
                    original_config: Path | None = None, plot: Path | None = None) -> VerifyReport:
     """Full verification: golden outputs, reference recordings, optional original, gates, plot."""
-    vocoder = load(path)
-    manifest = vocoder.manifest
-    report = verify_golden(vocoder.package)
-    eager = None
-    if original is not None:
-        from ttsopt.families import spec_module
+    model = load(path)
+    report = verify_golden(model.package)
+    if isinstance(model, Synthesizer):
+        plot_pair = _check_voices(model, report, references, original, original_config)
+    else:
+        plot_pair = _check_copy_synthesis(model, report, references, original, original_config)
+    if plot is not None:
+        mel = MelSettings(**model.manifest.audio["mel"])
+        write_spectrogram_comparison(plot, *(plot_pair or _golden_audio_pair(model.package)), mel)
+    return report
 
-        eager = spec_module(manifest.family).load_eager(manifest, original, original_config)
+
+def _load_original(manifest, original: Path | None, original_config: Path | None):
+    from ttsopt.families import spec_module
+
+    try:
+        return spec_module(manifest.family).load_eager(manifest, original, original_config)
+    except ImportError:
+        raise TtsoptError("running the original checkpoint needs PyTorch, which is not installed here: "
+                          "pip install 'ttsopt[build]', or verify without it") from None
+
+
+def _check_copy_synthesis(vocoder, report: VerifyReport, references, original, original_config):
+    """Vocoders: resynthesise each recording from its mel; the original's own error beside the package's."""
+    manifest = vocoder.manifest
+    eager = _load_original(manifest, original, original_config) if original is not None else None
     plot_pair = None
     for reference in references:
         recording = read_wav(reference, vocoder.sample_rate)
@@ -150,13 +169,49 @@ def verify_package(path: str | Path, references: list[Path] = (), original: Path
         limit = manifest.gates.get("reference_logmel_l1_excess_max")
         if limit is not None:
             report.gates.append(Gate("reference log-mel L1 excess over original", excess, limit, "max"))
-    if plot is not None:
-        if plot_pair is None:
-            item = manifest.golden["items"][0]["name"]
-            arrays = _golden_arrays(vocoder.package)
-            plot_pair = (arrays[f"{item}/out/audio"], vocoder.vocode(arrays[f"{item}/in/mel"]), f"golden output ({item})")
-        write_spectrogram_comparison(plot, *plot_pair, vocoder.mel_settings)
-    return report
+    return plot_pair
+
+
+def _check_voices(synth, report: VerifyReport, references, original, original_config):
+    """SoVITS: each recording as a new voice. The package (reference encoder graph, then the decode graphs)
+    and the original checkpoint synthesise the golden sentence with it from the same tokens and noise;
+    their audio is compared with the golden gates. Needs the original (default: the exported checkpoint)."""
+    if not references:
+        return None
+    eager = _load_original(synth.manifest, original, original_config)
+    arrays = _golden_arrays(synth.package)
+    item = next(i["name"] for i in synth.manifest.golden["items"] if i["graph"] == "latent")
+    inputs = {k[len(item) + 4:]: v for k, v in arrays.items() if k.startswith(f"{item}/in/")}
+    rows, plot_pair = [], None
+    for reference in references:
+        recording = read_wav(reference, synth.sample_rate)
+        ge_package = synth.voice_embedding([recording])
+        ge_original = eager.reference_embedding(synth.reference_spectrogram(recording))
+        output = synth.decode(inputs | {"ge": ge_package})
+        expected = eager(inputs | {"ge": ge_original})
+        row = {"reference": str(reference), "seconds": round(len(recording) / synth.sample_rate, 3),
+               "ge_snr_db": snr_db(ge_original, ge_package),
+               **golden_metrics(expected, output, MelSettings(**synth.manifest.audio["mel"]))}
+        rows.append(row)
+        plot_pair = plot_pair or (expected, output, f"original model, voice from {Path(reference).name}")
+    report.references.extend(rows)
+    gates = synth.manifest.gates
+    report.gates.append(Gate("voice SNR dB vs original (worst)", min(r["snr_db"] for r in rows), gates["snr_db_min"], "min"))
+    report.gates.append(Gate("voice log-mel L1 vs original (worst)", max(r["logmel_l1"] for r in rows),
+                             gates["logmel_l1_max"], "max"))
+    return plot_pair
+
+
+def _golden_audio_pair(package: Package) -> tuple[np.ndarray, np.ndarray, str]:
+    """The first golden item with an audio output: the original's output and the package's."""
+    arrays = _golden_arrays(package)
+    for item in package.manifest.golden["items"]:
+        graph = package.manifest.graphs[item["graph"]]
+        audio = next((t.name for t in graph.outputs if t.kind == "audio"), None)
+        if audio is not None:
+            inputs = {t.name: arrays[f"{item['name']}/in/{t.name}"] for t in graph.inputs}
+            return arrays[f"{item['name']}/out/{audio}"], package.run(item["graph"], inputs)[audio], f"golden output ({item['name']})"
+    raise TtsoptError(f"package {package.path} has no golden audio to plot")
 
 
 def write_spectrogram_comparison(path: Path, reference: np.ndarray, output: np.ndarray, label: str,

@@ -9,8 +9,6 @@ SoVITS array at atol 1e-4 and the extract_latent codes exactly.
 from __future__ import annotations
 
 import os
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,8 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
+from examples.random_gpt_sovits import S2_V2, save_official_sovits
+from ttsopt.audio.mel import linear_spectrogram
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.sovits_checkpoint import (
     HParams,
@@ -56,6 +56,12 @@ def model(loaded) -> SoVITSModel:
     return loaded.model
 
 
+def _spectrogram(model: SoVITSModel, wav: torch.Tensor) -> torch.Tensor:
+    """ttsopt's numpy reference spectrogram (the runtime's front end) as a ``[1, bins, frames]`` tensor."""
+    c = model.config
+    return torch.from_numpy(linear_spectrogram(wav.numpy()[0], c.filter_length, c.hop_length, c.win_length))[None]
+
+
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str) -> None:
     assert tuple(actual.shape) == tuple(expected.shape), f"{name}: shape {list(actual.shape)} != {list(expected.shape)}"
     diff = float((actual - expected).abs().max())
@@ -72,25 +78,9 @@ def _plain(value):
 
 
 @pytest.fixture
-def save_official(monkeypatch):
+def save_official():
     """``save(path, weights, hparams_dict, info)`` writing ``{'weight', 'config': utils.HParams, 'info'}``."""
-
-    class OfficialHParams:  # behaves like GPT_SoVITS/utils.py HParams for pickling purposes
-        def __init__(self, **kwargs):
-            for key, value in kwargs.items():
-                setattr(self, key, OfficialHParams(**value) if isinstance(value, dict) else value)
-
-    OfficialHParams.__module__, OfficialHParams.__qualname__ = "utils", "HParams"
-    utils = types.ModuleType("utils")
-    utils.HParams = OfficialHParams
-    monkeypatch.setitem(sys.modules, "utils", utils)
-
-    def save(path: Path, weights: dict, hparams: dict, info: str = "1epoch_1iteration") -> Path:
-        torch.save({"weight": {k: v.half() for k, v in weights.items()},
-                    "config": OfficialHParams(**_plain(hparams)), "info": info}, path)
-        return path
-
-    return save
+    return save_official_sovits
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +107,8 @@ def test_loader_reads_the_tiny_v2_file(loaded):
 
 @needs_oracle
 def test_spectrogram(model, oracle):
-    assert_close(model.spectrogram(oracle["ref_wav_32k"]), oracle["ref_spec"], "ref_spec")
-    assert_close(model.spectrogram(oracle["ref_wav2_32k"]), oracle["ref_spec2"], "ref_spec2")
+    assert_close(_spectrogram(model, oracle["ref_wav_32k"]), oracle["ref_spec"], "ref_spec")
+    assert_close(_spectrogram(model, oracle["ref_wav2_32k"]), oracle["ref_spec2"], "ref_spec2")
 
 
 @needs_oracle
@@ -165,7 +155,7 @@ def test_audio(model, oracle, name):
 @torch.no_grad()
 def test_audio_from_waveform_and_folded_weight_norm(model, oracle):
     """End to end from the reference wav (our spectrogram), and again after folding weight norm."""
-    spec = model.spectrogram(oracle["ref_wav_32k"])
+    spec = _spectrogram(model, oracle["ref_wav_32k"])
     assert_close(model.decode(oracle["codes"], oracle["text"], spec, noise_scale=0.0), oracle["audio_ns0"],
                  "audio_ns0 (from wav)")
     # A fresh load, not copy.deepcopy(model): a deep copy shares the generated Parametrized* classes, and
@@ -337,19 +327,7 @@ def test_hparams_stand_in_behaves_like_a_config():
 # Real size (configs/s2.json), random weights, through the official file format
 # --------------------------------------------------------------------------------------------------
 
-S2_JSON = {
-    "train": {"segment_size": 20480, "fp16_run": True, "lora_rank": "32"},
-    "data": {"max_wav_value": 32768.0, "sampling_rate": 32000, "filter_length": 2048, "hop_length": 640,
-             "win_length": 2048, "n_mel_channels": 128, "mel_fmin": 0.0, "mel_fmax": None, "add_blank": True,
-             "n_speakers": 300, "cleaned_text": True},
-    "model": {"inter_channels": 192, "hidden_channels": 192, "filter_channels": 768, "n_heads": 2, "n_layers": 6,
-              "kernel_size": 3, "p_dropout": 0.1, "resblock": "1", "resblock_kernel_sizes": [3, 7, 11],
-              "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "upsample_rates": [10, 8, 2, 2, 2],
-              "upsample_initial_channel": 512, "upsample_kernel_sizes": [16, 16, 8, 2, 2], "n_layers_q": 3,
-              "use_spectral_norm": False, "gin_channels": 512, "semantic_frame_rate": "25hz",
-              "freeze_quantizer": True, "version": "v2"},
-    "s2_ckpt_dir": "logs/x", "name": "x", "version": "v2",
-}
+S2_JSON = S2_V2
 
 
 @torch.no_grad()
@@ -371,6 +349,6 @@ def test_real_size_v2_roundtrip(tmp_path, save_official):
     wav = 0.3 * torch.sin(torch.arange(16000) * 0.05).unsqueeze(0)
     codes = torch.randint(0, 1024, (1, 1, 5))
     text = torch.randint(0, 732, (1, 8))
-    audio = result.model.decode(codes, text, result.model.spectrogram(wav), noise_scale=0.5, seed=0)
+    audio = result.model.decode(codes, text, _spectrogram(result.model, wav), noise_scale=0.5, seed=0)
     assert audio.shape == (1, 1, 5 * 1280)
     assert torch.isfinite(audio).all() and float(audio.abs().max()) <= 1.0

@@ -1,4 +1,4 @@
-"""The log-mel front end of jik876 HiFi-GAN, in numpy, so the runtime and ``verify`` need no torch.
+"""Spectrogram front ends in numpy (jik876 HiFi-GAN log-mel, GPT-SoVITS linear), so the runtime and ``verify`` need no torch.
 
 The convention (from the reference ``meldataset.py``): reflect-pad the waveform by
 ``(n_fft - hop) / 2`` on both sides, STFT with a periodic Hann window and ``center=False``, magnitude
@@ -79,7 +79,7 @@ def _hann(win_length: int, n_fft: int) -> np.ndarray:
 
 
 def stft_magnitude(audio: np.ndarray, n_fft: int, hop_length: int, win_length: int,
-                   pad: int) -> np.ndarray:
+                   pad: int, eps: float = 1e-9) -> np.ndarray:
     """``|STFT|`` with reflect padding ``pad`` on both sides and no centring, ``[n_fft//2+1, frames]``."""
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     mode = "reflect" if audio.shape[0] > pad else "constant"
@@ -89,7 +89,7 @@ def stft_magnitude(audio: np.ndarray, n_fft: int, hop_length: int, win_length: i
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
     spectrum = np.fft.rfft(frames * _hann(win_length, n_fft), axis=-1)
     power = spectrum.real.astype(np.float32) ** 2 + spectrum.imag.astype(np.float32) ** 2
-    return np.sqrt(power + 1e-9).T
+    return np.sqrt(power + eps).T
 
 
 def log_mel(audio: np.ndarray, settings: MelSettings) -> np.ndarray:
@@ -98,3 +98,9 @@ def log_mel(audio: np.ndarray, settings: MelSettings) -> np.ndarray:
     magnitude = stft_magnitude(audio, settings.n_fft, settings.hop_length, settings.win_length, pad)
     basis = mel_filterbank(settings.sample_rate, settings.n_fft, settings.n_mels, settings.fmin, settings.fmax)
     return np.log(np.maximum(basis @ magnitude, 1e-5)).astype(np.float32)
+
+
+def linear_spectrogram(audio: np.ndarray, n_fft: int, hop_length: int, win_length: int) -> np.ndarray:
+    """Magnitude spectrogram ``[n_fft//2+1, frames]`` as GPT-SoVITS's ``spectrogram_torch(..., center=False)``
+    computes it for its reference encoder: the same framing as :func:`log_mel`, ``eps`` 1e-8, no log."""
+    return stft_magnitude(audio, n_fft, hop_length, win_length, (n_fft - hop_length) // 2, eps=1e-8)

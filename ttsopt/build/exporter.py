@@ -18,7 +18,7 @@ import numpy as np
 from ttsopt.audio.io import read_wav
 from ttsopt.build.cost import count_flops
 from ttsopt.build.onnx_export import OPSET, export_onnx
-from ttsopt.build.spec import ExportPlan
+from ttsopt.build.spec import ExportPlan, ExportSources
 from ttsopt.errors import QualityGateError
 from ttsopt.families import spec_module
 from ttsopt.package import GraphEntry, Manifest, PackageWriter
@@ -49,17 +49,19 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def export_package(family: str, checkpoint: Path, config: Path | None, target: str, out: Path,
-                   precision: str | None = None, step: Callable[[str], None] = lambda message: None) -> Manifest:
+def export_package(family: str, sources: ExportSources, target: str, out: Path, precision: str | None = None,
+                   step: Callable[[str], None] = lambda message: None) -> Manifest:
     profile = load_target(target)
     precision = resolve_precision(profile, precision)
     spec = spec_module(family)
 
     step("loading checkpoint")
-    plan: ExportPlan = spec.plan(checkpoint, config, speech=load_verification_speech)
+    plan: ExportPlan = spec.plan(sources, speech=load_verification_speech)
     rate = plan.audio["sample_rate"]
 
     with PackageWriter(out) as writer:
+        for name, payload in plan.files.items():
+            writer.path(name).write_bytes(payload)
         step("running the original model on the verification set")
         golden_arrays: dict[str, np.ndarray] = {}
         for item in plan.golden:
@@ -86,17 +88,18 @@ def export_package(family: str, checkpoint: Path, config: Path | None, target: s
         manifest = Manifest(
             family=plan.family, task=plan.task, model_config=plan.model_config, audio=plan.audio,
             target=profile, precision=precision,
-            source=plan.source | {"sha256": sha256_file(checkpoint)},
+            source={"checkpoints": {role: str(path.resolve()) for role, path in sources.checkpoints.items()},
+                    "sha256": {role: sha256_file(path) for role, path in sources.checkpoints.items()}, **plan.source},
             graphs=graphs, golden={"file": GOLDEN_FILE, "items": [{"name": i.name, "graph": i.graph} for i in plan.golden]},
-            cost=cost, tools=tool_versions(),
+            cost=cost, tools=tool_versions(), runtime=plan.runtime,
         )
         writer.write_manifest(manifest)
 
         step("verifying the package against the original's outputs")
-        from ttsopt.verify import verify_golden
+        from ttsopt.verify import json_safe, verify_golden
 
         report = verify_golden(writer.scratch)
-        manifest.verification = {"export_fidelity": fidelity, **report.to_dict()}
+        manifest.verification = {"export_fidelity": json_safe(fidelity), **report.to_dict()}
         if not report.passed:
             raise QualityGateError(f"the exported package fails its {precision} gates "
                                    f"({'; '.join(g.describe() for g in report.failed)}): nothing was written")

@@ -8,6 +8,7 @@ module on sizes the export never saw.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import warnings
@@ -25,10 +26,14 @@ OPSET = 18
 log = logging.getLogger("ttsopt")
 
 
-def _dynamic_shapes(graph: GraphExport) -> tuple[dict[int, torch.export.Dim], ...]:
+def _dynamic_shapes(graph: GraphExport) -> tuple:
+    """One ``{axis: Dim}`` per input; inputs taken by a ``*args`` parameter are grouped, as torch.export sees them."""
     dims = {name: torch.export.Dim(name, min=r.min, max=r.max) for name, r in graph.dims.items()}
-    return tuple({axis: dims[size] for axis, size in enumerate(spec.shape) if isinstance(size, str)}
-                 for spec in graph.inputs)
+    shapes = tuple({axis: dims[size] for axis, size in enumerate(spec.shape) if isinstance(size, str)}
+                   for spec in graph.inputs)
+    parameters = list(inspect.signature(graph.module.forward).parameters.values())
+    varargs = next((i for i, p in enumerate(parameters) if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+    return shapes if varargs is None else (*shapes[:varargs], shapes[varargs:])
 
 
 def export_onnx(graph: GraphExport, path: Path, metadata: dict[str, object]) -> dict[str, float]:
@@ -77,7 +82,9 @@ def _random_inputs(graph: GraphExport, sizes: dict[str, int], seed: int) -> tupl
     tensors = []
     for spec in graph.inputs:
         shape = [sizes[s] if isinstance(s, str) else s for s in spec.shape]
-        if spec.dtype.startswith("float"):
+        if spec.dtype == "bool":  # masks: all-True (a random mask can block whole rows, which is undefined)
+            tensors.append(torch.ones(shape, dtype=torch.bool))
+        elif spec.dtype.startswith("float"):
             tensors.append(torch.randn(shape, generator=generator) * 2.0 - 4.0)  # log-mel-like range
         else:
             tensors.append(torch.randint(0, 2, shape, generator=generator))

@@ -1,7 +1,8 @@
 """What a model family hands the generic exporter: its graphs, their shapes, and golden inputs.
 
 A family (``ttsopt/families/<name>/``) is a model file plus a spec module with one function,
-``plan(checkpoint, config, speech) -> ExportPlan``, and one ``load_eager(manifest)`` for benchmarks.
+``plan(sources, speech) -> ExportPlan``, and one ``load_eager(manifest, original)`` for benchmarks
+and ``verify --original``.
 The exporter, ``verify`` and the runtime never special-case a family beyond that (the same split as
 HuggingFace optimum's per-model ONNX configs).
 """
@@ -10,12 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ttsopt.package.manifest import DimRange, TensorSpec
+
+
+@dataclass(frozen=True)
+class ExportSources:
+    """What the user gave ``ttsopt export``: checkpoints by role, a config file, named voice recordings."""
+
+    checkpoints: dict[str, Path]
+    config: Path | None = None
+    voices: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,3 +65,7 @@ class ExportPlan:
     original: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] = field(default_factory=dict)
     #: (module, inputs, seconds of audio they make): what ``cost.count_flops`` measures per audio second.
     cost_example: tuple[torch.nn.Module, tuple[torch.Tensor, ...], float] | None = None
+    #: Payload files beside the graphs (name -> bytes): symbol tables, voice embeddings, ...
+    files: dict[str, bytes] = field(default_factory=dict)
+    #: What the family's runtime reads from the manifest beyond the graphs (voices, chunking context, ...).
+    runtime: dict[str, Any] = field(default_factory=dict)

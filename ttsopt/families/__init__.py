@@ -11,7 +11,7 @@ from types import ModuleType
 from ttsopt.errors import TtsoptError
 
 #: family name -> module with ``plan(...)`` and ``load_eager(...)``.
-SPECS = {"hifigan": "ttsopt.families.hifigan.spec"}
+SPECS = {"hifigan": "ttsopt.families.hifigan.spec", "gpt_sovits": "ttsopt.families.gpt_sovits.spec"}
 
 
 def spec_module(family: str) -> ModuleType:

@@ -8,10 +8,11 @@ Schema (version 1)::
     audio            {"sample_rate": int, "mel": MelSettings as dict}
     target           the resolved target profile (configs/<target>.yaml at export time)
     precision        "fp32", ...
-    source           {"checkpoint": path, "sha256": ..., "config": path | null}
+    source           {"checkpoints": {role: path}, "sha256": {role: hex}, ...family extras (e.g. "config")}
     graphs           {name: GraphEntry}: file, inputs/outputs with symbolic dims, dim ranges, opset
     golden           {"file": "golden.npz", "items": [names]}: inputs and original-model outputs
-    files            {relative path: sha256} for every payload file (graphs, golden data)
+    files            {relative path: sha256} for every payload file (graphs, golden data, voices, ...)
+    runtime          what the family's runtime needs beyond the graphs (voices, symbol table, chunking)
     cost             {"flop_per_audio_second": float}
     tools            versions of the tools that made it
     verification     the gate results measured when the package was made
@@ -98,6 +99,7 @@ class Manifest:
     graphs: dict[str, GraphEntry]
     golden: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     verification: dict[str, Any] = field(default_factory=dict)

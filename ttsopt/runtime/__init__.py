@@ -3,6 +3,8 @@
     >>> import ttsopt.runtime
     >>> vocoder = ttsopt.runtime.load("build/hifigan-cpu")
     >>> audio = vocoder.vocode(mel)          # mel [n_mels, frames] -> float32 waveform
+    >>> synth = ttsopt.runtime.load("build/sovits-cpu")
+    >>> audio = synth.synthesize(tokens, "n i2 h ao3 .", voice="alice", seed=0)
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ttsopt.runtime.package import Package
+from ttsopt.runtime.sovits import Synthesizer
 from ttsopt.runtime.vocoder import Vocoder
 
-_TASKS = {"vocoder": Vocoder}
+_TASKS = {"vocoder": Vocoder, "sovits": Synthesizer}
 
 
-def load(path: str | Path) -> Vocoder:
+def load(path: str | Path) -> Vocoder | Synthesizer:
     """Open a package (checking every file against the manifest's hashes) as its task's API."""
     package = Package(path)
     return _TASKS[package.manifest.task](package)
 
 
-__all__ = ["Package", "Vocoder", "load"]
+__all__ = ["Package", "Synthesizer", "Vocoder", "load"]

@@ -173,6 +173,20 @@ class T2SSelfAttention(nn.Module):
         scores = scores.masked_fill(~allowed, float("-inf"))
         return torch.matmul(torch.softmax(scores, dim=-1), v)
 
+    def attend_cached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_past: torch.Tensor,
+                      v_past: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """:meth:`attend` over ``cache slots ++ new keys`` without concatenating (copying) the cache.
+
+        ``k_past``/``v_past`` [B, heads, C, head_dim] are read, never written; ``allowed`` [B, 1, T_q, C + T_q]
+        says which cache slots and which new positions each query may see.
+        """
+        scale = 1.0 / math.sqrt(self.head_dim)
+        past = torch.matmul(q, k_past.transpose(-1, -2)) * scale
+        new = torch.matmul(q, k.transpose(-1, -2)) * scale
+        weights = torch.softmax(torch.cat((past, new), dim=-1).masked_fill(~allowed, float("-inf")), dim=-1)
+        slots = k_past.shape[2]
+        return torch.matmul(weights[..., :slots], v_past) + torch.matmul(weights[..., slots:], v)
+
     def merge(self, context: torch.Tensor) -> torch.Tensor:
         """[B, heads, T, head_dim] → [B, T, D] through the output projection."""
         batch, _, length, _ = context.shape
@@ -331,6 +345,27 @@ class Text2SemanticDecoder(nn.Module):
         return self.ar_predict_layer(hidden[:, -1]), torch.stack(new_keys), torch.stack(new_values)
 
 
+    # -- the exported form: new positions over a caller-owned cache ------------------------------------
+
+    def forward_cached(self, hidden: torch.Tensor, k_past: list[torch.Tensor], v_past: list[torch.Tensor],
+                       allowed: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Run ``S`` new positions (embedded, [B, S, D]) against per-layer caches ``[B, heads, C, head_dim]``.
+
+        Returns the logits of the last new position and the new positions' K/V per layer
+        ([B, heads, S, head_dim]); the caller writes them into its cache. The prefill is this with all
+        cache slots masked (``allowed`` = the prefill mask on the new part); a decode step is S = 1 with
+        the filled slots allowed. The cache is only read: nothing is copied per step.
+        """
+        allowed = allowed.unsqueeze(1)
+        new_keys, new_values = [], []
+        for layer, k_cache, v_cache in zip(self.h.layers, k_past, v_past, strict=True):
+            q, k, v = layer.self_attn.project(hidden)
+            hidden = layer.finish(hidden, layer.self_attn.attend_cached(q, k, v, k_cache, v_cache, allowed))
+            new_keys.append(k)
+            new_values.append(v)
+        return self.ar_predict_layer(hidden[:, -1]), new_keys, new_values
+
+
 # ------------------------------------------------------------------------------------------------------
 # Export-shaped wrappers and a host-side binding
 # ------------------------------------------------------------------------------------------------------
@@ -363,6 +398,46 @@ class DecodeStepGraph(nn.Module):
                 v_cache: torch.Tensor, cache_index: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.model.decode_step(token, position, k_cache, v_cache, cache_index)
+
+
+class TextEmbeddingGraph(nn.Module):
+    """``phoneme_ids [B, N]``, ``bert_features [B, 1024, N]`` → the text part of the GPT input ``[B, N, D]``."""
+
+    def __init__(self, model: Text2SemanticDecoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, phoneme_ids: torch.Tensor, bert_features: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_text(phoneme_ids, bert_features)
+
+
+class AudioEmbeddingGraph(nn.Module):
+    """``tokens [B, T]``, ``positions [B, T]`` → semantic-token embeddings with positions ``[B, T, D]``."""
+
+    def __init__(self, model: Text2SemanticDecoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_audio(tokens, positions)
+
+
+class TransformerGraph(nn.Module):
+    """``forward(hidden, allowed, k_cache.0 … k_cache.{L-1}, v_cache.0 … v_cache.{L-1})`` →
+    ``(logits, k_new.0 …, v_new.0 …)``: :meth:`Text2SemanticDecoder.forward_cached` with flat tensors.
+
+    One graph serves the prefill and every decode step, so the GPT weights are stored once.
+    """
+
+    def __init__(self, model: Text2SemanticDecoder):
+        super().__init__()
+        self.model = model
+        self.num_layers = model.config.num_layers
+
+    def forward(self, hidden: torch.Tensor, allowed: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        layers = self.num_layers
+        logits, keys, values = self.model.forward_cached(hidden, list(caches[:layers]), list(caches[layers:]), allowed)
+        return (logits, *keys, *values)
 
 
 def bind_generation_callables(model: Text2SemanticDecoder, phoneme_ids: np.ndarray, bert_features: np.ndarray,

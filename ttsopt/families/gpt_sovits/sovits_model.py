@@ -145,29 +145,6 @@ class SoVITSConfig:
 
 
 # --------------------------------------------------------------------------------------------------
-# Reference spectrogram
-# --------------------------------------------------------------------------------------------------
-
-
-def linear_spectrogram(wav: torch.Tensor, n_fft: int = 2048, hop_length: int = 640, win_length: int = 2048,
-                       eps: float = 1e-8) -> torch.Tensor:
-    """Magnitude spectrogram ``[B, n_fft//2+1, frames]`` of a 32 kHz waveform ``[B, samples]``.
-
-    Matches the official ``spectrogram_torch(..., center=False)``: reflect-pad (n_fft−hop)/2 on both
-    sides so frames are centred on multiples of ``hop`` without torch's own centring, periodic Hann
-    window, no normalisation, magnitude ``sqrt(re² + im² + eps)`` (linear, no log).
-    """
-    if wav.dim() != 2:
-        raise ValueError(f"expected a waveform [batch, samples], got shape {list(wav.shape)}")
-    pad = (n_fft - hop_length) // 2
-    padded = F.pad(wav.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
-    window = torch.hann_window(win_length, dtype=wav.dtype, device=wav.device)
-    spec = torch.stft(padded, n_fft, hop_length=hop_length, win_length=win_length, window=window,
-                      center=False, normalized=False, onesided=True, return_complex=True)
-    return torch.sqrt(torch.view_as_real(spec).pow(2).sum(-1) + eps)
-
-
-# --------------------------------------------------------------------------------------------------
 # Semantic codebook
 # --------------------------------------------------------------------------------------------------
 
@@ -382,6 +359,17 @@ class TextEncoder(nn.Module):
         self.encoder2 = encoder(config.n_layers // 2)
         self.proj = nn.Conv1d(hidden, 2 * config.inter_channels, 1)
 
+    def encode(self, content: torch.Tensor, text: torch.Tensor, ge: torch.Tensor) -> torch.Tensor:
+        """Hidden features ``[B, hidden, F]`` of ``content`` ``[B, ssl_dim, F]``, ``text`` ``[B, N]`` and ``ge``."""
+        y = self.encoder_ssl(self.ssl_proj(content))
+        t = self.encoder_text(self.text_embedding(text).transpose(1, 2))
+        return self.encoder2(self.mrte(y, t, ge))
+
+    def project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(m_p, logs_p)``, each ``[B, inter, F]``."""
+        m_p, logs_p = torch.split(self.proj(hidden), self.out_channels, dim=1)
+        return m_p, logs_p
+
     def forward(self, content: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, speed: float = 1.0
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``content`` ``[B, ssl_dim, F]``, ``text`` ``[B, N]`` int64, ``ge`` ``[B, gin, 1]``.
@@ -389,13 +377,19 @@ class TextEncoder(nn.Module):
         Returns ``(hidden [B, hidden, F'], m_p [B, inter, F'], logs_p [B, inter, F'])`` with
         ``F' = F`` at speed 1, else ``int(F / speed) + 1`` (linear resampling of the hidden features).
         """
-        y = self.encoder_ssl(self.ssl_proj(content))
-        t = self.encoder_text(self.text_embedding(text).transpose(1, 2))
-        y = self.encoder2(self.mrte(y, t, ge))
+        y = self.encode(content, text, ge)
         if speed != 1:
-            y = F.interpolate(y, size=int(y.shape[-1] / speed) + 1, mode="linear")
-        m_p, logs_p = torch.split(self.proj(y), self.out_channels, dim=1)
-        return y, m_p, logs_p
+            y = stretch(y, int(y.shape[-1] / speed) + 1)
+        return (y, *self.project(y))
+
+
+def stretch(hidden: torch.Tensor, frames: int | torch.SymInt) -> torch.Tensor:
+    """The official ``speed`` resampling: linear interpolation (half-pixel, no corner alignment) to ``frames``.
+
+    Resampling to the same length is the identity, so graphs can apply it unconditionally and take the
+    length from the noise input.
+    """
+    return F.interpolate(hidden, size=frames, mode="linear")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -626,7 +620,7 @@ class SoVITSModel(nn.Module):
 
     Typical use::
 
-        spec = model.spectrogram(ref_wav_32k)                 # [1, 1025, T_ref]
+        spec = linear_spectrogram(ref_wav_32k, ...)          # ttsopt.audio.mel, [1025, T_ref] (numpy)
         audio = model.decode(codes, phonemes, spec, noise_scale=0.5, seed=0)   # [1, 1, T · 1280]
 
     Pieces (``reference_embedding``, ``dequantize``, ``enc_p``, ``sample_prior``, ``flow``, ``dec``) are
@@ -647,15 +641,6 @@ class SoVITSModel(nn.Module):
         self.dec = Generator(config)
 
     # -- reference -------------------------------------------------------------------------------
-
-    def spectrogram(self, wav: torch.Tensor) -> torch.Tensor:
-        """Reference spectrogram ``[B, spec_channels, frames]`` of a waveform ``[B, samples]`` at ``sampling_rate``.
-
-        The official front end also mixes to mono, resamples to 32 kHz and, if ``max|x| > 1``, divides
-        by ``min(2, max|x|)`` before this; that is the caller's job.
-        """
-        c = self.config
-        return linear_spectrogram(wav, c.filter_length, c.hop_length, c.win_length)
 
     def reference_embedding(self, refer: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """``ge`` ``[B, gin, 1]`` from one spectrogram ``[B, spec_channels, T]`` or a list of them (averaged)."""

@@ -10,7 +10,7 @@ import torch
 
 from ttsopt.audio.mel import MelSettings, log_mel
 from ttsopt.build.folding import remove_weight_norm
-from ttsopt.build.spec import ExportPlan, GoldenItem, GraphExport
+from ttsopt.build.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.hifigan.checkpoint import LoadedHiFiGAN, load_hifigan
 from ttsopt.families.hifigan.model import HiFiGANGenerator
@@ -19,6 +19,8 @@ from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
 FAMILY = "hifigan"
 TASK = "vocoder"
 GRAPH = "vocoder"
+#: The one checkpoint of this family, by role (``ExportSources.checkpoints``).
+ROLE = "generator"
 #: Mel frames a package accepts: 1 frame (≈ 12 ms) to 8192 frames (≈ 95 s at 22.05 kHz / hop 256).
 FRAMES = DimRange(min=1, opt=256, max=8192)
 BATCH = DimRange(min=1, opt=1, max=16)
@@ -43,10 +45,11 @@ def _run_torch(model: torch.nn.Module):
     return run
 
 
-def plan(checkpoint: Path, config: Path | None,
-         speech: Callable[[int], list[tuple[str, np.ndarray]]]) -> ExportPlan:
+def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndarray]]]) -> ExportPlan:
     """Load the checkpoint and describe its export; ``speech(rate)`` gives the verification recordings."""
-    loaded = load_hifigan(checkpoint, config)
+    if sources.voices:
+        raise TtsoptError("--voice applies to GPT-SoVITS packages; a HiFi-GAN vocoder has no voices")
+    loaded = load_hifigan(sources.checkpoints[ROLE], sources.config)
     mel = MelSettings(**loaded.config.mel_settings())
     # A second instance, not copy.deepcopy: parametrized modules share their generated class with
     # their deep copies, so folding a copy would break the original.
@@ -68,7 +71,7 @@ def plan(checkpoint: Path, config: Path | None,
     return ExportPlan(
         family=FAMILY, task=TASK, model_config=_model_config(loaded),
         audio={"sample_rate": loaded.config.sampling_rate, "mel": mel.to_dict()},
-        source={"checkpoint": str(loaded.checkpoint.resolve()), "config": str(loaded.config_path.resolve())},
+        source={"config": str(loaded.config_path.resolve())},
         graphs=[graph], golden=golden, original={GRAPH: _run_torch(loaded.model)},
         cost_example=(exported, (torch.zeros(1, n_mels, 860),), 860 * loaded.config.hop_size / loaded.config.sampling_rate),
     )
@@ -77,7 +80,7 @@ def plan(checkpoint: Path, config: Path | None,
 def load_eager(manifest: Manifest, checkpoint: Path | None = None, config: Path | None = None):
     """The original checkpoint as PyTorch eager FP32, for ``bench`` and ``verify --original``:
     a callable ``mel [1, n_mels, frames] -> audio [samples]``."""
-    loaded = load_hifigan(checkpoint or manifest.source["checkpoint"],
+    loaded = load_hifigan(checkpoint or manifest.source["checkpoints"][ROLE],
                           config or (manifest.source.get("config") if checkpoint is None else None))
     if loaded.config.num_mels != manifest.audio["mel"]["n_mels"] or loaded.config.sampling_rate != manifest.sample_rate:
         raise TtsoptError(f"original checkpoint {loaded.checkpoint} is not the model this package was exported from "

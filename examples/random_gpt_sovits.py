@@ -1,0 +1,121 @@
+"""Write real-size GPT-SoVITS v2 checkpoints with random weights, in the official on-disk format.
+
+No trained GPT-SoVITS weights can be downloaded here, and speed does not depend on the weights' values,
+so benchmarks and the real-size tests use files made by this script::
+
+    python examples/random_gpt_sovits.py build/random-v2     # writes s1_v2_random.ckpt and s2_v2_random.pth
+
+The GPT file is what the official ``s1_train.py`` writes: ``{'weight': {'model.<name>': fp16},
+'config': the s1longer-v2.yaml dict, 'info': 'GPT-e<epoch>'}``. The SoVITS file is what the official
+trainer's ``process_ckpt.savee`` writes: ``{'weight': fp16 state dict without enc_q.*,
+'config': utils.HParams(s2.json), 'info': ...}``, the config pickled as the global ``utils.HParams``
+(a stand-in class is registered under that name while saving).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from ttsopt.families.gpt_sovits.gpt_checkpoint import config_from_official
+from ttsopt.families.gpt_sovits.gpt_model import Text2SemanticDecoder
+from ttsopt.families.gpt_sovits.sovits_checkpoint import config_from_hparams, to_official_state_dict
+from ttsopt.families.gpt_sovits.sovits_model import SoVITSModel
+
+#: The released ``GPT_SoVITS/configs/s2.json`` (v2), plus the fields the webui adds.
+S2_V2 = {
+    "train": {"segment_size": 20480, "fp16_run": True, "lora_rank": "32"},
+    "data": {"max_wav_value": 32768.0, "sampling_rate": 32000, "filter_length": 2048, "hop_length": 640,
+             "win_length": 2048, "n_mel_channels": 128, "mel_fmin": 0.0, "mel_fmax": None, "add_blank": True,
+             "n_speakers": 300, "cleaned_text": True},
+    "model": {"inter_channels": 192, "hidden_channels": 192, "filter_channels": 768, "n_heads": 2, "n_layers": 6,
+              "kernel_size": 3, "p_dropout": 0.1, "resblock": "1", "resblock_kernel_sizes": [3, 7, 11],
+              "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], "upsample_rates": [10, 8, 2, 2, 2],
+              "upsample_initial_channel": 512, "upsample_kernel_sizes": [16, 16, 8, 2, 2], "n_layers_q": 3,
+              "use_spectral_norm": False, "gin_channels": 512, "semantic_frame_rate": "25hz",
+              "freeze_quantizer": True, "version": "v2"},
+    "s2_ckpt_dir": "logs/x", "name": "x", "version": "v2",
+}
+
+
+#: The released ``GPT_SoVITS/configs/s1longer-v2.yaml`` (the sections a GPT checkpoint embeds).
+S1_V2 = {
+    "train": {"seed": 1234, "epochs": 20, "batch_size": 8, "save_every_n_epoch": 1, "precision": "16-mixed",
+              "gradient_clip": 1.0},
+    "optimizer": {"lr": 0.01, "lr_init": 1e-05, "lr_end": 0.0001, "warmup_steps": 2000, "decay_steps": 40000},
+    "data": {"max_eval_sample": 8, "max_sec": 54, "num_workers": 4, "pad_val": 1024},
+    "model": {"vocab_size": 1025, "phoneme_vocab_size": 732, "embedding_dim": 512, "hidden_dim": 512, "head": 16,
+              "linear_units": 2048, "n_layer": 24, "dropout": 0, "EOS": 1024, "random_bert": 0},
+    "inference": {"top_k": 15},
+}
+
+
+class OfficialHParams:
+    """Pickles like ``GPT_SoVITS/utils.py``'s ``HParams``: nested attribute objects."""
+
+    def __init__(self, **kwargs):
+        for key, value in kwargs.items():
+            setattr(self, key, OfficialHParams(**value) if isinstance(value, dict) else value)
+
+
+@contextlib.contextmanager
+def official_hparams_global() -> Iterator[None]:
+    """Make ``OfficialHParams`` pickle as the global ``utils.HParams`` while the block runs."""
+    saved = sys.modules.get("utils")
+    module = types.ModuleType("utils")
+    module.HParams = OfficialHParams
+    OfficialHParams.__module__, OfficialHParams.__qualname__ = "utils", "HParams"
+    sys.modules["utils"] = module
+    try:
+        yield
+    finally:
+        OfficialHParams.__module__, OfficialHParams.__qualname__ = __name__, "OfficialHParams"
+        if saved is None:
+            sys.modules.pop("utils", None)
+        else:
+            sys.modules["utils"] = saved
+
+
+def save_official_sovits(path: Path, weights: dict[str, torch.Tensor], hparams: dict,
+                         info: str = "1epoch_100iteration") -> Path:
+    """``weights`` in official names (:func:`to_official_state_dict`) saved as the trainer does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with official_hparams_global():
+        torch.save({"weight": {k: v.half() for k, v in weights.items()}, "config": OfficialHParams(**hparams),
+                    "info": info}, path)
+    return path
+
+
+def write_random_sovits(path: Path, hparams: dict = S2_V2, seed: int = 0) -> Path:
+    """A randomly initialised SoVITS of ``hparams``' size (default: the released v2 model)."""
+    torch.manual_seed(seed)
+    model = SoVITSModel(config_from_hparams(hparams, hparams["model"]["version"]))
+    return save_official_sovits(path, to_official_state_dict(model), hparams)
+
+
+def write_random_gpt(path: Path, config: dict = S1_V2, seed: int = 0) -> Path:
+    """A randomly initialised s1 GPT of ``config``'s size (default: the released v2 model, 24 × 512)."""
+    torch.manual_seed(seed)
+    model = Text2SemanticDecoder(config_from_official(config))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"weight": {f"model.{k}": v.half() for k, v in model.state_dict().items()}, "config": config,
+                "info": "GPT-e1"}, path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="directory to write into")
+    args = parser.parse_args()
+    print(write_random_gpt(args.out / "s1_v2_random.ckpt"))
+    print(write_random_sovits(args.out / "s2_v2_random.pth"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Export spec of GPT-SoVITS: the SoVITS graphs, voices ("speaker folding") and their golden data.
+
+Graphs (see :mod:`ttsopt.families.gpt_sovits.sovits_graphs` for why they are cut this way)::
+
+    reference_encoder  spectrogram [batch, bins, ref_frames]            → ge [batch, gin, 1]
+    latent             tokens, phonemes, ge, noise [batch, inter, frames],
+                       noise_scale [1]                                   → z [batch, inter, frames]
+    generator          z, ge                                             → audio [batch, 1, samples]
+    prompt_codes       ssl [batch, 768, ssl_frames]                      → codes [batch, tokens]
+
+Voices given as ``--voice name=ref.wav`` are run through the original model's reference encoder at
+export and stored as ``voices.npz`` (``ge`` per name), so synthesis with them skips the encoder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ttsopt.audio.io import read_wav
+from ttsopt.audio.mel import MelSettings, linear_spectrogram
+from ttsopt.build.folding import remove_weight_norm
+from ttsopt.build.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
+from ttsopt.errors import TtsoptError
+from ttsopt.families.gpt_sovits.sovits_checkpoint import LoadedSoVITS, load_sovits_checkpoint
+from ttsopt.families.gpt_sovits.sovits_graphs import (
+    GeneratorGraph,
+    LatentGraph,
+    PromptCodesGraph,
+    ReferenceEncoderGraph,
+    generator_receptive_field,
+)
+from ttsopt.families.gpt_sovits.sovits_model import SoVITSConfig, SoVITSModel
+from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
+from ttsopt.runtime.phonemes import PhonemeTable
+from ttsopt.runtime.sovits import SYMBOLS_FILE, VOICES_FILE, reference_waveform
+
+FAMILY = "gpt_sovits"
+TASK = "sovits"
+ROLE = "sovits"
+
+BATCH = DimRange(1, 1, 8)
+#: 25 Hz semantic tokens: up to 60 s of speech per call.
+TOKENS = DimRange(1, 250, 1500)
+PHONEMES = DimRange(1, 120, 1024)
+#: Latent frames (50 Hz): 2 per token at speed 1, up to speed 0.5.
+FRAMES = DimRange(1, 500, 6001)
+#: Reference recordings: 20 ms to 60 s of spectrogram frames (50 Hz).
+REF_FRAMES = DimRange(1, 300, 3000)
+#: HuBERT frames (50 Hz) for prompt codes: up to 60 s.
+SSL_FRAMES = DimRange(2, 300, 3000)
+
+#: The verification sentence (the oracle's target text; its symbols are in the v1 and v2 tables).
+GOLDEN_PHONEMES = "j in1 t ian1 t ian1 q i4 h en3 h ao3 , w o3 m en5 q v4 g ong1 y van2 b a5 ."
+GOLDEN_TOKENS = 40
+VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def symbol_table_bytes(version: str) -> bytes:
+    return files("ttsopt.families.gpt_sovits").joinpath("symbols", f"{version}.json").read_bytes()
+
+
+def _mel_settings(loaded: LoadedSoVITS) -> MelSettings:
+    """The model's own mel (``hps.data``), used by ``verify`` for log-mel distances of its audio."""
+    data, c = loaded.hparams.get("data", {}), loaded.config
+    fmax = data.get("mel_fmax")
+    return MelSettings(sample_rate=c.sampling_rate, n_fft=c.filter_length, hop_length=c.hop_length,
+                       win_length=c.win_length, n_mels=int(data.get("n_mel_channels", 128)),
+                       fmin=float(data.get("mel_fmin", 0.0)), fmax=None if fmax is None else float(fmax))
+
+
+def reference_spectrogram(wav: np.ndarray, config: SoVITSConfig) -> np.ndarray:
+    """``[1, reference_bins, frames]``: the part of the linear spectrogram the reference encoder reads."""
+    spec = linear_spectrogram(wav, config.filter_length, config.hop_length, config.win_length)
+    return spec[None, : config.reference_bins]
+
+
+def _graphs(model: SoVITSModel) -> list[GraphExport]:
+    c = model.config
+    bins, gin, inter = c.reference_bins, c.gin_channels, c.inter_channels
+    ge = TensorSpec("ge", "float32", ("batch", gin, 1), kind="embedding")
+    rng = torch.Generator().manual_seed(0)
+    # dynamo specialises sizes 0 and 1, so examples use a batch of 2 and lengths > 1.
+    return [
+        GraphExport(
+            name="reference_encoder", module=ReferenceEncoderGraph(model).eval(),
+            example_inputs=(torch.rand(2, bins, 100, generator=rng),),
+            inputs=(TensorSpec("spectrogram", "float32", ("batch", bins, "ref_frames"), kind="spectrogram"),),
+            outputs=(ge,), dims={"batch": BATCH, "ref_frames": REF_FRAMES},
+            check_sizes=({"batch": 1, "ref_frames": 1}, {"batch": 1, "ref_frames": 173}, {"batch": 3, "ref_frames": 40}),
+        ),
+        GraphExport(
+            name="latent", module=LatentGraph(model).eval(),
+            example_inputs=(torch.randint(0, c.codebook_size, (2, 20), generator=rng),
+                            torch.randint(0, c.n_symbols, (2, 15), generator=rng),
+                            torch.randn(2, gin, 1, generator=rng), torch.randn(2, inter, 33, generator=rng),
+                            torch.tensor([0.5])),
+            inputs=(TensorSpec("tokens", "int64", ("batch", "tokens"), kind="tokens"),
+                    TensorSpec("phonemes", "int64", ("batch", "phonemes"), kind="tokens"),
+                    ge,
+                    TensorSpec("noise", "float32", ("batch", inter, "frames"), kind="noise"),
+                    TensorSpec("noise_scale", "float32", (1,), kind="scalar")),
+            outputs=(TensorSpec("z", "float32", ("batch", inter, "frames"), kind="latent"),),
+            dims={"batch": BATCH, "tokens": TOKENS, "phonemes": PHONEMES, "frames": FRAMES},
+            check_sizes=({"batch": 1, "tokens": 1, "phonemes": 1, "frames": 2},
+                         {"batch": 1, "tokens": 37, "phonemes": 11, "frames": 93},
+                         {"batch": 2, "tokens": 50, "phonemes": 30, "frames": 100}),
+        ),
+        GraphExport(
+            name="generator", module=GeneratorGraph(model).eval(),
+            example_inputs=(torch.randn(2, inter, 64, generator=rng), torch.randn(2, gin, 1, generator=rng)),
+            inputs=(TensorSpec("z", "float32", ("batch", inter, "frames"), kind="latent"), ge),
+            outputs=(TensorSpec("audio", "float32", ("batch", 1, "samples"), kind="audio"),),
+            dims={"batch": BATCH, "frames": FRAMES},
+            check_sizes=({"batch": 1, "frames": 1}, {"batch": 1, "frames": 37}, {"batch": 2, "frames": 101}),
+        ),
+        GraphExport(
+            name="prompt_codes", module=PromptCodesGraph(model).eval(),
+            example_inputs=(torch.randn(2, c.ssl_dim, 41, generator=rng),),
+            inputs=(TensorSpec("ssl", "float32", ("batch", c.ssl_dim, "ssl_frames"), kind="features"),),
+            outputs=(TensorSpec("codes", "int64", ("batch", "codes"), kind="tokens"),),
+            dims={"batch": BATCH, "ssl_frames": SSL_FRAMES},
+            check_sizes=({"batch": 1, "ssl_frames": 2}, {"batch": 2, "ssl_frames": 81}),
+        ),
+    ]
+
+
+def _torch_runner(module: torch.nn.Module, graph: GraphExport):
+    """``inputs -> outputs`` of ``module`` (the original, unfolded model) with the graph's names."""
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            result = module(*(torch.from_numpy(inputs[t.name]) for t in graph.inputs))
+        result = result if isinstance(result, tuple) else (result,)
+        return {t.name: r.numpy() for t, r in zip(graph.outputs, result, strict=True)}
+    return run
+
+
+def _voices(sources: ExportSources, original: SoVITSModel) -> dict[str, np.ndarray]:
+    voices = {}
+    for name, path in sources.voices.items():
+        if not VOICE_NAME.match(name):
+            raise TtsoptError(f"voice name {name!r} is not usable: use letters, digits, '_', '-', '.' (e.g. --voice alice=ref.wav)")
+        spec = reference_spectrogram(reference_waveform(read_wav(path, original.config.sampling_rate)), original.config)
+        if not REF_FRAMES.contains(spec.shape[-1]):
+            raise TtsoptError(f"voice {name}: {path} is {spec.shape[-1] / 50:.1f} s long; a reference must be at most "
+                              f"{REF_FRAMES.max / 50:.0f} s: cut it (3-10 s of clean speech is typical)")
+        with torch.inference_mode():
+            voices[name] = original.reference_embedding(torch.from_numpy(spec)).numpy()
+    return voices
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndarray]]]) -> ExportPlan:
+    """Load the SoVITS checkpoint and describe its export; ``speech(rate)`` gives the verification recordings."""
+    if ROLE not in sources.checkpoints:
+        raise TtsoptError("a GPT-SoVITS package needs the SoVITS weights: give --sovits s2.pth")
+    if sources.config is not None:
+        raise TtsoptError("--config is for HiFi-GAN checkpoints; GPT-SoVITS checkpoints embed their config")
+    loaded = load_sovits_checkpoint(sources.checkpoints[ROLE])
+    config, original = loaded.config, loaded.model
+    # A second instance, not copy.deepcopy (parametrized modules share their generated class with copies).
+    exported = SoVITSModel(config)
+    exported.load_state_dict(original.state_dict())
+    remove_weight_norm(exported)
+    exported.eval()
+    graphs = _graphs(exported)
+    originals = {g.name: _torch_runner(type(g.module)(original).eval(), g) for g in graphs}
+
+    symbols = symbol_table_bytes(loaded.version)
+    table = PhonemeTable(json.loads(symbols), loaded.version)
+    rng = np.random.default_rng(0)
+    golden: list[GoldenItem] = []
+    ges = []
+    for name, wav in speech(config.sampling_rate):
+        spec = reference_spectrogram(reference_waveform(wav), config)
+        golden.append(GoldenItem(f"reference-{name}", "reference_encoder", {"spectrogram": spec}))
+        ges.append(originals["reference_encoder"]({"spectrogram": spec})["ge"])
+    tokens = rng.integers(0, config.codebook_size, (1, GOLDEN_TOKENS), dtype=np.int64)
+    phonemes = table.ids(GOLDEN_PHONEMES)[None]
+    for i, speed in enumerate((1.0, 1.25)):
+        frames = config.latent_frames(GOLDEN_TOKENS, speed)
+        golden.append(GoldenItem(f"latent-speed{speed:g}", "latent", {
+            "tokens": tokens, "phonemes": phonemes, "ge": ges[i % len(ges)],
+            "noise": rng.standard_normal((1, config.inter_channels, frames), dtype=np.float32),
+            "noise_scale": np.array([0.5], dtype=np.float32)}))
+    z = originals["latent"](golden[-2].inputs)["z"]
+    golden.append(GoldenItem("generator", "generator", {"z": z, "ge": ges[0]}))
+    golden.append(GoldenItem("prompt-codes", "prompt_codes",
+                             {"ssl": rng.standard_normal((1, config.ssl_dim, 81), dtype=np.float32)}))
+
+    voices = _voices(sources, original)
+    context = generator_receptive_field(exported)
+    seconds = 5.0
+    n_tokens = int(seconds * 25)
+    cost_inputs = (torch.zeros(1, n_tokens, dtype=torch.int64), torch.zeros(1, n_tokens // 2, dtype=torch.int64),
+                   torch.zeros(1, config.gin_channels, 1), torch.zeros(1, config.inter_channels, 2 * n_tokens),
+                   torch.tensor([0.5]))
+    return ExportPlan(
+        family=FAMILY, task=TASK,
+        model_config={"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
+                      "parameters": sum(p.numel() for p in original.parameters())},
+        audio={"sample_rate": config.sampling_rate, "mel": _mel_settings(loaded).to_dict()},
+        source={"info": loaded.info},
+        graphs=graphs, golden=golden, original=originals,
+        cost_example=(Synthesis(exported), cost_inputs, seconds),
+        files={SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(voices)},
+        runtime={
+            "version": loaded.version, "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
+            "voices": {name: {"source": str(Path(path).resolve())} for name, path in sources.voices.items()},
+            "token_rate_hz": 25, "codebook_size": config.codebook_size,
+            "hop_length": config.hop_length, "inter_channels": config.inter_channels,
+            "reference": {"n_fft": config.filter_length, "hop_length": config.hop_length,
+                          "win_length": config.win_length, "bins": config.reference_bins},
+            "generator_context_frames": context,
+        },
+    )
+
+
+class Synthesis(torch.nn.Module):
+    """``latent`` then ``generator``: the whole decode, for the FLOP count and PyTorch eager benchmarks."""
+
+    def __init__(self, model: SoVITSModel):
+        super().__init__()
+        self.latent, self.generator = LatentGraph(model), GeneratorGraph(model)
+
+    def forward(self, tokens, phonemes, ge, noise, noise_scale):
+        return self.generator(self.latent(tokens, phonemes, ge, noise, noise_scale), ge)
+
+
+class EagerSoVITS:
+    """The original checkpoint in PyTorch eager FP32, called like the runtime's :meth:`Synthesizer.decode`."""
+
+    def __init__(self, model: SoVITSModel):
+        self.model = model
+        self.synthesis = Synthesis(model).eval()
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """``tokens, phonemes, ge, noise, noise_scale`` → waveform ``[samples]``."""
+        with torch.inference_mode():
+            tensors = (torch.from_numpy(np.ascontiguousarray(inputs[k]))
+                       for k in ("tokens", "phonemes", "ge", "noise", "noise_scale"))
+            return self.synthesis(*tensors).numpy().reshape(-1)
+
+    def reference_embedding(self, spectrogram: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model.reference_embedding(torch.from_numpy(spectrogram)).numpy()
+
+
+def load_eager(manifest: Manifest, checkpoint: Path | None = None, config: Path | None = None) -> EagerSoVITS:
+    """The original SoVITS checkpoint (default: the one exported) for ``bench`` and ``verify``."""
+    if config is not None:
+        raise TtsoptError("--original-config is for HiFi-GAN; GPT-SoVITS checkpoints embed their config")
+    loaded = load_sovits_checkpoint(checkpoint or manifest.source["checkpoints"][ROLE])
+    if loaded.config.sampling_rate != manifest.sample_rate or loaded.version != manifest.runtime["version"]:
+        raise TtsoptError(f"original checkpoint {loaded.path} is not the model this package was exported from "
+                          f"({loaded.version}, {loaded.config.sampling_rate} Hz): give the right --original")
+    return EagerSoVITS(loaded.model)

@@ -1,0 +1,177 @@
+"""The SoVITS API of a package: semantic tokens + phonemes + a voice → 32 kHz speech (numpy + onnxruntime).
+
+    >>> synth = ttsopt.runtime.load("build/sovits-cpu")
+    >>> audio = synth.synthesize(tokens, "n i2 h ao3 .", voice="alice", noise_scale=0.5, seed=0)
+
+A voice is either a name stored in the package (its ``ge`` computed at export: the reference encoder
+never runs for it) or reference recordings, encoded on the fly by the ``reference_encoder`` graph and
+averaged. The noise of the prior is drawn here (numpy, seeded) and passed to the ``latent`` graph, so
+equal seeds give equal audio; numpy's generator is not torch's, so a seed does not reproduce the
+official code's draw for the same seed (pass ``noise=`` to reproduce a given draw exactly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ttsopt.audio.io import read_wav
+from ttsopt.audio.mel import linear_spectrogram
+from ttsopt.errors import TtsoptError
+from ttsopt.runtime.package import Package
+from ttsopt.runtime.phonemes import PhonemeTable
+
+SYMBOLS_FILE = "symbols.json"
+VOICES_FILE = "voices.npz"
+SPEED_RANGE = (0.25, 4.0)
+
+
+def reference_waveform(wav: np.ndarray) -> np.ndarray:
+    """The official reference normalisation: a waveform peaking above 1 is divided by ``min(2, peak)``."""
+    peak = float(np.max(np.abs(wav))) if wav.size else 0.0
+    return (wav / min(2.0, peak)).astype(np.float32) if peak > 1.0 else wav.astype(np.float32)
+
+
+def latent_frames(tokens: int, speed: float) -> int:
+    """Prior length for ``tokens`` codes at ``speed``: ``2T`` at speed 1, else ``int(2T / speed) + 1`` (official rule)."""
+    return 2 * tokens if speed == 1 else int(2 * tokens / speed) + 1
+
+
+class Synthesizer:
+    def __init__(self, package: Package):
+        self.package = package
+        self.manifest = package.manifest
+        self.settings = self.manifest.runtime
+        self.sample_rate = self.manifest.sample_rate
+        self.hop = int(self.settings["hop_length"])
+        self.context_frames = int(self.settings["generator_context_frames"])
+        self.phonemes = PhonemeTable.from_file(package.path / self.settings["symbols"], self.settings["version"])
+        with np.load(package.path / self.settings["voices_file"]) as stored:
+            self.voices: dict[str, np.ndarray] = {name: stored[name] for name in stored.files}
+        latent = self.manifest.graphs["latent"]
+        self.max_tokens, self.max_phonemes = latent.dims["tokens"].max, latent.dims["phonemes"].max
+        self.max_frames = latent.dims["frames"].max
+        for graph in ("latent", "generator"):
+            package.session(graph)  # created now, so the first call is as fast as the rest
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def phoneme_ids(self, phonemes: str | Sequence[int] | np.ndarray) -> np.ndarray:
+        if isinstance(phonemes, str):
+            return self.phonemes.ids(phonemes, limit=self.max_phonemes)
+        ids = np.asarray(phonemes, dtype=np.int64).reshape(-1)
+        if ids.size == 0 or ids.min() < 0 or ids.max() >= len(self.phonemes.symbols):
+            raise TtsoptError(f"phoneme ids must be 0..{len(self.phonemes.symbols) - 1} and not empty")
+        return ids
+
+    def _tokens(self, tokens: np.ndarray) -> np.ndarray:
+        tokens = np.asarray(tokens)
+        if tokens.dtype.kind not in "iu":
+            raise TtsoptError(f"semantic tokens must be integers, got {tokens.dtype}: save them as int64")
+        tokens = tokens.reshape(-1).astype(np.int64)
+        size = int(self.settings["codebook_size"])
+        if tokens.size == 0:
+            raise TtsoptError("no semantic tokens given")
+        if tokens.min() < 0 or tokens.max() >= size:
+            raise TtsoptError(f"semantic token {int(tokens.max() if tokens.max() >= size else tokens.min())} is outside "
+                              f"0..{size - 1}: remove the EOS token ({size}) and any padding")
+        if tokens.size > self.max_tokens:
+            raise TtsoptError(f"{tokens.size} tokens ({tokens.size / 25:.0f} s); this package takes at most "
+                              f"{self.max_tokens} per call: split the utterance")
+        return tokens
+
+    def reference_spectrogram(self, wav: np.ndarray) -> np.ndarray:
+        """``[1, bins, frames]`` spectrogram the reference encoder reads, of a waveform at :attr:`sample_rate`."""
+        ref = self.settings["reference"]
+        spec = linear_spectrogram(reference_waveform(np.asarray(wav, dtype=np.float32).reshape(-1)),
+                                  ref["n_fft"], ref["hop_length"], ref["win_length"])
+        return spec[None, : ref["bins"]]
+
+    def voice_embedding(self, references: Sequence[str | Path | np.ndarray]) -> np.ndarray:
+        """``ge`` ``[1, gin, 1]`` of one or more reference recordings (averaged, as the official code does)."""
+        if not references:
+            raise TtsoptError("no reference recording given")
+        ges = []
+        for reference in references:
+            wav = reference if isinstance(reference, np.ndarray) else read_wav(reference, self.sample_rate)
+            ges.append(self.package.run("reference_encoder", {"spectrogram": self.reference_spectrogram(wav)})["ge"])
+        return np.mean(ges, axis=0).astype(np.float32)
+
+    def voice(self, name: str) -> np.ndarray:
+        if name not in self.voices:
+            known = ", ".join(sorted(self.voices)) or "none (export with --voice NAME=ref.wav, or pass --reference)"
+            raise TtsoptError(f"voice {name!r} is not in this package (voices: {known})")
+        return self.voices[name]
+
+    def _ge(self, voice: str | np.ndarray | None) -> np.ndarray:
+        if voice is None:
+            if len(self.voices) != 1:
+                known = ", ".join(sorted(self.voices)) or "none"
+                raise TtsoptError(f"say which voice: --voice NAME (package voices: {known}) or --reference ref.wav")
+            return next(iter(self.voices.values()))
+        return self.voice(voice) if isinstance(voice, str) else np.asarray(voice, dtype=np.float32)
+
+    # -- synthesis -----------------------------------------------------------------------------
+
+    def latent(self, tokens: np.ndarray, phonemes: str | Sequence[int] | np.ndarray, voice: str | np.ndarray | None = None,
+               noise_scale: float = 0.5, speed: float = 1.0, seed: int | None = None,
+               noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(z [1, inter, frames], ge)``: everything before the generator."""
+        tokens, ids, ge = self._tokens(tokens), self.phoneme_ids(phonemes), self._ge(voice)
+        if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
+            raise TtsoptError(f"speed {speed:g} is outside {SPEED_RANGE[0]:g}..{SPEED_RANGE[1]:g}")
+        if noise_scale < 0 or not np.isfinite(noise_scale):
+            raise TtsoptError(f"noise scale must be >= 0, got {noise_scale}")
+        frames = latent_frames(tokens.size, speed)
+        if frames > self.max_frames:
+            raise TtsoptError(f"{tokens.size} tokens at speed {speed:g} make {frames} frames; this package takes at "
+                              f"most {self.max_frames}: split the utterance")
+        shape = (1, int(self.settings["inter_channels"]), frames)
+        if noise is None:
+            noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+        elif noise.shape != shape:
+            raise TtsoptError(f"noise must have shape {list(shape)}, got {list(noise.shape)}")
+        inputs = {"tokens": tokens[None], "phonemes": ids[None], "ge": ge, "noise": noise,
+                  "noise_scale": np.array([noise_scale], dtype=np.float32)}
+        return self.package.run("latent", inputs)["z"], ge
+
+    def vocode_chunks(self, z: np.ndarray, ge: np.ndarray, chunk_frames: int) -> Iterator[np.ndarray]:
+        """Waveform of ``z`` in pieces of ``chunk_frames`` latent frames (the last may be shorter).
+
+        Each chunk runs the generator on its frames plus ``generator_context_frames`` (measured at
+        export) on each side and keeps only its own samples, so the concatenation equals
+        whole-utterance decoding; a streaming runtime can call this as latent frames arrive.
+        """
+        if chunk_frames < 1:
+            raise TtsoptError("chunk size must be at least one latent frame")
+        total, context = z.shape[-1], self.context_frames
+        for start in range(0, total, chunk_frames):
+            stop = min(total, start + chunk_frames)
+            lo, hi = max(0, start - context), min(total, stop + context)
+            audio = self.package.run("generator", {"z": z[:, :, lo:hi], "ge": ge})["audio"].reshape(-1)
+            yield audio[(start - lo) * self.hop: (stop - lo) * self.hop]
+
+    def vocode(self, z: np.ndarray, ge: np.ndarray, chunk_frames: int | None = None) -> np.ndarray:
+        if chunk_frames is None:
+            return self.package.run("generator", {"z": z, "ge": ge})["audio"].reshape(-1)
+        return np.concatenate(list(self.vocode_chunks(z, ge, chunk_frames)))
+
+    def synthesize(self, tokens: np.ndarray, phonemes: str | Sequence[int] | np.ndarray,
+                   voice: str | np.ndarray | None = None, noise_scale: float = 0.5, speed: float = 1.0,
+                   seed: int | None = None, noise: np.ndarray | None = None) -> np.ndarray:
+        """Semantic tokens (25 Hz, EOS removed) + target phonemes → float32 waveform at :attr:`sample_rate`."""
+        z, ge = self.latent(tokens, phonemes, voice, noise_scale, speed, seed, noise)
+        return self.vocode(z, ge)
+
+    def decode(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The graphs on prepared arrays (``tokens, phonemes, ge, noise, noise_scale``), as benchmarks feed them."""
+        z = self.package.run("latent", inputs)["z"]
+        return self.package.run("generator", {"z": z, "ge": inputs["ge"]})["audio"].reshape(-1)
+
+    def prompt_codes(self, ssl: np.ndarray) -> np.ndarray:
+        """HuBERT features ``[768, S]`` (or ``[1, 768, S]``) → prompt semantic codes ``[S // 2]``."""
+        ssl = np.asarray(ssl, dtype=np.float32)
+        ssl = ssl[None] if ssl.ndim == 2 else ssl
+        return self.package.run("prompt_codes", {"ssl": ssl})["codes"][0]
