@@ -82,18 +82,21 @@ def export(
     checkpoint: Annotated[Path | None, typer.Argument(help="HiFi-GAN generator checkpoint (jik876 format).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="The HiFi-GAN checkpoint's config.json (default: beside it).")] = None,
     sovits: Annotated[Path | None, typer.Option("--sovits", help="GPT-SoVITS SoVITS weights (s2 .pth, v1/v2).")] = None,
-    voice: Annotated[list[str] | None, typer.Option("--voice", help="NAME=ref.wav: store this voice in the package (repeatable).")] = None,
+    gpt: Annotated[Path | None, typer.Option("--gpt", help="GPT-SoVITS GPT weights (s1 .ckpt), with --sovits: a text-to-speech package.")] = None,
+    voice: Annotated[list[str] | None, typer.Option(
+        "--voice", help='NAME=ref.wav[:prompt_tokens.npy:"prompt phonemes"]: store this voice in the package (repeatable).')] = None,
     target: Annotated[str, typer.Option("--target", help="Target profile from configs/: cpu, t4, a10g.")] = "cpu",
     precision: Annotated[str | None, typer.Option("--precision", help="Override the target's default precision.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's verification as JSON.")] = False,
 ) -> None:
     """Export a checkpoint to a verified, self-contained package (ONNX graphs, golden data, manifest).
 
-    HiFi-GAN: ttsopt export generator.pth.tar -o PKG.  GPT-SoVITS: ttsopt export --sovits s2.pth --voice NAME=ref.wav -o PKG.
+    HiFi-GAN: ttsopt export generator.pth.tar -o PKG.  GPT-SoVITS: ttsopt export --gpt s1.ckpt --sovits s2.pth
+    --voice NAME=ref.wav:prompt_tokens.npy:"prompt phonemes" -o PKG (without --gpt: the SoVITS decoder alone).
     """
     from ttsopt.build.exporter import export_package
 
-    family, sources = _export_sources(checkpoint, config, sovits, voice or [])
+    family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [])
     with _status("exporting") as status:
         manifest = export_package(family, sources, target, output, precision, step=lambda message: status.update(message))
     if as_json:
@@ -104,23 +107,27 @@ def export(
               f"{manifest.precision}; " + ", ".join(f"{g['name']} {_fmt(g['value'])}" for g in gates[:2]) + ")")
 
 
-def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path | None, voices: list[str]):
-    """Which family the user asked for, and its inputs: a positional checkpoint is HiFi-GAN, --sovits is GPT-SoVITS."""
-    from ttsopt.build.spec import ExportSources
+def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path | None, gpt: Path | None, voices: list[str]):
+    """Which family the user asked for, and its inputs: a positional checkpoint is HiFi-GAN, --sovits (+ --gpt) GPT-SoVITS."""
+    from ttsopt.build.spec import ExportSources, VoiceSource
 
+    if gpt is not None and sovits is None:
+        raise TtsoptError("--gpt needs --sovits too: a GPT-SoVITS package holds the GPT and the SoVITS model that speaks its tokens")
     if (checkpoint is None) == (sovits is None):
         raise TtsoptError("give a HiFi-GAN checkpoint (ttsopt export generator.pth.tar) or --sovits s2.pth, not both or neither")
     named = {}
     for entry in voices:
-        name, sep, path = entry.partition("=")
-        if not sep or not name or not path:
-            raise TtsoptError(f"--voice {entry!r} must be NAME=recording.wav")
+        name, sep, spec = entry.partition("=")
+        parts = spec.split(":", 2)
+        if not sep or not name or not parts[0] or len(parts) == 2:
+            raise TtsoptError(f"--voice {entry!r} must be NAME=recording.wav or NAME=recording.wav:prompt_tokens.npy:\"prompt phonemes\"")
         if name in named:
             raise TtsoptError(f"voice {name!r} is given twice")
-        named[name] = Path(path)
+        named[name] = VoiceSource(Path(parts[0]), Path(parts[1]) if len(parts) == 3 else None,
+                                  parts[2] if len(parts) == 3 else None)
     if checkpoint is not None:
         return "hifigan", ExportSources({"generator": checkpoint}, config, named)
-    return "gpt_sovits", ExportSources({"sovits": sovits}, config, named)
+    return "gpt_sovits", ExportSources({"sovits": sovits} | ({"gpt": gpt} if gpt else {}), config, named)
 
 
 @command
@@ -195,55 +202,55 @@ def run(
     reference: Annotated[list[Path] | None, typer.Option("--reference", help="SoVITS: reference recording(s) instead of a stored voice.")] = None,
     noise_scale: Annotated[float, typer.Option("--noise-scale", help="SoVITS: prior temperature (official default 0.5).")] = 0.5,
     speed: Annotated[float, typer.Option("--speed", help="SoVITS: speaking rate (> 1 is faster).")] = 1.0,
-    seed: Annotated[int | None, typer.Option("--seed", help="SoVITS: noise seed, for reproducible output.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="SoVITS/TTS: seed of the noise and the GPT's sampling.")] = None,
+    bert: Annotated[Path | None, typer.Option("--bert", help="TTS: BERT features .npy [1024, phonemes] (default zeros).")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="TTS: keep the k most likely tokens (default: the GPT's config).")] = None,
+    top_p: Annotated[float, typer.Option("--top-p", help="TTS: nucleus sampling threshold (1 = off).")] = 1.0,
+    temperature: Annotated[float, typer.Option("--temperature", help="TTS: sampling temperature.")] = 1.0,
+    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="TTS: official default 1.35.")] = 1.35,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="TTS: most semantic tokens to generate (25 per second).")] = 1500,
 ) -> None:
     """Synthesise audio with a package (no torch needed)."""
     import time
 
     from ttsopt.audio.io import write_wav
-    from ttsopt.runtime import Synthesizer, load
+    from ttsopt.runtime import Synthesizer, TextToSpeech, load
+    from ttsopt.runtime.arrays import read_npy
+    from ttsopt.runtime.sampling import SamplingParams
 
     model = load(package)
     start = time.perf_counter()
     if isinstance(model, Synthesizer):
         if wav is not None or mel is not None:
-            raise TtsoptError("--wav/--mel are for vocoder packages; a SoVITS package takes --tokens and --phonemes")
-        if tokens is None or phonemes is None:
-            raise TtsoptError("a SoVITS package needs --tokens tokens.npy and --phonemes \"...\"")
+            raise TtsoptError("--wav/--mel are for vocoder packages; a GPT-SoVITS package takes --phonemes (and --tokens)")
+        if phonemes is None or (tokens is None and not isinstance(model, TextToSpeech)):
+            raise TtsoptError("a SoVITS package needs --tokens tokens.npy and --phonemes \"...\"" if not isinstance(model, TextToSpeech)
+                              else "give the text to speak as --phonemes \"...\"")
         if voice is not None and reference:
             raise TtsoptError("give --voice or --reference, not both")
-        semantic = _read_npy(tokens)
+        semantic = read_npy(tokens, "semantic tokens") if tokens is not None else None
+        features = read_npy(bert, "BERT features") if bert is not None else None
         start = time.perf_counter()
         ge = model.voice_embedding(reference) if reference else voice
-        audio = model.synthesize(semantic, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=seed)
+        if semantic is not None:
+            audio = model.synthesize(semantic, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=seed)
+        else:
+            params = SamplingParams(top_k=top_k or model.gpt.default_top_k, top_p=top_p, temperature=temperature,
+                                    repetition_penalty=repetition_penalty, max_new_tokens=max_tokens, seed=seed)
+            audio, result = model.speak(phonemes, ge, features, params, noise_scale=noise_scale, speed=speed)
+            err.print(f"GPT: {result.tokens.size} semantic tokens, stopped by {result.stop_reason}", highlight=False)
     else:
         if tokens is not None or phonemes is not None or voice is not None or reference:
-            raise TtsoptError("--tokens/--phonemes/--voice/--reference are for SoVITS packages; a vocoder takes --wav or --mel")
+            raise TtsoptError("--tokens/--phonemes/--voice/--reference are for GPT-SoVITS packages; a vocoder takes --wav or --mel")
         if (wav is None) == (mel is None):
             raise TtsoptError("give exactly one of --wav or --mel")
-        spectrogram = model.mel_from_wav(wav) if wav is not None else _read_npy(mel)
+        spectrogram = model.mel_from_wav(wav) if wav is not None else read_npy(mel, "mel")
         start = time.perf_counter()
         audio = model.vocode(spectrogram)
     elapsed = time.perf_counter() - start
     write_wav(output, audio, model.sample_rate)
     seconds = len(audio) / model.sample_rate
     out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
-
-
-def _read_npy(path: Path):
-    """A numeric array from a ``.npy`` file; never unpickles (object arrays are refused)."""
-    import numpy as np
-
-    if not path.is_file():
-        raise TtsoptError(f"file not found: {path}: check the path")
-    with open(path, "rb") as handle:
-        if handle.read(6) != b"\x93NUMPY":
-            raise TtsoptError(f"{path} is not a .npy file: save the array with numpy.save(path, array)")
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        reason = "it holds Python objects" if "pickle" in str(exc) else str(exc).splitlines()[0]
-        raise TtsoptError(f"cannot read {path} as a numeric array ({reason}): save a float32 array with numpy.save") from None
 
 
 @command
@@ -256,7 +263,19 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Real-time factor of the package vs PyTorch eager and vs this machine's floor, measured in one run."""
-    from ttsopt.bench import EAGER, PACKAGE, run_bench
+    from ttsopt.bench import EAGER, PACKAGE, run_bench, run_tts_bench
+    from ttsopt.package import read_manifest
+
+    if read_manifest(package, check_files=False).task == "tts":
+        if original_config is not None:
+            raise TtsoptError("--original-config is for HiFi-GAN packages")
+        with _status("benchmarking") as status:
+            report = run_tts_bench(package, repeat, original, step=lambda m: status.update(m))
+        if as_json:
+            out.print_json(json.dumps(report.to_dict()))
+        else:
+            _print_tts_bench(report)
+        return
 
     try:
         lengths = tuple(float(s) for s in seconds.split(",") if s.strip())
@@ -285,6 +304,28 @@ def bench(
               if flop else f"measured FP32 peak {report.peak_gflops:.0f} GFLOP/s (the package records no FLOP count)")
     out.print("peak memory (fresh process, longest length): " +
               ", ".join(f"{name} {mb:.0f} MB" for name, mb in report.memory_mb.items()))
+    for note in report.notes:
+        out.print(f"[yellow]note:[/] {escape(note)}")
+
+
+def _print_tts_bench(report) -> None:
+    from ttsopt.bench import EAGER, PACKAGE
+
+    machine = report.machine
+    table = Table(title=f"text to speech (medians of {report.repeat}, interleaved) on {machine['cpu']}, {machine['cores']} cores")
+    for column in ("sentence", "variant", "prefill ms", "decode tokens/s", "SoVITS RTF", "first audio s", "whole RTF", "speed-up"):
+        table.add_column(column, justify="left" if column in ("sentence", "variant") else "right")
+    for row in report.rows:
+        label = f"{row['sentence']}: {row['phonemes']} phonemes, {row['tokens']} tokens ({row['tokens'] / 25:g} s)"
+        for name in (PACKAGE, EAGER):
+            if name not in row:
+                continue
+            r = row[name]
+            speedup = (f"decode {row['decode_speedup_vs_eager']:.2f}×, RTF {row['rtf_speedup_vs_eager']:.2f}×"
+                       if name == PACKAGE and EAGER in row else "")
+            table.add_row(label if name == PACKAGE else "", name, f"{r['prefill_ms']:.0f}", f"{r['decode_tokens_per_s']:.1f}",
+                          f"{r['sovits_rtf']:.3f}", f"{r['time_to_first_audio_s']:.2f}", f"{r['rtf']:.3f}", speedup)
+    out.print(table)
     for note in report.notes:
         out.print(f"[yellow]note:[/] {escape(note)}")
 

@@ -93,15 +93,24 @@ def _check_golden(package: Package) -> list[dict]:
         graph = manifest.graphs[item["graph"]]
         inputs = {t.name: arrays[f"{item['name']}/in/{t.name}"] for t in graph.inputs}
         outputs = package.run(item["graph"], inputs)
+        caches = [t.name for t in graph.outputs if t.kind == "cache"]
         for spec in graph.outputs:
+            if spec.kind == "cache":
+                continue
             want, got = arrays[f"{item['name']}/out/{spec.name}"], outputs[spec.name]
-            if spec.kind == "audio" and mel is not None:
-                metrics = golden_metrics(want, got, mel)
-            else:
-                metrics = {"snr_db": snr_db(want, got), "max_abs_error": max_abs_error(want, got),
-                           "nonfinite": int(got.size - np.count_nonzero(np.isfinite(got)))}
+            metrics = golden_metrics(want, got, mel) if spec.kind == "audio" and mel is not None else _tensor_metrics(want, got)
             rows.append({"item": item["name"], "graph": item["graph"], "output": spec.name, **metrics})
+        if caches:  # one row for all K/V outputs: the worst of each figure
+            per_cache = [_tensor_metrics(arrays[f"{item['name']}/out/{name}"], outputs[name]) for name in caches]
+            rows.append({"item": item["name"], "graph": item["graph"], "output": f"K/V × {len(caches)}",
+                         "snr_db": min(m["snr_db"] for m in per_cache), "max_abs_error": max(m["max_abs_error"] for m in per_cache),
+                         "nonfinite": sum(m["nonfinite"] for m in per_cache)})
     return rows
+
+
+def _tensor_metrics(want: np.ndarray, got: np.ndarray) -> dict:
+    return {"snr_db": snr_db(want, got), "max_abs_error": max_abs_error(want, got),
+            "nonfinite": int(got.size - np.count_nonzero(np.isfinite(got)))}
 
 
 def _golden_gates(rows: list[dict], gates: dict[str, float]) -> list[Gate]:
@@ -120,8 +129,58 @@ def verify_golden(package: str | Path | Package) -> VerifyReport:
     """Check a package against its stored golden outputs only (what ``export`` runs before committing)."""
     package = package if isinstance(package, Package) else Package(package)
     rows = _check_golden(package)
-    return VerifyReport(str(package.path), package.manifest.target["name"], package.manifest.precision,
-                        golden=rows, gates=_golden_gates(rows, package.manifest.gates))
+    report = VerifyReport(str(package.path), package.manifest.target["name"], package.manifest.precision,
+                          golden=rows, gates=_golden_gates(rows, package.manifest.gates))
+    if package.manifest.task == "tts":
+        _check_gpt(package, report)
+    return report
+
+
+def _check_gpt(package: Package, report: VerifyReport) -> None:
+    """The original model's greedy run, replayed teacher-forced through the package (logits, greedy choices),
+    then generated free-running and spoken with the stored noise (the whole chain against the original's audio)."""
+    from ttsopt.runtime.sampling import sample_next_token
+    from ttsopt.runtime.tts import TextToSpeech
+
+    tts = TextToSpeech(package)
+    with np.load(package.path / package.manifest.runtime["gpt"]["reference"]) as data:
+        ref = {key: data[key] for key in data.files}
+    params = _reference_params(package.manifest)
+    ids, bert, prompt, tokens = ref["phoneme_ids"][0], ref["bert_features"], ref["prompt_tokens"], ref["tokens"]
+    logits = [tts.gpt.prefill(ids, bert, prompt, reserve=len(tokens) + 1)]
+    for j, token in enumerate(tokens[: len(ref["logits"]) - 1]):
+        logits.append(tts.gpt.step(int(token), prompt.shape[1] + j))
+    logits = np.stack(logits)
+    history = np.concatenate((prompt[0], tokens))
+    agree = 0
+    for k, row in enumerate(logits):
+        decision = sample_next_token(row, history[: prompt.shape[1] + k], k, params, None)
+        expected = int(tokens[k]) if k < len(tokens) else params.eos_token
+        agree += decision.token == expected or (decision.is_eos and expected == params.eos_token)
+    generated = tts.gpt.generate(ids, bert, prompt[0], params).tokens
+    chain = {key[6:]: value for key, value in ref.items() if key.startswith("chain/") and key != "chain/audio"}
+    if np.array_equal(generated, chain["tokens"][0]):
+        audio = tts.decode(chain)
+    else:  # different tokens make different speech; compare what there is, the gate will fail
+        audio = np.zeros_like(ref["chain/audio"])
+    report.golden.append({"item": "gpt-reference (teacher-forced)", "graph": "gpt_transformer", "output": "logits",
+                          **_tensor_metrics(ref["logits"], logits)})
+    chain_row = golden_metrics(ref["chain/audio"], audio, MelSettings(**package.manifest.audio["mel"]))
+    report.golden.append({"item": "whole chain (GPT tokens → speech)", "graph": "gpt → latent → generator",
+                          "output": "audio", **chain_row})
+    gates = package.manifest.gates
+    report.gates += [
+        Gate("GPT greedy agreement (teacher-forced)", agree / len(logits), gates.get("greedy_agreement_min", 1.0), "min"),
+        Gate("GPT logits SNR dB (teacher-forced)", report.golden[-2]["snr_db"], gates["snr_db_min"], "min"),
+        Gate("whole chain SNR dB (GPT tokens → speech)", chain_row["snr_db"], gates["snr_db_min"], "min"),
+    ]
+
+
+def _reference_params(manifest):
+    """The sampling settings of the stored reference generation (greedy, official repetition penalty)."""
+    from ttsopt.runtime.sampling import SamplingParams
+
+    return SamplingParams(**manifest.runtime["gpt"]["reference_params"])
 
 
 def verify_package(path: str | Path, references: list[Path] = (), original: Path | None = None,

@@ -25,7 +25,7 @@ import torch
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint, load_gpt_model
 from ttsopt.families.gpt_sovits.gpt_model import Text2SemanticDecoder, bind_generation_callables
-from ttsopt.families.gpt_sovits.sampling import SamplingParams, generate, sample_next_token
+from ttsopt.runtime.sampling import SamplingParams, generate, sample_next_token
 
 ORACLE = Path(__file__).resolve().parents[3] / "shared/oracle/gpt-sovits-v2-tiny"
 CKPT = ORACLE / "gpt_tiny.ckpt"
@@ -356,7 +356,7 @@ def test_generate_loop_stops_and_seeds():
 
 
 def test_sampling_module_does_not_import_torch():
-    code = ("import sys; import ttsopt.families.gpt_sovits.sampling; "
+    code = ("import sys; import ttsopt.runtime.sampling; "
             "assert 'torch' not in sys.modules, 'sampling pulled in torch'")
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=60)

@@ -21,12 +21,22 @@ from ttsopt.package.manifest import DimRange, TensorSpec
 
 
 @dataclass(frozen=True)
+class VoiceSource:
+    """``--voice NAME=ref.wav[:prompt_tokens.npy:prompt phonemes]``: a reference recording and, for a GPT,
+    what was said in it (its semantic tokens and phonemes), which prompts the GPT to continue in that voice."""
+
+    recording: Path
+    prompt_tokens: Path | None = None
+    prompt_phonemes: str | None = None
+
+
+@dataclass(frozen=True)
 class ExportSources:
-    """What the user gave ``ttsopt export``: checkpoints by role, a config file, named voice recordings."""
+    """What the user gave ``ttsopt export``: checkpoints by role, a config file, named voices."""
 
     checkpoints: dict[str, Path]
     config: Path | None = None
-    voices: dict[str, Path] = field(default_factory=dict)
+    voices: dict[str, VoiceSource] = field(default_factory=dict)
 
 
 @dataclass

@@ -5,6 +5,8 @@
     >>> audio = vocoder.vocode(mel)          # mel [n_mels, frames] -> float32 waveform
     >>> synth = ttsopt.runtime.load("build/sovits-cpu")
     >>> audio = synth.synthesize(tokens, "n i2 h ao3 .", voice="alice", seed=0)
+    >>> tts = ttsopt.runtime.load("build/gpt-sovits-cpu")
+    >>> audio, result = tts.speak("n i2 h ao3 .", voice="alice")
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from pathlib import Path
 
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.sovits import Synthesizer
+from ttsopt.runtime.tts import TextToSpeech
 from ttsopt.runtime.vocoder import Vocoder
 
-_TASKS = {"vocoder": Vocoder, "sovits": Synthesizer}
+_TASKS = {"vocoder": Vocoder, "sovits": Synthesizer, "tts": TextToSpeech}
 
 
-def load(path: str | Path) -> Vocoder | Synthesizer:
+def load(path: str | Path) -> Vocoder | Synthesizer | TextToSpeech:
     """Open a package (checking every file against the manifest's hashes) as its task's API."""
     package = Package(path)
     return _TASKS[package.manifest.task](package)
 
 
-__all__ = ["Package", "Synthesizer", "Vocoder", "load"]
+__all__ = ["Package", "Synthesizer", "TextToSpeech", "Vocoder", "load"]

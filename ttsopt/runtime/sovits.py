@@ -49,7 +49,9 @@ class Synthesizer:
         self.context_frames = int(self.settings["generator_context_frames"])
         self.phonemes = PhonemeTable.from_file(package.path / self.settings["symbols"], self.settings["version"])
         with np.load(package.path / self.settings["voices_file"]) as stored:
-            self.voices: dict[str, np.ndarray] = {name: stored[name] for name in stored.files}
+            self.voice_data: dict[str, np.ndarray] = {key: stored[key] for key in stored.files}
+        #: name -> ge; a GPT package also keeps each voice's prompt under "name/prompt_tokens", "name/prompt_phonemes".
+        self.voices = {key: value for key, value in self.voice_data.items() if "/" not in key}
         latent = self.manifest.graphs["latent"]
         self.max_tokens, self.max_phonemes = latent.dims["tokens"].max, latent.dims["phonemes"].max
         self.max_frames = latent.dims["frames"].max

@@ -14,6 +14,7 @@ export and stored as ``voices.npz`` (``ge`` per name), so synthesis with them sk
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -29,6 +30,8 @@ from ttsopt.audio.mel import MelSettings, linear_spectrogram
 from ttsopt.build.folding import remove_weight_norm
 from ttsopt.build.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
+from ttsopt.families.gpt_sovits import gpt_spec
+from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint
 from ttsopt.families.gpt_sovits.sovits_checkpoint import LoadedSoVITS, load_sovits_checkpoint
 from ttsopt.families.gpt_sovits.sovits_graphs import (
     GeneratorGraph,
@@ -39,12 +42,16 @@ from ttsopt.families.gpt_sovits.sovits_graphs import (
 )
 from ttsopt.families.gpt_sovits.sovits_model import SoVITSConfig, SoVITSModel
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
+from ttsopt.runtime.arrays import read_int_array
 from ttsopt.runtime.phonemes import PhonemeTable
 from ttsopt.runtime.sovits import SYMBOLS_FILE, VOICES_FILE, reference_waveform
 
 FAMILY = "gpt_sovits"
 TASK = "sovits"
+TTS_TASK = "tts"
 ROLE = "sovits"
+GPT_ROLE = "gpt"
+GPT_REFERENCE_FILE = "gpt_reference.npz"
 
 BATCH = DimRange(1, 1, 8)
 #: 25 Hz semantic tokens: up to 60 s of speech per call.
@@ -142,18 +149,27 @@ def _torch_runner(module: torch.nn.Module, graph: GraphExport):
     return run
 
 
-def _voices(sources: ExportSources, original: SoVITSModel) -> dict[str, np.ndarray]:
-    voices = {}
-    for name, path in sources.voices.items():
+def _voices(sources: ExportSources, original: SoVITSModel, table: PhonemeTable, with_gpt: bool) -> dict[str, np.ndarray]:
+    """``ge`` of each voice (original model), and for a GPT its prompt: semantic tokens and phoneme ids."""
+    arrays = {}
+    for name, voice in sources.voices.items():
         if not VOICE_NAME.match(name):
             raise TtsoptError(f"voice name {name!r} is not usable: use letters, digits, '_', '-', '.' (e.g. --voice alice=ref.wav)")
-        spec = reference_spectrogram(reference_waveform(read_wav(path, original.config.sampling_rate)), original.config)
+        spec = reference_spectrogram(reference_waveform(read_wav(voice.recording, original.config.sampling_rate)), original.config)
         if not REF_FRAMES.contains(spec.shape[-1]):
-            raise TtsoptError(f"voice {name}: {path} is {spec.shape[-1] / 50:.1f} s long; a reference must be at most "
+            raise TtsoptError(f"voice {name}: {voice.recording} is {spec.shape[-1] / 50:.1f} s long; a reference must be at most "
                               f"{REF_FRAMES.max / 50:.0f} s: cut it (3-10 s of clean speech is typical)")
         with torch.inference_mode():
-            voices[name] = original.reference_embedding(torch.from_numpy(spec)).numpy()
-    return voices
+            arrays[name] = original.reference_embedding(torch.from_numpy(spec)).numpy()
+        if voice.prompt_tokens is not None:
+            if not with_gpt:
+                raise TtsoptError(f"voice {name}: prompt tokens and phonemes are for the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
+            tokens = read_int_array(voice.prompt_tokens, "prompt tokens")
+            if tokens.min() < 0 or tokens.max() >= original.config.codebook_size:
+                raise TtsoptError(f"voice {name}: prompt tokens must lie in 0..{original.config.codebook_size - 1}")
+            arrays[f"{name}/prompt_tokens"] = tokens
+            arrays[f"{name}/prompt_phonemes"] = table.ids(voice.prompt_phonemes or "")
+    return arrays
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -163,12 +179,16 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndarray]]]) -> ExportPlan:
-    """Load the SoVITS checkpoint and describe its export; ``speech(rate)`` gives the verification recordings."""
+    """Load the SoVITS (and GPT) checkpoints and describe the export; ``speech(rate)`` gives the verification recordings."""
     if ROLE not in sources.checkpoints:
         raise TtsoptError("a GPT-SoVITS package needs the SoVITS weights: give --sovits s2.pth")
     if sources.config is not None:
         raise TtsoptError("--config is for HiFi-GAN checkpoints; GPT-SoVITS checkpoints embed their config")
     loaded = load_sovits_checkpoint(sources.checkpoints[ROLE])
+    gpt = load_gpt_checkpoint(sources.checkpoints[GPT_ROLE]) if GPT_ROLE in sources.checkpoints else None
+    if gpt is not None and gpt.config.symbol_version != loaded.version:
+        raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but the SoVITS model is {loaded.version}: "
+                          "give the GPT and SoVITS weights of one GPT-SoVITS version")
     config, original = loaded.config, loaded.model
     # A second instance, not copy.deepcopy (parametrized modules share their generated class with copies).
     exported = SoVITSModel(config)
@@ -200,31 +220,55 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     golden.append(GoldenItem("prompt-codes", "prompt_codes",
                              {"ssl": rng.standard_normal((1, config.ssl_dim, 81), dtype=np.float32)}))
 
-    voices = _voices(sources, original)
-    context = generator_receptive_field(exported)
+    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, original, table, gpt is not None))}
+    runtime = {
+        "version": loaded.version, "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
+        "voices": {name: {"source": str(v.recording.resolve()), "prompt": v.prompt_tokens is not None}
+                   for name, v in sources.voices.items()},
+        "token_rate_hz": 25, "codebook_size": config.codebook_size,
+        "hop_length": config.hop_length, "inter_channels": config.inter_channels,
+        "reference": {"n_fft": config.filter_length, "hop_length": config.hop_length,
+                      "win_length": config.win_length, "bins": config.reference_bins},
+        "generator_context_frames": generator_receptive_field(exported),
+    }
+    model_config = {"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
+                    "parameters": sum(p.numel() for p in original.parameters())}
+    if gpt is not None:
+        model = gpt.build_model()
+        gpt_graphs = gpt_spec.graphs(model)
+        originals |= {g.name: _torch_runner(g.module, g) for g in gpt_graphs}
+        graphs += gpt_graphs
+        # The golden prompt: the golden sentence's first half as prompt text, random prompt tokens.
+        prompt_ids = table.ids(GOLDEN_PHONEMES)
+        ids = np.concatenate((prompt_ids[:12], prompt_ids))[None]
+        bert = (0.5 * rng.standard_normal((1, model.config.bert_dim, ids.shape[1]))).astype(np.float32)
+        prompt = rng.integers(0, config.codebook_size, (1, 20), dtype=np.int64)
+        golden += gpt_spec.golden(model, originals, ids, bert, prompt)
+        reference = gpt_spec.reference_generation(model, ids, bert, prompt)
+        # The whole chain: the reference tokens spoken by the original SoVITS with fixed noise.
+        chain_noise = rng.standard_normal((1, config.inter_channels, 2 * len(reference["tokens"])), dtype=np.float32)
+        chain = {"tokens": reference["tokens"][None], "phonemes": ids[:, 12:], "ge": ges[0], "noise": chain_noise,
+                 "noise_scale": np.array([0.5], dtype=np.float32)}
+        reference |= {f"chain/{k}": v for k, v in chain.items()} | {"chain/audio": EagerSoVITS(original)(chain)}
+        files[GPT_REFERENCE_FILE] = _npz_bytes(reference)
+        c = model.config
+        runtime["gpt"] = {"layers": c.num_layers, "heads": c.num_heads, "head_dim": c.head_dim, "bert_dim": c.bert_dim,
+                          "eos_token": c.eos_token, "max_sec": c.max_sec, "default_top_k": c.default_top_k,
+                          "reference": GPT_REFERENCE_FILE,
+                          "reference_params": dataclasses.asdict(gpt_spec.reference_params())}
+        model_config["gpt"] = {**c.__dict__, "parameters": sum(p.numel() for p in model.parameters())}
+
     seconds = 5.0
     n_tokens = int(seconds * 25)
     cost_inputs = (torch.zeros(1, n_tokens, dtype=torch.int64), torch.zeros(1, n_tokens // 2, dtype=torch.int64),
                    torch.zeros(1, config.gin_channels, 1), torch.zeros(1, config.inter_channels, 2 * n_tokens),
                    torch.tensor([0.5]))
     return ExportPlan(
-        family=FAMILY, task=TASK,
-        model_config={"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
-                      "parameters": sum(p.numel() for p in original.parameters())},
+        family=FAMILY, task=TTS_TASK if gpt is not None else TASK, model_config=model_config,
         audio={"sample_rate": config.sampling_rate, "mel": _mel_settings(loaded).to_dict()},
-        source={"info": loaded.info},
+        source={"info": loaded.info} | ({"gpt_info": gpt.info} if gpt is not None else {}),
         graphs=graphs, golden=golden, original=originals,
-        cost_example=(Synthesis(exported), cost_inputs, seconds),
-        files={SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(voices)},
-        runtime={
-            "version": loaded.version, "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
-            "voices": {name: {"source": str(Path(path).resolve())} for name, path in sources.voices.items()},
-            "token_rate_hz": 25, "codebook_size": config.codebook_size,
-            "hop_length": config.hop_length, "inter_channels": config.inter_channels,
-            "reference": {"n_fft": config.filter_length, "hop_length": config.hop_length,
-                          "win_length": config.win_length, "bins": config.reference_bins},
-            "generator_context_frames": context,
-        },
+        cost_example=(Synthesis(exported), cost_inputs, seconds), files=files, runtime=runtime,
     )
 
 
@@ -245,6 +289,7 @@ class EagerSoVITS:
     def __init__(self, model: SoVITSModel):
         self.model = model
         self.synthesis = Synthesis(model).eval()
+        self.gpt: gpt_spec.EagerGPT | None = None  # set for text-to-speech packages
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """``tokens, phonemes, ge, noise, noise_scale`` → waveform ``[samples]``."""
@@ -257,6 +302,15 @@ class EagerSoVITS:
         with torch.inference_mode():
             return self.model.reference_embedding(torch.from_numpy(spectrogram)).numpy()
 
+    def latent(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            tensors = (torch.from_numpy(np.ascontiguousarray(inputs[k])) for k in ("tokens", "phonemes", "ge", "noise", "noise_scale"))
+            return self.synthesis.latent(*tensors).numpy()
+
+    def vocode(self, z: np.ndarray, ge: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.synthesis.generator(torch.from_numpy(np.ascontiguousarray(z)), torch.from_numpy(ge)).numpy().reshape(-1)
+
 
 def load_eager(manifest: Manifest, checkpoint: Path | None = None, config: Path | None = None) -> EagerSoVITS:
     """The original SoVITS checkpoint (default: the one exported) for ``bench`` and ``verify``."""
@@ -266,4 +320,7 @@ def load_eager(manifest: Manifest, checkpoint: Path | None = None, config: Path 
     if loaded.config.sampling_rate != manifest.sample_rate or loaded.version != manifest.runtime["version"]:
         raise TtsoptError(f"original checkpoint {loaded.path} is not the model this package was exported from "
                           f"({loaded.version}, {loaded.config.sampling_rate} Hz): give the right --original")
-    return EagerSoVITS(loaded.model)
+    eager = EagerSoVITS(loaded.model)
+    if GPT_ROLE in manifest.source["checkpoints"]:
+        eager.gpt = gpt_spec.EagerGPT(load_gpt_checkpoint(manifest.source["checkpoints"][GPT_ROLE]).build_model())
+    return eager

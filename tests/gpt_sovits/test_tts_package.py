@@ -1,0 +1,206 @@
+"""GPT + SoVITS packages end to end: the official GPT oracle through the exported graphs (onnxruntime),
+the KV-cache protocol, text-to-speech through the CLI, verify's GPT checks, bad input, a 1-minute utterance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.conftest import ORACLE, SPEECH, assert_one_line_error, ttsopt
+from tests.gpt_sovits.test_gpt_oracle import RUNS, _inputs
+from ttsopt.runtime import TextToSpeech, load
+from ttsopt.runtime.sampling import SamplingParams
+
+SOVITS_PTH, GPT_CKPT = ORACLE / "sovits_tiny.pth", ORACLE / "gpt_tiny.ckpt"
+FOX = Path(__file__).resolve().parents[2] / "ttsopt/assets/speech/fox_en-us.wav"
+ATOL = 1e-4
+PROMPT_PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
+TEXT = "j in1 t ian1 t ian1 q i4 h en3 h ao3 , w o3 m en5 q v4 g ong1 y van2 b a5 ."
+
+pytestmark = pytest.mark.skipif(not (SOVITS_PTH.is_file() and GPT_CKPT.is_file()), reason=f"oracle not found under {ORACLE}")
+
+
+@pytest.fixture(scope="module")
+def oracle() -> dict[str, np.ndarray]:
+    with np.load(ORACLE / "gpt_tiny.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="module")
+def tts_package(tmp_path_factory: pytest.TempPathFactory, oracle) -> Path:
+    """The official tiny GPT + SoVITS exported once through the CLI, with a voice whose prompt is the oracle's."""
+    work = tmp_path_factory.mktemp("tts")
+    np.save(work / "prompt.npy", oracle["prompt_semantic"][0])
+    out = work / "tts-cpu"
+    ttsopt("export", "--gpt", GPT_CKPT, "--sovits", SOVITS_PTH, "--voice", f"fox={FOX}:{work / 'prompt.npy'}:{PROMPT_PHONEMES}",
+           "--voice", f"plain={FOX}", "-o", out, check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tts(tts_package: Path) -> TextToSpeech:
+    return load(tts_package)
+
+
+def test_prompt_phonemes_are_the_oracles(tts: TextToSpeech, oracle):
+    tokens, ids = tts.prompt("fox")
+    assert np.array_equal(ids, oracle["phones_prompt"]) and np.array_equal(tokens, oracle["prompt_semantic"][0])
+    assert np.array_equal(tts.phoneme_ids(TEXT), oracle["phones_text"])
+
+
+def test_prefill_embeddings_and_logits_through_the_graphs(tts: TextToSpeech, oracle):
+    ids, bert, prompt = _inputs(oracle, True)
+    text = tts.package.run("gpt_text_embedding", {"phoneme_ids": ids, "bert_features": bert})["hidden"]
+    positions = np.arange(prompt.shape[1])[None]
+    audio = tts.package.run("gpt_audio_embedding", {"tokens": prompt, "positions": positions})["hidden"]
+    np.testing.assert_allclose(np.concatenate((text, audio), 1), oracle["xy_pos_prefill"], rtol=0, atol=ATOL)
+    np.testing.assert_allclose(tts.gpt.prefill(ids[0], bert, prompt), oracle["prefill_logits"][0], rtol=0, atol=ATOL)
+    ids, bert, _ = _inputs(oracle, False)
+    text = tts.package.run("gpt_text_embedding", {"phoneme_ids": ids, "bert_features": bert})["hidden"]
+    np.testing.assert_allclose(text, oracle["xy_pos_prefill_reffree"], rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_teacher_forced_step_logits_through_the_graphs(tts: TextToSpeech, oracle, run):
+    ids, bert, prompt = _inputs(oracle, RUNS[run][0])
+    expected, y_full = oracle[f"{run}__step_logits"], oracle[f"{run}__y_full"][0]
+    n_prompt = 0 if prompt is None else prompt.shape[1]
+    got = [tts.gpt.prefill(ids[0], bert, prompt)]
+    tts.gpt.cache.keys[0][:, :, tts.gpt.cache.length:] = 1e3  # stale slots must stay invisible
+    for j in range(len(expected) - 1):
+        got.append(tts.gpt.step(int(y_full[n_prompt + j]), n_prompt + j))
+    np.testing.assert_allclose(np.stack(got), expected, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_greedy_runs_match_official_tokens_through_the_graphs(tts: TextToSpeech, oracle, run):
+    """All four official runs, token for token, incl. EOS at loop index 37 (documented quirks as in test_gpt_oracle)."""
+    with_prompt, penalty, early_stop_num, official_path = RUNS[run]
+    ids, bert, prompt = _inputs(oracle, with_prompt)
+    params = SamplingParams(greedy=True, repetition_penalty=penalty, early_stop_num=early_stop_num, max_new_tokens=300)
+    result = tts.gpt.generate(ids[0], bert, None if prompt is None else prompt[0], params)
+    n_prompt = 0 if prompt is None else prompt.shape[1]
+    np.testing.assert_array_equal(result.tokens, oracle[f"{run}__y_full"][0, n_prompt:])
+    assert result.stop_reason == official_path
+    if official_path == "eos":
+        assert result.steps == int(oracle[f"{run}__idx"]) == 37
+    elif with_prompt:  # official callers drop the first token here; we keep it (see ttsopt.runtime.sampling)
+        np.testing.assert_array_equal(result.tokens[1:], oracle[f"{run}__tokens_for_sovits"][0])
+    else:  # official reference-free returns idx 0; we report the real loop index
+        assert int(oracle[f"{run}__idx"]) == 0 and result.steps == early_stop_num
+        np.testing.assert_array_equal(result.tokens, oracle[f"{run}__tokens_for_sovits"][0])
+
+
+def test_cache_grows_without_changing_results(tts: TextToSpeech, oracle):
+    """Reserving nothing forces the cache to grow (copy) mid-generation: the tokens must not change."""
+    ids, bert, prompt = _inputs(oracle, True)
+    params = SamplingParams(greedy=True, repetition_penalty=1.0, early_stop_num=60, max_new_tokens=300)
+    tokens = tts.gpt.generate(ids[0], bert, prompt[0], params).tokens
+    from ttsopt.runtime import gpt as gpt_module
+
+    original = gpt_module.MIN_CAPACITY
+    gpt_module.MIN_CAPACITY = 1
+    try:
+        logits = [tts.gpt.prefill(ids[0], bert, prompt, reserve=0)]
+        assert tts.gpt.cache.capacity == 90
+        for j, token in enumerate(tokens[:40]):
+            logits.append(tts.gpt.step(int(token), 50 + j))
+        assert tts.gpt.cache.capacity == 180
+    finally:
+        gpt_module.MIN_CAPACITY = original
+    np.testing.assert_allclose(np.stack(logits), oracle["rp100__step_logits"][:41], rtol=0, atol=ATOL)
+
+
+def test_speak_cli_reproducible_and_sampled(tts_package: Path, tmp_path: Path):
+    def speak(name: str, *extra: str) -> np.ndarray:
+        done = ttsopt("run", tts_package, "--phonemes", TEXT, "--voice", "fox", "--seed", "3", *extra, "-o", tmp_path / name)
+        assert done.returncode == 0, done.stderr
+        audio, rate = soundfile.read(tmp_path / name, dtype="float32")
+        assert rate == 32000 and audio.size % 1280 == 0 and audio.size > 0
+        return audio
+
+    a, b = speak("a.wav"), speak("b.wav")
+    assert np.array_equal(a, b)
+    c = speak("c.wav", "--top-k", "50", "--temperature", "1.2", "--seed", "4")
+    assert not np.array_equal(a, c)
+    speak("reffree.wav", "--voice", "plain")  # no prompt stored: reference-free GPT
+    bert = tmp_path / "bert.npy"
+    np.save(bert, np.zeros((1024, len(TEXT.split())), np.float32))
+    assert np.array_equal(speak("bert0.wav", "--bert", str(bert)), a)  # zeros = the default
+
+
+def test_speak_bad_inputs(tts_package: Path, tmp_path: Path):
+    out = tmp_path / "out.wav"
+
+    def fails(*args: str, fragments: tuple[str, ...]) -> None:
+        assert_one_line_error(ttsopt("run", tts_package, *args, "-o", out), *fragments)
+        assert not out.exists()
+
+    fails("--phonemes", "n i2 qq", "--voice", "fox", fragments=("unknown phoneme 'qq'",))
+    fails("--phonemes", "", "--voice", "fox", fragments=("no phonemes given",))
+    fails("--phonemes", " ".join(["a"] * 1100), "--voice", "fox", fragments=("1100 phonemes", "at most"))
+    fails("--phonemes", TEXT, "--voice", "bob", fragments=("voice 'bob' is not in this package",))
+    fails("--phonemes", TEXT, fragments=("say which voice",))
+    fails("--phonemes", TEXT, "--voice", "fox", "--top-p", "0", fragments=("top_p must be in (0, 1]",))
+    bert = tmp_path / "bert.npy"
+    np.save(bert, np.zeros((1024, 3), np.float32))
+    fails("--phonemes", TEXT, "--voice", "fox", "--bert", str(bert), fragments=("BERT features must be",))
+
+
+def test_one_minute_utterance_is_not_capped_silently(tts: TextToSpeech, caplog):
+    """EOS suppressed for 1500 steps: the GPT must produce all 1500 tokens (60 s) and SoVITS must speak them."""
+    params = SamplingParams(greedy=True, max_new_tokens=1500, eos_suppress_steps=1500)
+    with caplog.at_level("WARNING", logger="ttsopt"):
+        audio, result = tts.speak(TEXT, "fox", params=params, noise_scale=0.0)
+    assert result.tokens.size == 1500 and result.stop_reason == "max_new_tokens"
+    assert audio.size == 1500 * 1280 and np.isfinite(audio).all()
+    assert any("1500-token cap (60 s)" in record.getMessage() for record in caplog.records)
+
+
+def test_verify_covers_gpt_and_the_whole_chain(tts_package: Path):
+    done = ttsopt("verify", tts_package, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    gates = {g["name"]: g for g in report["gates"]}
+    assert gates["GPT greedy agreement (teacher-forced)"]["value"] == 1.0
+    assert gates["GPT logits SNR dB (teacher-forced)"]["value"] > 60
+    assert gates["whole chain SNR dB (GPT tokens → speech)"]["value"] > 60
+    assert {"gpt_transformer", "gpt_text_embedding", "gpt_audio_embedding"} <= {r["graph"] for r in report["golden"]}
+
+
+def test_tts_package_runs_without_torch(tts_package: Path, tmp_path: Path):
+    from tests.test_runtime_without_torch import _run_without_torch
+
+    args = ["run", str(tts_package), "--phonemes", TEXT, "--voice", "fox", "--seed", "1", "-o", str(tmp_path / "o.wav")]
+    done = _run_without_torch(f"from ttsopt.cli import app; app({args!r})")
+    assert done.returncode == 0, done.stderr
+    done = _run_without_torch(f"from ttsopt.cli import app; app({['verify', str(tts_package)]!r})")
+    assert done.returncode == 0, done.stderr
+
+
+def test_export_refuses_mismatched_inputs(tmp_path: Path):
+    out = tmp_path / "pkg"
+    assert_one_line_error(ttsopt("export", "--gpt", GPT_CKPT, "-o", out), "--gpt needs --sovits")
+    assert_one_line_error(ttsopt("export", "--gpt", SOVITS_PTH, "--sovits", SOVITS_PTH, "-o", out),
+                          "is a GPT-SoVITS SoVITS (s2, .pth) checkpoint, not a GPT")
+    assert_one_line_error(ttsopt("export", "--sovits", SOVITS_PTH, "--voice", f"x={FOX}:{SPEECH}:a", "-o", out),
+                          "prompt tokens and phonemes are for the GPT")
+    assert_one_line_error(ttsopt("export", "--sovits", SOVITS_PTH, "--voice", f"x={FOX}:only", "-o", out), "must be NAME=recording.wav")
+    assert not out.exists()
+
+
+def test_bench_reports_every_stage_for_package_and_eager(tts_package: Path):
+    done = ttsopt("bench", tts_package, "--repeat", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["rows"]
+    assert [r["sentence"] for r in rows] == ["short", "long"] and rows[1]["tokens"] == 500
+    for row in rows:
+        for variant in ("package (onnxruntime)", "PyTorch eager FP32"):
+            figures = row[variant]
+            assert figures["audio_seconds"] == pytest.approx(row["tokens"] * 1280 / 32000)
+            assert figures["prefill_ms"] > 0 and figures["decode_tokens_per_s"] > 0 and figures["time_to_first_audio_s"] > 0
+        assert row["decode_speedup_vs_eager"] > 0

@@ -1,0 +1,134 @@
+"""The GPT-SoVITS GPT in a package: prefill and KV-cache decode steps over three graphs, sampling in numpy.
+
+Graphs: ``gpt_text_embedding`` (phonemes + BERT features → text part), ``gpt_audio_embedding`` (semantic
+tokens + positions → audio part) and ``gpt_transformer``, which runs ``S`` new positions against a
+caller-owned cache and returns the last position's logits and the new positions' K/V. One transformer
+graph serves the prefill (all cache slots masked, the official prefill mask on the new part) and every
+decode step (S = 1), so the GPT weights are stored once.
+
+The cache: one array per layer for K and for V, ``[1, heads, capacity, head_dim]``, owned here. A step
+feeds the arrays as they are (onnxruntime reads numpy memory in place) with a mask that shows the filled
+slots, and writes the one new K/V row back in place: no step copies the cache. The capacity grows by
+doubling (one copy each time), so the attention reads at most twice the filled slots. ``ttsopt bench``
+and BENCHMARKS.md have the measurements behind this choice (vs writing the cache inside the graph).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ttsopt.errors import TtsoptError
+from ttsopt.runtime.package import Package
+from ttsopt.runtime.sampling import GenerationResult, SamplingParams, generate
+
+TEXT_EMBEDDING, AUDIO_EMBEDDING, TRANSFORMER = "gpt_text_embedding", "gpt_audio_embedding", "gpt_transformer"
+MIN_CAPACITY = 256
+
+
+def prefill_mask(text_len: int, total_len: int) -> np.ndarray:
+    """``[total, total]`` bool: text rows see all text; audio rows see all text and audio up to themselves."""
+    rows, cols = np.arange(total_len)[:, None], np.arange(total_len)[None, :]
+    return (cols < text_len) | ((rows >= text_len) & (cols <= rows))
+
+
+class KVCache:
+    """Per-layer K and V buffers ``[1, heads, capacity, head_dim]`` with ``length`` filled slots."""
+
+    def __init__(self, layers: int, heads: int, head_dim: int, capacity: int, max_capacity: int):
+        self.layers, self.heads, self.head_dim, self.max_capacity = layers, heads, head_dim, max_capacity
+        self.length = 0
+        self.keys = [np.zeros((1, heads, capacity, head_dim), np.float32) for _ in range(layers)]
+        self.values = [np.zeros((1, heads, capacity, head_dim), np.float32) for _ in range(layers)]
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def reserve(self, slots: int) -> None:
+        """Make room for ``slots`` more positions (doubling, one copy per growth)."""
+        needed = self.length + slots
+        if needed > self.max_capacity:
+            raise TtsoptError(f"the GPT context would hold {needed} positions; this package allows {self.max_capacity}: "
+                              "use a shorter prompt or text, or fewer new tokens")
+        if needed <= self.capacity:
+            return
+        capacity = min(self.max_capacity, max(needed, 2 * self.capacity))
+        for buffers in (self.keys, self.values):
+            for i, old in enumerate(buffers):
+                grown = np.zeros((1, self.heads, capacity, self.head_dim), np.float32)
+                grown[:, :, : self.length] = old[:, :, : self.length]
+                buffers[i] = grown
+
+    def feed(self) -> dict[str, np.ndarray]:
+        return {**{f"k_cache.{i}": k for i, k in enumerate(self.keys)}, **{f"v_cache.{i}": v for i, v in enumerate(self.values)}}
+
+    def append(self, outputs: dict[str, np.ndarray]) -> None:
+        new = outputs["k_new.0"].shape[2]
+        for i in range(self.layers):
+            self.keys[i][:, :, self.length: self.length + new] = outputs[f"k_new.{i}"]
+            self.values[i][:, :, self.length: self.length + new] = outputs[f"v_new.{i}"]
+        self.length += new
+
+
+class GPT:
+    """One request at a time (batch 1): :meth:`prefill`, :meth:`step`, or the whole loop in :meth:`generate`."""
+
+    def __init__(self, package: Package):
+        self.package = package
+        settings = package.manifest.runtime["gpt"]
+        self.layers, self.heads, self.head_dim = settings["layers"], settings["heads"], settings["head_dim"]
+        self.bert_dim, self.eos = settings["bert_dim"], settings["eos_token"]
+        self.default_top_k = settings["default_top_k"]
+        transformer = package.manifest.graphs[TRANSFORMER]
+        self.max_capacity = transformer.dims["slots"].max
+        self.max_new_positions = transformer.dims["new"].max
+        self.cache: KVCache | None = None
+        self.text_len = 0
+        for graph in (TEXT_EMBEDDING, AUDIO_EMBEDDING, TRANSFORMER):
+            package.session(graph)
+
+    def _transformer(self, hidden: np.ndarray, allowed_new: np.ndarray) -> np.ndarray:
+        cache = self.cache
+        new = hidden.shape[1]
+        cache.reserve(new)
+        allowed = np.zeros((1, new, cache.capacity + new), dtype=bool)
+        allowed[0, :, : cache.length] = True
+        allowed[0, :, cache.capacity:] = allowed_new
+        outputs = self.package.run(TRANSFORMER, {"hidden": hidden, "allowed": allowed, **cache.feed()})
+        cache.append(outputs)
+        return outputs["logits"][0]
+
+    def prefill(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
+                reserve: int = 0) -> np.ndarray:
+        """Raw logits ``[vocab]`` of loop index 0; ``reserve`` pre-sizes the cache for that many new tokens."""
+        ids = np.asarray(phoneme_ids, dtype=np.int64).reshape(1, -1)
+        bert = np.zeros((1, self.bert_dim, ids.shape[1]), np.float32) if bert_features is None else bert_features
+        if bert.shape != (1, self.bert_dim, ids.shape[1]):
+            raise TtsoptError(f"BERT features must be [{self.bert_dim}, {ids.shape[1]}] (one column per phoneme, prompt "
+                              f"phonemes first), got {list(bert.shape[1:] if bert.ndim == 3 else bert.shape)}")
+        parts = [self.package.run(TEXT_EMBEDDING, {"phoneme_ids": ids, "bert_features": bert})["hidden"]]
+        prompt = np.asarray([] if prompt_tokens is None else prompt_tokens, dtype=np.int64).reshape(1, -1)
+        if prompt.size:
+            positions = np.arange(prompt.shape[1], dtype=np.int64)[None]
+            parts.append(self.package.run(AUDIO_EMBEDDING, {"tokens": prompt, "positions": positions})["hidden"])
+        hidden = np.concatenate(parts, axis=1)
+        total = hidden.shape[1]
+        if total > self.max_new_positions:
+            raise TtsoptError(f"prompt + text are {total} positions; this package's prefill takes at most "
+                              f"{self.max_new_positions}: shorten the text or the prompt")
+        self.text_len = ids.shape[1]
+        capacity = max(MIN_CAPACITY, min(self.max_capacity, total + reserve))
+        self.cache = KVCache(self.layers, self.heads, self.head_dim, capacity, self.max_capacity)
+        return self._transformer(hidden, prefill_mask(self.text_len, total))
+
+    def step(self, token: int, position: int) -> np.ndarray:
+        """Feed the token chosen at the previous loop index at audio ``position``; raw logits of the next."""
+        hidden = self.package.run(AUDIO_EMBEDDING, {"tokens": np.array([[token]], np.int64),
+                                                    "positions": np.array([[position]], np.int64)})["hidden"]
+        return self._transformer(hidden, np.ones((1, 1), dtype=bool))
+
+    def generate(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
+                 params: SamplingParams, record_logits: bool = False) -> GenerationResult:
+        reserve = params.max_new_tokens
+        return generate(lambda: self.prefill(phoneme_ids, bert_features, prompt_tokens, reserve), self.step,
+                        prompt_tokens, params, record_logits=record_logits)

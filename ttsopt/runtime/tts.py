@@ -1,0 +1,82 @@
+"""Text-to-speech with a GPT-SoVITS package: phonemes + a voice → semantic tokens (GPT) → speech (SoVITS).
+
+    >>> tts = ttsopt.runtime.load("build/gpt-sovits-cpu")
+    >>> audio, result = tts.speak("h ao3 .", voice="alice", params=SamplingParams(seed=0))
+
+A stored voice with a prompt (what was said in its recording: semantic tokens and phonemes) conditions
+the GPT on it, as the official inference does; a voice without one, or a recording given at run time,
+runs the GPT reference-free (text only). BERT features default to zeros, as the official code uses for
+non-Chinese text; pass ``bert`` (``[1024, phonemes]`` of the target text, or of prompt + target) for
+Chinese.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ttsopt.errors import TtsoptError
+from ttsopt.runtime.gpt import GPT
+from ttsopt.runtime.package import Package
+from ttsopt.runtime.sampling import GenerationResult, SamplingParams
+from ttsopt.runtime.sovits import Synthesizer
+
+log = logging.getLogger("ttsopt")
+
+
+class TextToSpeech(Synthesizer):
+    def __init__(self, package: Package):
+        super().__init__(package)
+        self.gpt = GPT(package)
+        self.token_rate = int(self.settings["token_rate_hz"])
+
+    def prompt(self, voice: str | np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray]:
+        """(prompt semantic tokens, prompt phoneme ids) of a stored voice; (None, empty) for reference-free."""
+        if isinstance(voice, str) and f"{voice}/prompt_tokens" in self.voice_data:
+            return self.voice_data[f"{voice}/prompt_tokens"], self.voice_data[f"{voice}/prompt_phonemes"]
+        return None, np.zeros(0, np.int64)
+
+    def _bert(self, bert: np.ndarray | None, prompt_len: int, text_len: int) -> np.ndarray | None:
+        if bert is None:
+            return None
+        bert = np.asarray(bert, dtype=np.float32)
+        bert = bert[0] if bert.ndim == 3 and bert.shape[0] == 1 else bert
+        if bert.ndim != 2 or bert.shape[0] != self.gpt.bert_dim or bert.shape[1] not in (text_len, prompt_len + text_len):
+            raise TtsoptError(f"BERT features must be [{self.gpt.bert_dim}, {text_len}] (target phonemes) or "
+                              f"[{self.gpt.bert_dim}, {prompt_len + text_len}] (prompt + target), got {list(bert.shape)}")
+        if bert.shape[1] == text_len:  # the prompt's columns: zeros, as for non-Chinese prompt text
+            bert = np.concatenate((np.zeros((self.gpt.bert_dim, prompt_len), np.float32), bert), axis=1)
+        return bert[None]
+
+    def semantic_tokens(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None = None,
+                        bert: np.ndarray | None = None, params: SamplingParams | None = None) -> GenerationResult:
+        """The GPT's tokens for the target ``phonemes`` (EOS removed), continuing the voice's prompt."""
+        params = params or SamplingParams()
+        ids = self.phoneme_ids(phonemes)
+        prompt_tokens, prompt_ids = self.prompt(voice if voice is not None else self._default_voice_name())
+        all_ids = np.concatenate((prompt_ids, ids))
+        if params.max_new_tokens > self.max_tokens:
+            raise TtsoptError(f"max new tokens {params.max_new_tokens} exceeds what the SoVITS graphs take ({self.max_tokens})")
+        result = self.gpt.generate(all_ids, self._bert(bert, prompt_ids.size, ids.size), prompt_tokens, params)
+        if result.stop_reason == "max_new_tokens":
+            log.warning("the GPT reached the %d-token cap (%.0f s) without producing EOS; the audio is cut there: "
+                        "split long text into sentences", params.max_new_tokens, params.max_new_tokens / self.token_rate)
+        elif result.stop_reason == "early_stop":
+            log.warning("the GPT stopped at early_stop_num = %d tokens", params.early_stop_num)
+        return result
+
+    def _default_voice_name(self) -> str | None:
+        return next(iter(self.voices)) if len(self.voices) == 1 else None
+
+    def speak(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None = None, bert: np.ndarray | None = None,
+              params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0
+              ) -> tuple[np.ndarray, GenerationResult]:
+        """Waveform at :attr:`sample_rate` and the GPT's result; ``params.seed`` also seeds the SoVITS noise."""
+        params = params or SamplingParams()
+        ge = self._ge(voice)  # fails early, before the GPT runs, on an unknown voice
+        result = self.semantic_tokens(phonemes, voice, bert, params)
+        if result.tokens.size == 0:
+            raise TtsoptError("the GPT produced no semantic tokens for this text: check the phonemes")
+        audio = self.synthesize(result.tokens, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=params.seed)
+        return audio, result
