@@ -353,10 +353,13 @@ def inspect(
         table.add_column(column)
     for name, entry in manifest.graphs.items():
         size = (package / entry.file).stat().st_size / 1e6
-        describe = lambda specs: "\n".join(f"{t.name} {t.dtype} {list(t.shape)}" for t in specs)  # noqa: E731
-        table.add_row(name, entry.file, f"{size:.1f}", describe(entry.inputs), describe(entry.outputs),
+        table.add_row(name, entry.file, f"{size:.1f}", _describe_tensors(entry.inputs), _describe_tensors(entry.outputs),
                       "\n".join(f"{d}: {r.min}/{r.opt}/{r.max}" for d, r in entry.dims.items()))
     out.print(table)
+    voices = manifest.runtime.get("voices")
+    if voices is not None:
+        out.print("voices: " + (", ".join(f"{name} ({'with' if v.get('prompt') else 'no'} GPT prompt; from {Path(v['source']).name})"
+                                          for name, v in voices.items()) or "none (synthesise with --reference ref.wav)"))
     gates = manifest.verification.get("gates", [])
     if gates:
         out.print("verified at export: " + "; ".join(
@@ -364,6 +367,16 @@ def inspect(
     if "flop_per_audio_second" in manifest.cost:
         out.print(f"cost: {manifest.cost['flop_per_audio_second'] / 1e9:.1f} GFLOP per audio second")
     out.print("made with " + ", ".join(f"{k} {v}" for k, v in manifest.tools.items()))
+
+
+def _describe_tensors(specs) -> str:
+    """One line per tensor; per-layer KV-cache tensors are summarised as one line."""
+    lines = [f"{t.name} {t.dtype} {list(t.shape)}" for t in specs if t.kind != "cache"]
+    caches = [t for t in specs if t.kind == "cache"]
+    if caches:
+        first = caches[0]
+        lines.append(f"{first.name} … {caches[-1].name} ({len(caches)}) {first.dtype} {list(first.shape)}")
+    return "\n".join(lines)
 
 
 def main() -> None:

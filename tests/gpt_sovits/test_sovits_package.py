@@ -157,7 +157,7 @@ def test_run_bad_inputs(sovits_package: Path, tokens: Path, tmp_path: Path):
     fails(*base, "--phonemes", " ".join(["a"] * 1100), fragments=("1100 phonemes", "at most 1024"))
     fails("--tokens", str(tokens), "--phonemes", PHONEMES, "--voice", "bob", fragments=("voice 'bob' is not in this package", "fox"))
     fails(*base, "--phonemes", PHONEMES, "--speed", "9", fragments=("speed 9 is outside",))
-    fails("--wav", str(SPEECH), fragments=("a SoVITS package takes --tokens",))
+    fails("--wav", str(SPEECH), fragments=("--wav/--mel are for vocoder packages",))
     fails(*base, fragments=("needs --tokens", "--phonemes"))
     eos = tmp_path / "eos.npy"
     np.save(eos, np.array([5, 1024, 7]))
