@@ -131,6 +131,40 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
 
 
 @command
+def quantize(
+    package: Annotated[Path, typer.Argument(help="FP32 package directory (from ttsopt export).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="INT8 package directory to write.")],
+    int8: Annotated[bool, typer.Option("--int8", help="Quantize to INT8 (the one precision quantize builds today).")] = False,
+    budget: Annotated[str | None, typer.Option("--budget", help="METRIC=VALUE quality budget: greedy_agreement, snr_db, logmel_l1.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was quantized and the quality as JSON.")] = False,
+) -> None:
+    """Quantize a package's graphs (GPT decode: weight-only INT8); write it only if it meets the quality budget."""
+    from ttsopt.build.quantize import parse_budget, quantize_package
+
+    if not int8:
+        raise TtsoptError("say which precision: ttsopt quantize PKG --int8 -o OUT")
+    limits = parse_budget(budget)
+    with _status("quantizing") as status:
+        manifest = quantize_package(package, output, limits, step=lambda message: status.update(message))
+    if as_json:
+        out.print_json(json.dumps({"package": str(output), "quantization": manifest.quantization,
+                                   "verification": manifest.verification}))
+        return
+    table = Table(title=f"{output}: INT8 graphs")
+    for column in ("graph", "method", "weight MatMuls INT8 / FP32", "MB (FP32 → INT8)", "decode step ms (FP32 → INT8)", "speed-up"):
+        table.add_column(column)
+    for name, record in manifest.quantization.items():
+        step_ms = record.get("decode_step_ms", {})
+        table.add_row(name, record["method"], f"{record['quantized_matmuls']} / {record['fp32_weight_matmuls']}",
+                      f"{record['bytes']['fp32'] / 1e6:.0f} → {record['bytes']['int8'] / 1e6:.0f}",
+                      f"{step_ms['fp32']:.1f} → {step_ms['int8']:.1f}" if step_ms else "—",
+                      f"{record['speedup']:.2f}×" if "speedup" in record else "—")
+    out.print(table)
+    out.print("gates: " + "; ".join(f"{g['name']} {_fmt(g['value'])} ({'pass' if g['passed'] else 'FAIL'})"
+                                    for g in manifest.verification["gates"]))
+
+
+@command
 def verify(
     package: Annotated[Path, typer.Argument(help="Package directory.")],
     reference: Annotated[list[Path] | None, typer.Option("--reference", help="Recording(s) to resynthesise and compare with.")] = None,

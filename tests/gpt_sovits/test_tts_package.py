@@ -204,3 +204,33 @@ def test_bench_reports_every_stage_for_package_and_eager(tts_package: Path):
             assert figures["audio_seconds"] == pytest.approx(row["tokens"] * 1280 / 32000)
             assert figures["prefill_ms"] > 0 and figures["decode_tokens_per_s"] > 0 and figures["time_to_first_audio_s"] > 0
         assert row["decode_speedup_vs_eager"] > 0
+
+
+def test_quantize_int8_gpt_is_gated_and_runs(tts_package: Path, tmp_path: Path):
+    out = tmp_path / "int8"
+    done = ttsopt("quantize", tts_package, "--int8", "-o", out, "--json")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = manifest["quantization"]["gpt_transformer"]
+    assert manifest["precision"] == "int8" and record["quantized_matmuls"] == 4 * 2  # 4 weight MatMuls per layer
+    assert record["bytes"]["int8"] < 0.5 * record["bytes"]["fp32"] and record["decode_step_ms"]["int8"] > 0
+    gates = {g["name"]: g for g in manifest["verification"]["gates"]}
+    assert gates["GPT greedy agreement (teacher-forced)"]["value"] >= 0.95 and all(g["passed"] for g in gates.values())
+    assert ttsopt("verify", out).returncode == 0
+    speak = ttsopt("run", out, "--phonemes", TEXT, "--voice", "fox", "--seed", "1", "-o", tmp_path / "o.wav")
+    assert speak.returncode == 0, speak.stderr
+    # The FP32 graphs of the package are untouched; only the GPT decode graph changed.
+    for name in ("latent.onnx", "generator.onnx", "gpt_text_embedding.onnx"):
+        assert (out / name).read_bytes() == (tts_package / name).read_bytes()
+
+
+def test_quantize_refuses_what_it_cannot_do(tts_package: Path, tmp_path: Path, package: Path):
+    out = tmp_path / "q"
+    # A budget INT8 weights cannot meet: reported, exit 1, nothing written.
+    assert_one_line_error(ttsopt("quantize", tts_package, "--int8", "--budget", "snr_db=200", "-o", out),
+                          "misses its budget", "nothing was written", code=1)
+    assert not out.exists()
+    assert_one_line_error(ttsopt("quantize", tts_package, "-o", out), "--int8")
+    assert_one_line_error(ttsopt("quantize", tts_package, "--int8", "--budget", "loudness=3", "-o", out), "METRIC=VALUE")
+    assert_one_line_error(ttsopt("quantize", package, "--int8", "-o", out), "cannot quantize a hifigan vocoder package yet")
+    assert not out.exists()

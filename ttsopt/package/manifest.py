@@ -13,6 +13,7 @@ Schema (version 1)::
     golden           {"file": "golden.npz", "items": [names]}: inputs and original-model outputs
     files            {relative path: sha256} for every payload file (graphs, golden data, voices, ...)
     runtime          what the family's runtime needs beyond the graphs (voices, symbol table, chunking)
+    quantization     per quantized graph: method, what was quantized, measured speed-up (``ttsopt quantize``)
     cost             {"flop_per_audio_second": float}
     tools            versions of the tools that made it
     verification     the gate results measured when the package was made
@@ -100,6 +101,7 @@ class Manifest:
     golden: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
+    quantization: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     verification: dict[str, Any] = field(default_factory=dict)

@@ -28,6 +28,7 @@ import torch
 from ttsopt.audio.io import read_wav
 from ttsopt.audio.mel import MelSettings, linear_spectrogram
 from ttsopt.build.folding import remove_weight_norm
+from ttsopt.build.quantize import WEIGHT_ONLY_INT8
 from ttsopt.build.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
@@ -52,6 +53,8 @@ TTS_TASK = "tts"
 ROLE = "sovits"
 GPT_ROLE = "gpt"
 GPT_REFERENCE_FILE = "gpt_reference.npz"
+#: What ``ttsopt quantize --int8`` does to which graph (graphs not listed stay FP32).
+QUANTIZATION = {"gpt_transformer": WEIGHT_ONLY_INT8}
 
 BATCH = DimRange(1, 1, 8)
 #: 25 Hz semantic tokens: up to 60 s of speech per call.
