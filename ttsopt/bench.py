@@ -146,16 +146,9 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
     variants: dict[str, Callable] = {PACKAGE: package_fn}
     notes = []
     step("loading the original checkpoint for PyTorch eager")
-    try:
-        from ttsopt.families import spec_module
-
-        variants[EAGER] = spec_module(manifest.family).load_eager(manifest, original, original_config)
-    except ImportError:
-        notes.append("PyTorch eager not measured: torch is not installed (pip install 'ttsopt[build]')")
-    except TtsoptError as exc:
-        if original is not None:
-            raise
-        notes.append(f"PyTorch eager not measured: {exc} (pass --original CHECKPOINT)")
+    eager = _load_eager(manifest, original, original_config, notes)
+    if eager is not None:
+        variants[EAGER] = eager
 
     step("measuring this machine's FP32 peak")
     peak = measure_peak_gflops()
@@ -190,6 +183,21 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
     for name in variants:
         report.memory_mb[name] = _child_peak_rss_mb(name, Path(path), max(seconds), original, original_config)
     return report
+
+
+def _load_eager(manifest, original: Path | None, original_config: Path | None, notes: list[str]):
+    """The original checkpoint in PyTorch eager, or None with a note saying why it is not measured."""
+    try:
+        from ttsopt.families import spec_module
+
+        return spec_module(manifest.family).load_eager(manifest, original, original_config)
+    except ImportError:
+        notes.append("PyTorch eager not measured: torch is not installed (pip install 'ttsopt[build]')")
+    except TtsoptError as exc:
+        if original is not None:
+            raise
+        notes.append(f"PyTorch eager not measured: {exc} (pass --original CHECKPOINT)")
+    return None
 
 
 def _child_peak_rss_mb(variant: str, package: Path, seconds: float, original: Path | None,
@@ -316,17 +324,9 @@ def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = Non
     variants = {PACKAGE: package_fns}
     notes = []
     step("loading the original checkpoints for PyTorch eager")
-    try:
-        from ttsopt.families import spec_module
-
-        eager = spec_module(tts.manifest.family).load_eager(tts.manifest, original)
+    eager = _load_eager(tts.manifest, original, None, notes)
+    if eager is not None:
         variants[EAGER] = (eager.gpt, eager.latent, eager.vocode)
-    except ImportError:
-        notes.append("PyTorch eager not measured: torch is not installed (pip install 'ttsopt[build]')")
-    except TtsoptError as exc:
-        if original is not None:
-            raise
-        notes.append(f"PyTorch eager not measured: {exc} (pass --original CHECKPOINT)")
     requests = {name: _tts_request(tts, repeats, tokens) for name, repeats, tokens in SENTENCES}
     clocks: dict[tuple[str, str], list[dict]] = {(v, s): [] for v in variants for s in requests}
     for fns in variants.values():  # warm-up
