@@ -118,9 +118,9 @@ def _sovits_workload(synth, seconds: float) -> Workload:
         phonemes, ge = data[f"{item}/in/phonemes"][0], data[f"{item}/in/ge"]
     count = max(1, min(synth.max_phonemes, round(seconds * 12)))
     rng = np.random.default_rng(0)
-    inputs = {"tokens": rng.integers(0, int(synth.settings["codebook_size"]), (1, tokens), dtype=np.int64),
+    inputs = {"tokens": rng.integers(0, synth.codebook_size, (1, tokens), dtype=np.int64),
               "phonemes": np.resize(phonemes, count)[None], "ge": ge,
-              "noise": rng.standard_normal((1, int(synth.settings["inter_channels"]), 2 * tokens), dtype=np.float32),
+              "noise": rng.standard_normal((1, synth.inter_channels, 2 * tokens), dtype=np.float32),
               "noise_scale": np.array([0.5], dtype=np.float32)}
     return Workload(inputs, 2 * tokens * synth.hop / synth.sample_rate)
 
@@ -318,7 +318,7 @@ def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = Non
     if repeat < 1:
         raise TtsoptError("--repeat must be at least 1")
     tts = load(path)
-    inter = int(tts.settings["inter_channels"])
+    inter = tts.inter_channels
     package_fns = (tts.gpt, lambda inputs: tts.package.run("latent", inputs)["z"],
                    lambda z, ge: tts.package.run("generator", {"z": z, "ge": ge})["audio"].reshape(-1))
     variants = {PACKAGE: package_fns}

@@ -75,10 +75,10 @@ class GPT:
 
     def __init__(self, package: Package):
         self.package = package
-        settings = package.manifest.runtime["gpt"]
-        self.layers, self.heads, self.head_dim = settings["layers"], settings["heads"], settings["head_dim"]
-        self.bert_dim, self.eos = settings["bert_dim"], settings["eos_token"]
-        self.default_top_k = settings["default_top_k"]
+        config = package.manifest.model_config["gpt"]
+        self.layers, self.heads = config["num_layers"], config["num_heads"]
+        self.head_dim = config["hidden_dim"] // config["num_heads"]
+        self.bert_dim, self.eos, self.default_top_k = config["bert_dim"], config["eos_token"], config["default_top_k"]
         transformer = package.manifest.graphs[TRANSFORMER]
         self.max_capacity = transformer.dims["slots"].max
         self.max_new_positions = transformer.dims["new"].max

@@ -45,9 +45,13 @@ class Synthesizer:
         self.manifest = package.manifest
         self.settings = self.manifest.runtime
         self.sample_rate = self.manifest.sample_rate
-        self.hop = int(self.settings["hop_length"])
+        config = self.manifest.model_config  # the model's sizes: one copy, written at export
+        self.hop, self.inter_channels = int(config["hop_length"]), int(config["inter_channels"])
+        self.codebook_size = int(config["codebook_size"])
+        self.reference = {"n_fft": int(config["filter_length"]), "hop_length": self.hop, "win_length": int(config["win_length"]),
+                          "bins": int(self.manifest.graphs["reference_encoder"].inputs[0].shape[1])}
         self.context_frames = int(self.settings["generator_context_frames"])
-        self.phonemes = PhonemeTable.from_file(package.path / self.settings["symbols"], self.settings["version"])
+        self.phonemes = PhonemeTable.from_file(package.path / self.settings["symbols"], config["version"])
         with np.load(package.path / self.settings["voices_file"]) as stored:
             self.voice_data: dict[str, np.ndarray] = {key: stored[key] for key in stored.files}
         #: name -> ge; a GPT package also keeps each voice's prompt under "name/prompt_tokens", "name/prompt_phonemes".
@@ -73,7 +77,7 @@ class Synthesizer:
         if tokens.dtype.kind not in "iu":
             raise TtsoptError(f"semantic tokens must be integers, got {tokens.dtype}: save them as int64")
         tokens = tokens.reshape(-1).astype(np.int64)
-        size = int(self.settings["codebook_size"])
+        size = self.codebook_size
         if tokens.size == 0:
             raise TtsoptError("no semantic tokens given")
         if tokens.min() < 0 or tokens.max() >= size:
@@ -86,7 +90,7 @@ class Synthesizer:
 
     def reference_spectrogram(self, wav: np.ndarray) -> np.ndarray:
         """``[1, bins, frames]`` spectrogram the reference encoder reads, of a waveform at :attr:`sample_rate`."""
-        ref = self.settings["reference"]
+        ref = self.reference
         spec = linear_spectrogram(reference_waveform(np.asarray(wav, dtype=np.float32).reshape(-1)),
                                   ref["n_fft"], ref["hop_length"], ref["win_length"])
         return spec[None, : ref["bins"]]
@@ -130,7 +134,7 @@ class Synthesizer:
         if frames > self.max_frames:
             raise TtsoptError(f"{tokens.size} tokens at speed {speed:g} make {frames} frames; this package takes at "
                               f"most {self.max_frames}: split the utterance")
-        shape = (1, int(self.settings["inter_channels"]), frames)
+        shape = (1, self.inter_channels, frames)
         if noise is None:
             noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
         elif noise.shape != shape:

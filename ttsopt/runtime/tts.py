@@ -29,7 +29,7 @@ class TextToSpeech(Synthesizer):
     def __init__(self, package: Package):
         super().__init__(package)
         self.gpt = GPT(package)
-        self.token_rate = int(self.settings["token_rate_hz"])
+        self.token_rate = int(self.settings["token_rate_hz"])  # the semantic rate, 25 Hz
 
     def prompt(self, voice: str | np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray]:
         """(prompt semantic tokens, prompt phoneme ids) of a stored voice; (None, empty) for reference-free."""

@@ -225,14 +225,10 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
 
     files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, original, table, gpt is not None))}
     runtime = {
-        "version": loaded.version, "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
+        "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
         "voices": {name: {"source": str(v.recording.resolve()), "prompt": v.prompt_tokens is not None}
                    for name, v in sources.voices.items()},
-        "token_rate_hz": 25, "codebook_size": config.codebook_size,
-        "hop_length": config.hop_length, "inter_channels": config.inter_channels,
-        "reference": {"n_fft": config.filter_length, "hop_length": config.hop_length,
-                      "win_length": config.win_length, "bins": config.reference_bins},
-        "generator_context_frames": generator_receptive_field(exported),
+        "token_rate_hz": 25, "generator_context_frames": generator_receptive_field(exported),
     }
     model_config = {"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
                     "parameters": sum(p.numel() for p in original.parameters())}
@@ -255,9 +251,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         reference |= {f"chain/{k}": v for k, v in chain.items()} | {"chain/audio": EagerSoVITS(original)(chain)}
         files[GPT_REFERENCE_FILE] = _npz_bytes(reference)
         c = model.config
-        runtime["gpt"] = {"layers": c.num_layers, "heads": c.num_heads, "head_dim": c.head_dim, "bert_dim": c.bert_dim,
-                          "eos_token": c.eos_token, "max_sec": c.max_sec, "default_top_k": c.default_top_k,
-                          "reference": GPT_REFERENCE_FILE,
+        runtime["gpt"] = {"reference": GPT_REFERENCE_FILE,
                           "reference_params": dataclasses.asdict(gpt_spec.reference_params())}
         model_config["gpt"] = {**c.__dict__, "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -320,7 +314,7 @@ def load_eager(manifest: Manifest, checkpoint: Path | None = None, config: Path 
     if config is not None:
         raise TtsoptError("--original-config is for HiFi-GAN; GPT-SoVITS checkpoints embed their config")
     loaded = load_sovits_checkpoint(checkpoint or manifest.source["checkpoints"][ROLE])
-    if loaded.config.sampling_rate != manifest.sample_rate or loaded.version != manifest.runtime["version"]:
+    if loaded.config.sampling_rate != manifest.sample_rate or loaded.version != manifest.model_config["version"]:
         raise TtsoptError(f"original checkpoint {loaded.path} is not the model this package was exported from "
                           f"({loaded.version}, {loaded.config.sampling_rate} Hz): give the right --original")
     eager = EagerSoVITS(loaded.model)
