@@ -31,6 +31,18 @@ def prefill_mask(text_len: int, total_len: int) -> np.ndarray:
     return (cols < text_len) | ((rows >= text_len) & (cols <= rows))
 
 
+def transformer_feed(hidden: np.ndarray, allowed_new: np.ndarray, keys: list[np.ndarray], values: list[np.ndarray],
+                     filled: int) -> dict[str, np.ndarray]:
+    """Inputs of ``gpt_transformer``: ``hidden`` [1, S, D] over per-layer caches whose first ``filled`` slots are
+    visible; ``allowed_new`` [S, S] says which new positions each new position sees."""
+    slots, new = keys[0].shape[2], hidden.shape[1]
+    allowed = np.zeros((1, new, slots + new), dtype=bool)
+    allowed[0, :, :filled] = True
+    allowed[0, :, slots:] = allowed_new
+    return {"hidden": hidden, "allowed": allowed, **{f"k_cache.{i}": k for i, k in enumerate(keys)},
+            **{f"v_cache.{i}": v for i, v in enumerate(values)}}
+
+
 class KVCache:
     """Per-layer K and V buffers ``[1, heads, capacity, head_dim]`` with ``length`` filled slots."""
 
@@ -59,8 +71,9 @@ class KVCache:
                 grown[:, :, : self.length] = old[:, :, : self.length]
                 buffers[i] = grown
 
-    def feed(self) -> dict[str, np.ndarray]:
-        return {**{f"k_cache.{i}": k for i, k in enumerate(self.keys)}, **{f"v_cache.{i}": v for i, v in enumerate(self.values)}}
+    def feed(self, hidden: np.ndarray, allowed_new: np.ndarray) -> dict[str, np.ndarray]:
+        """The transformer's inputs for ``hidden`` (after :meth:`reserve`): see :func:`transformer_feed`."""
+        return transformer_feed(hidden, allowed_new, self.keys, self.values, self.length)
 
     def append(self, outputs: dict[str, np.ndarray]) -> None:
         new = outputs["k_new.0"].shape[2]
@@ -89,12 +102,8 @@ class GPT:
 
     def _transformer(self, hidden: np.ndarray, allowed_new: np.ndarray) -> np.ndarray:
         cache = self.cache
-        new = hidden.shape[1]
-        cache.reserve(new)
-        allowed = np.zeros((1, new, cache.capacity + new), dtype=bool)
-        allowed[0, :, : cache.length] = True
-        allowed[0, :, cache.capacity:] = allowed_new
-        outputs = self.package.run(TRANSFORMER, {"hidden": hidden, "allowed": allowed, **cache.feed()})
+        cache.reserve(hidden.shape[1])
+        outputs = self.package.run(TRANSFORMER, cache.feed(hidden, allowed_new))
         cache.append(outputs)
         return outputs["logits"][0]
 

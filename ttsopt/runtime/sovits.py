@@ -34,6 +34,13 @@ def reference_waveform(wav: np.ndarray) -> np.ndarray:
     return (wav / min(2.0, peak)).astype(np.float32) if peak > 1.0 else wav.astype(np.float32)
 
 
+def reference_spectrogram(wav: np.ndarray, n_fft: int, hop_length: int, win_length: int, bins: int) -> np.ndarray:
+    """``[1, bins, frames]``: the official reference normalisation, then the part of the linear spectrogram
+    the reference encoder reads (v2: the lowest 704 of 1025 bins)."""
+    spec = linear_spectrogram(reference_waveform(np.asarray(wav, dtype=np.float32).reshape(-1)), n_fft, hop_length, win_length)
+    return spec[None, :bins]
+
+
 def latent_frames(tokens: int, speed: float) -> int:
     """Prior length for ``tokens`` codes at ``speed``: ``2T`` at speed 1, else ``int(2T / speed) + 1`` (official rule)."""
     return 2 * tokens if speed == 1 else int(2 * tokens / speed) + 1
@@ -90,10 +97,7 @@ class Synthesizer:
 
     def reference_spectrogram(self, wav: np.ndarray) -> np.ndarray:
         """``[1, bins, frames]`` spectrogram the reference encoder reads, of a waveform at :attr:`sample_rate`."""
-        ref = self.reference
-        spec = linear_spectrogram(reference_waveform(np.asarray(wav, dtype=np.float32).reshape(-1)),
-                                  ref["n_fft"], ref["hop_length"], ref["win_length"])
-        return spec[None, : ref["bins"]]
+        return reference_spectrogram(wav, **self.reference)
 
     def voice_embedding(self, references: Sequence[str | Path | np.ndarray]) -> np.ndarray:
         """``ge`` ``[1, gin, 1]`` of one or more reference recordings (averaged, as the official code does)."""

@@ -26,10 +26,9 @@ from ttsopt.families.gpt_sovits.gpt_model import (
     Text2SemanticDecoder,
     TextEmbeddingGraph,
     TransformerGraph,
-    prefill_attention_mask,
 )
 from ttsopt.package.manifest import DimRange, TensorSpec
-from ttsopt.runtime.gpt import AUDIO_EMBEDDING, TEXT_EMBEDDING, TRANSFORMER
+from ttsopt.runtime.gpt import AUDIO_EMBEDDING, MIN_CAPACITY, TEXT_EMBEDDING, TRANSFORMER, KVCache, prefill_mask, transformer_feed
 from ttsopt.runtime.sampling import SamplingParams
 
 BATCH = DimRange(1, 1, 8)
@@ -85,17 +84,6 @@ def graphs(model: Text2SemanticDecoder) -> list[GraphExport]:
     ]
 
 
-def _transformer_inputs(hidden: np.ndarray, allowed_new: np.ndarray, keys: list[np.ndarray], values: list[np.ndarray],
-                        filled: int) -> dict[str, np.ndarray]:
-    """The transformer's feed for ``hidden`` over caches whose first ``filled`` slots are visible."""
-    slots, new = keys[0].shape[2], hidden.shape[1]
-    allowed = np.zeros((1, new, slots + new), dtype=bool)
-    allowed[0, :, :filled] = True
-    allowed[0, :, slots:] = allowed_new
-    return {"hidden": hidden, "allowed": allowed, **{f"k_cache.{i}": k for i, k in enumerate(keys)},
-            **{f"v_cache.{i}": v for i, v in enumerate(values)}}
-
-
 def golden(model: Text2SemanticDecoder, run, phoneme_ids: np.ndarray, bert: np.ndarray,
            prompt: np.ndarray) -> list[GoldenItem]:
     """Embeddings, a prefill and a decode step; ``run[graph](inputs)`` is the original model."""
@@ -107,15 +95,14 @@ def golden(model: Text2SemanticDecoder, run, phoneme_ids: np.ndarray, bert: np.n
     hidden = np.concatenate((run[TEXT_EMBEDDING](text_in)["hidden"], run[AUDIO_EMBEDDING](audio_in)["hidden"]), axis=1)
     total = hidden.shape[1]
     empty = [np.zeros((1, heads, 4, head_dim), np.float32) for _ in range(layers)]
-    mask = prefill_attention_mask(phoneme_ids.shape[1], total).numpy()
-    prefill_in = _transformer_inputs(hidden, mask, empty, empty, filled=0)
+    prefill_in = transformer_feed(hidden, prefill_mask(phoneme_ids.shape[1], total), empty, empty, filled=0)
     prefill_out = run[TRANSFORMER](prefill_in)
     capacity = total + 3
     keys = [np.pad(prefill_out[f"k_new.{i}"], ((0, 0), (0, 0), (0, capacity - total), (0, 0))) for i in range(layers)]
     values = [np.pad(prefill_out[f"v_new.{i}"], ((0, 0), (0, 0), (0, capacity - total), (0, 0))) for i in range(layers)]
     token = int(np.argmax(prefill_out["logits"][0, :-1]))
     step_hidden = run[AUDIO_EMBEDDING]({"tokens": np.array([[token]]), "positions": np.array([[prompt.shape[1]]])})["hidden"]
-    step_in = _transformer_inputs(step_hidden, np.ones((1, 1), bool), keys, values, filled=total)
+    step_in = transformer_feed(step_hidden, np.ones((1, 1), bool), keys, values, filled=total)
     return [GoldenItem("gpt-text", TEXT_EMBEDDING, text_in), GoldenItem("gpt-audio", AUDIO_EMBEDDING, audio_in),
             GoldenItem("gpt-prefill", TRANSFORMER, prefill_in), GoldenItem("gpt-step", TRANSFORMER, step_in)]
 
@@ -139,38 +126,23 @@ def reference_params() -> SamplingParams:
 
 
 class EagerGPT:
-    """The original GPT in PyTorch eager FP32 with the package's cache protocol (per-layer buffers written in
-    place, doubling growth), so ``bench`` compares the same algorithm, eager against the exported graphs."""
+    """The original GPT in PyTorch eager FP32 with the package's cache protocol (the runtime's :class:`KVCache`,
+    read by torch through zero-copy views), so ``bench`` compares the same algorithm, eager against the graphs."""
 
     def __init__(self, model: Text2SemanticDecoder):
         self.model = model.eval()
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.length = 0
-
-    def _reserve(self, slots: int) -> None:
-        needed, capacity = self.length + slots, self.keys[0].shape[2]
-        if needed <= capacity:
-            return
-        for buffers in (self.keys, self.values):
-            for i, old in enumerate(buffers):
-                grown = old.new_zeros((*old.shape[:2], max(needed, 2 * capacity), old.shape[3]))
-                grown[:, :, : self.length] = old[:, :, : self.length]
-                buffers[i] = grown
+        self.cache: KVCache | None = None
 
     @torch.inference_mode()
-    def _run(self, hidden: torch.Tensor, allowed_new: torch.Tensor) -> np.ndarray:
-        new = hidden.shape[1]
-        self._reserve(new)
-        capacity = self.keys[0].shape[2]
-        allowed = torch.zeros(1, new, capacity + new, dtype=torch.bool)
-        allowed[0, :, : self.length] = True
-        allowed[0, :, capacity:] = allowed_new
-        logits, keys, values = self.model.forward_cached(hidden, self.keys, self.values, allowed)
-        for i in range(len(keys)):
-            self.keys[i][:, :, self.length: self.length + new] = keys[i]
-            self.values[i][:, :, self.length: self.length + new] = values[i]
-        self.length += new
+    def _run(self, hidden: torch.Tensor, allowed_new: np.ndarray) -> np.ndarray:
+        cache = self.cache
+        cache.reserve(hidden.shape[1])
+        feed = cache.feed(hidden.numpy(), allowed_new)
+        layers = self.model.config.num_layers
+        logits, keys, values = self.model.forward_cached(
+            hidden, [torch.from_numpy(feed[f"k_cache.{i}"]) for i in range(layers)],
+            [torch.from_numpy(feed[f"v_cache.{i}"]) for i in range(layers)], torch.from_numpy(feed["allowed"]))
+        cache.append({**{f"k_new.{i}": k.numpy() for i, k in enumerate(keys)}, **{f"v_new.{i}": v.numpy() for i, v in enumerate(values)}})
         return logits[0].numpy()
 
     @torch.inference_mode()
@@ -181,13 +153,10 @@ class EagerGPT:
         prompt_t = None if prompt is None or np.size(prompt) == 0 else torch.from_numpy(np.asarray(prompt).reshape(1, -1))
         hidden = self.model.embed_prefill(ids, bert_t, prompt_t)
         total = hidden.shape[1]
-        shape = (1, c.num_heads, max(256, total + reserve), c.head_dim)
-        self.keys = [torch.zeros(shape) for _ in range(c.num_layers)]
-        self.values = [torch.zeros(shape) for _ in range(c.num_layers)]
-        self.length = 0
-        return self._run(hidden, prefill_attention_mask(ids.shape[1], total))
+        self.cache = KVCache(c.num_layers, c.num_heads, c.head_dim, max(MIN_CAPACITY, total + reserve), SLOTS.max)
+        return self._run(hidden, prefill_mask(ids.shape[1], total))
 
     @torch.inference_mode()
     def step(self, token: int, position: int) -> np.ndarray:
         hidden = self.model.embed_audio(torch.tensor([[token]]), torch.tensor([[position]]))
-        return self._run(hidden, torch.ones(1, 1, dtype=torch.bool))
+        return self._run(hidden, np.ones((1, 1), dtype=bool))

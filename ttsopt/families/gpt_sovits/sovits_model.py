@@ -43,6 +43,7 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 from ttsopt.families.hifigan.model import LRELU_SLOPE, ResBlock1, ResBlock2
+from ttsopt.runtime.sovits import latent_frames  # one rule, kept with the torch-free runtime that applies it
 
 #: leaky-ReLU slope inside the decoder and its resblocks (the one before ``conv_post`` is torch's default 0.01).
 
@@ -140,8 +141,7 @@ class SoVITSConfig:
 
     def latent_frames(self, num_tokens: int, speed: float = 1.0) -> int:
         """Length of ``m_p``/``noise`` for ``num_tokens`` codes at ``speed`` (the official resize rule)."""
-        frames = 2 * num_tokens
-        return frames if speed == 1 else int(frames / speed) + 1
+        return latent_frames(num_tokens, speed)
 
 
 # --------------------------------------------------------------------------------------------------

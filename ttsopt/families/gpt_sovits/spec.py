@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ttsopt.audio.io import read_wav
-from ttsopt.audio.mel import MelSettings, linear_spectrogram
+from ttsopt.audio.mel import MelSettings
 from ttsopt.build.folding import remove_weight_norm
 from ttsopt.build.quantize import WEIGHT_ONLY_INT8
 from ttsopt.build.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
@@ -45,7 +45,7 @@ from ttsopt.families.gpt_sovits.sovits_model import SoVITSConfig, SoVITSModel
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
 from ttsopt.runtime.arrays import read_int_array
 from ttsopt.runtime.phonemes import PhonemeTable
-from ttsopt.runtime.sovits import SYMBOLS_FILE, VOICES_FILE, reference_waveform
+from ttsopt.runtime.sovits import SYMBOLS_FILE, VOICES_FILE, reference_spectrogram
 
 FAMILY = "gpt_sovits"
 TASK = "sovits"
@@ -86,10 +86,8 @@ def _mel_settings(loaded: LoadedSoVITS) -> MelSettings:
                        fmin=float(data.get("mel_fmin", 0.0)), fmax=None if fmax is None else float(fmax))
 
 
-def reference_spectrogram(wav: np.ndarray, config: SoVITSConfig) -> np.ndarray:
-    """``[1, reference_bins, frames]``: the part of the linear spectrogram the reference encoder reads."""
-    spec = linear_spectrogram(wav, config.filter_length, config.hop_length, config.win_length)
-    return spec[None, : config.reference_bins]
+def _reference_spectrogram(wav: np.ndarray, config: SoVITSConfig) -> np.ndarray:
+    return reference_spectrogram(wav, config.filter_length, config.hop_length, config.win_length, config.reference_bins)
 
 
 def _graphs(model: SoVITSModel) -> list[GraphExport]:
@@ -158,7 +156,7 @@ def _voices(sources: ExportSources, original: SoVITSModel, table: PhonemeTable, 
     for name, voice in sources.voices.items():
         if not VOICE_NAME.match(name):
             raise TtsoptError(f"voice name {name!r} is not usable: use letters, digits, '_', '-', '.' (e.g. --voice alice=ref.wav)")
-        spec = reference_spectrogram(reference_waveform(read_wav(voice.recording, original.config.sampling_rate)), original.config)
+        spec = _reference_spectrogram(read_wav(voice.recording, original.config.sampling_rate), original.config)
         if not REF_FRAMES.contains(spec.shape[-1]):
             raise TtsoptError(f"voice {name}: {voice.recording} is {spec.shape[-1] / 50:.1f} s long; a reference must be at most "
                               f"{REF_FRAMES.max / 50:.0f} s: cut it (3-10 s of clean speech is typical)")
@@ -207,7 +205,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     golden: list[GoldenItem] = []
     ges = []
     for name, wav in speech(config.sampling_rate):
-        spec = reference_spectrogram(reference_waveform(wav), config)
+        spec = _reference_spectrogram(wav, config)
         golden.append(GoldenItem(f"reference-{name}", "reference_encoder", {"spectrogram": spec}))
         ges.append(originals["reference_encoder"]({"spectrogram": spec})["ge"])
     tokens = rng.integers(0, config.codebook_size, (1, GOLDEN_TOKENS), dtype=np.int64)
@@ -288,12 +286,14 @@ class EagerSoVITS:
         self.synthesis = Synthesis(model).eval()
         self.gpt: gpt_spec.EagerGPT | None = None  # set for text-to-speech packages
 
+    @staticmethod
+    def _tensors(inputs: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(np.ascontiguousarray(inputs[k])) for k in ("tokens", "phonemes", "ge", "noise", "noise_scale"))
+
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """``tokens, phonemes, ge, noise, noise_scale`` → waveform ``[samples]``."""
         with torch.inference_mode():
-            tensors = (torch.from_numpy(np.ascontiguousarray(inputs[k]))
-                       for k in ("tokens", "phonemes", "ge", "noise", "noise_scale"))
-            return self.synthesis(*tensors).numpy().reshape(-1)
+            return self.synthesis(*self._tensors(inputs)).numpy().reshape(-1)
 
     def reference_embedding(self, spectrogram: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -301,8 +301,7 @@ class EagerSoVITS:
 
     def latent(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
-            tensors = (torch.from_numpy(np.ascontiguousarray(inputs[k])) for k in ("tokens", "phonemes", "ge", "noise", "noise_scale"))
-            return self.synthesis.latent(*tensors).numpy()
+            return self.synthesis.latent(*self._tensors(inputs)).numpy()
 
     def vocode(self, z: np.ndarray, ge: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
