@@ -3,7 +3,9 @@
 Everything is measured in one run, because these machines are shared and noisy: the variants are
 interleaved (package, eager, package, eager, …) for every length, each repeated, and medians are
 reported.  The floor is the package's arithmetic (FLOP per audio second, counted at export) divided
-by this machine's FP32 peak measured now with a large SGEMM; "% of floor" = floor RTF / RTF.
+by this machine's FP32 peak measured now with a large SGEMM; "% of floor" = floor RTF / RTF. An INT8
+package is also timed against the FP32 package it was quantized from (same run), and against an INT8
+floor: the same arithmetic at this machine's INT8 convolution peak (onnxruntime QLinearConv, measured now).
 Peak memory is the maximum RSS of a fresh process that loads the variant and synthesises the longest
 length once, so variants do not share allocators.
 """
@@ -26,10 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from ttsopt.errors import TtsoptError
+from ttsopt.hardware import describe_cpu
 from ttsopt.runtime import load
 
 PACKAGE = "package (onnxruntime)"
 EAGER = "PyTorch eager FP32"
+FP32_PACKAGE = "FP32 package"
 
 
 @dataclass
@@ -42,31 +46,44 @@ class BenchReport:
     rows: list[dict] = field(default_factory=list)
     memory_mb: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    int8_peak_gops: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def machine_description() -> dict:
-    flags: set[str] = set()
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    cpu = describe_cpu()
     versions = {}
     for tool in ("onnxruntime", "torch", "numpy"):
         try:
             versions[tool] = metadata.version(tool)
         except metadata.PackageNotFoundError:
             pass
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "isa": sorted(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags),
-            **versions}
+    return {"cpu": cpu["processor"], "cores": os.cpu_count(), "python": platform.python_version(),
+            "features": cpu["features"], **versions}
+
+
+def measure_peak_int8_gops(channels: int = 256, kernel: int = 7, length: int = 16384, repeat: int = 5) -> float:
+    """Best INT8 convolution rate of this machine right now: one large onnxruntime QLinearConv (U8 × S8)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-127, 128, (channels, channels, kernel), dtype=np.int8)
+    scalars = [numpy_helper.from_array(np.array(v, dtype=t), n) for n, v, t in (
+        ("xs", 0.02, np.float32), ("xz", 128, np.uint8), ("ws", 0.01, np.float32), ("wz", 0, np.int8),
+        ("ys", 0.5, np.float32), ("yz", 128, np.uint8))]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], pads=[kernel // 2] * 2)
+    graph = helper.make_graph([node], "int8_peak", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, channels, length])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, channels, length])],
+                              [numpy_helper.from_array(weight, "w"), *scalars])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.integers(0, 256, (1, channels, length), dtype=np.uint8)
+    session.run(None, {"x": x})
+    best = min(_timed(lambda: session.run(None, {"x": x})) for _ in range(repeat))
+    return 2.0 * channels * channels * kernel * length / best / 1e9
 
 
 def measure_peak_gflops(size: int = 2048, repeat: int = 5) -> float:
@@ -149,6 +166,11 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
     eager = _load_eager(manifest, original, original_config, notes)
     if eager is not None:
         variants[EAGER] = eager
+    fp32_source = manifest.source.get("quantized_from")
+    if fp32_source and Path(fp32_source).is_dir():
+        variants[FP32_PACKAGE] = _workload(load(fp32_source), seconds[0])[1]
+    elif fp32_source:
+        notes.append(f"the FP32 package this was quantized from ({fp32_source}) is gone: INT8 vs FP32 not measured")
 
     step("measuring this machine's FP32 peak")
     peak = measure_peak_gflops()
@@ -164,8 +186,9 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
             for name, fn in variants.items():
                 times[(name, s)].append(_timed(functools.partial(fn, inputs[s])))
     peak = max(peak, measure_peak_gflops())  # once more after, in case the machine was busy before
+    int8_peak = max(measure_peak_int8_gops(), measure_peak_int8_gops()) if manifest.precision == "int8" else None
 
-    report = BenchReport(str(path), machine_description(), peak, flop, repeat, notes=notes)
+    report = BenchReport(str(path), machine_description(), peak, flop, repeat, notes=notes, int8_peak_gops=int8_peak)
     for s in seconds:
         audio_seconds = workloads[s].audio_seconds
         row = {"seconds": s, "audio_seconds": audio_seconds}
@@ -174,13 +197,18 @@ def run_bench(path: str | Path, seconds: tuple[float, ...] = (1.0, 5.0, 20.0), r
                          "rtf_all": [t / audio_seconds for t in times[(name, s)]]}
         if EAGER in variants:
             row["speedup_vs_eager"] = row[EAGER]["rtf"] / row[PACKAGE]["rtf"]
+        if FP32_PACKAGE in variants:
+            row["speedup_vs_fp32_package"] = row[FP32_PACKAGE]["rtf"] / row[PACKAGE]["rtf"]
         if flop:
             row["floor_rtf"] = flop / (peak * 1e9)
             row["percent_of_floor"] = 100.0 * row["floor_rtf"] / row[PACKAGE]["rtf"]
+            if int8_peak:
+                row["int8_floor_rtf"] = flop / (int8_peak * 1e9)
+                row["percent_of_int8_floor"] = 100.0 * row["int8_floor_rtf"] / row[PACKAGE]["rtf"]
         report.rows.append(row)
 
     step("measuring peak memory in fresh processes")
-    for name in variants:
+    for name in (v for v in variants if v != FP32_PACKAGE):
         report.memory_mb[name] = _child_peak_rss_mb(name, Path(path), max(seconds), original, original_config)
     return report
 

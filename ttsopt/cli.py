@@ -95,16 +95,25 @@ def export(
     --voice NAME=ref.wav:prompt_tokens.npy:"prompt phonemes" -o PKG (without --gpt: the SoVITS decoder alone).
     """
     from ttsopt.build.exporter import export_package
+    from ttsopt.build.tensorrt import build_engines, tensorrt_available
 
     family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [])
     with _status("exporting") as status:
         manifest = export_package(family, sources, target, output, precision, step=lambda message: status.update(message))
+        unavailable = tensorrt_available() if manifest.tensorrt else None
+        if manifest.tensorrt and unavailable is None:
+            manifest = build_engines(output, output, step=lambda message: status.update(message))
     if as_json:
-        out.print_json(json.dumps({"package": str(output), "verification": manifest.verification}))
+        out.print_json(json.dumps({"package": str(output), "verification": manifest.verification,
+                                   "tensorrt": manifest.tensorrt.get("status")}))
         return
     gates = manifest.verification["gates"]
     out.print(f"[green]wrote[/] {output}  ({manifest.family} {manifest.task}, target {manifest.target['name']}, "
               f"{manifest.precision}; " + ", ".join(f"{g['name']} {_fmt(g['value'])}" for g in gates[:2]) + ")")
+    if manifest.tensorrt:
+        out.print(f"TensorRT engines: {escape(manifest.tensorrt['status'])}" if unavailable is None else
+                  f"TensorRT engines not built ({escape(unavailable)}): run `ttsopt build {escape(str(output))}` on "
+                  f"the {target} machine; until then the package runs on onnxruntime")
 
 
 def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path | None, gpt: Path | None, voices: list[str]):
@@ -135,33 +144,76 @@ def quantize(
     package: Annotated[Path, typer.Argument(help="FP32 package directory (from ttsopt export).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="INT8 package directory to write.")],
     int8: Annotated[bool, typer.Option("--int8", help="Quantize to INT8 (the one precision quantize builds today).")] = False,
-    budget: Annotated[str | None, typer.Option("--budget", help="METRIC=VALUE quality budget: greedy_agreement, snr_db, logmel_l1.")] = None,
+    calib: Annotated[Path | None, typer.Option(
+        "--calib", help="Folder of .wav recordings or .npz saved inputs to calibrate on (default: bundled speech).")] = None,
+    budget: Annotated[str | None, typer.Option(
+        "--budget", help="METRIC=VALUE quality budget: logmel_l1 (default 0.05), greedy_agreement, logits_snr_db, snr_db.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was quantized and the quality as JSON.")] = False,
 ) -> None:
-    """Quantize a package's graphs (GPT decode: weight-only INT8); write it only if it meets the quality budget."""
+    """INT8 where it fits a quality budget (vocoder convolutions: searched layer by layer; GPT decode: weight-only);
+    the package is written only if it passes."""
     from ttsopt.build.quantize import parse_budget, quantize_package
+    from ttsopt.verify import json_safe
 
     if not int8:
         raise TtsoptError("say which precision: ttsopt quantize PKG --int8 -o OUT")
     limits = parse_budget(budget)
     with _status("quantizing") as status:
-        manifest = quantize_package(package, output, limits, step=lambda message: status.update(message))
+        manifest = quantize_package(package, output, limits, calib, step=lambda message: status.update(message))
     if as_json:
-        out.print_json(json.dumps({"package": str(output), "quantization": manifest.quantization,
-                                   "verification": manifest.verification}))
+        out.print_json(json.dumps(json_safe({"package": str(output), "quantization": manifest.quantization,
+                                             "verification": manifest.verification})))
         return
+    for name, record in manifest.quantization.items():
+        if "sensitivity" in record:
+            _print_sensitivity(name, record)
     table = Table(title=f"{output}: INT8 graphs")
-    for column in ("graph", "method", "weight MatMuls INT8 / FP32", "MB (FP32 → INT8)", "decode step ms (FP32 → INT8)", "speed-up"):
+    for column in ("graph", "method", "INT8 / FP32 layers", "MB (FP32 → INT8)", "time (FP32 → INT8)", "speed-up"):
         table.add_column(column)
     for name, record in manifest.quantization.items():
-        step_ms = record.get("decode_step_ms", {})
-        table.add_row(name, record["method"], f"{record['quantized_matmuls']} / {record['fp32_weight_matmuls']}",
-                      f"{record['bytes']['fp32'] / 1e6:.0f} → {record['bytes']['int8'] / 1e6:.0f}",
-                      f"{step_ms['fp32']:.1f} → {step_ms['int8']:.1f}" if step_ms else "—",
-                      f"{record['speedup']:.2f}×" if "speedup" in record else "—")
+        if "sensitivity" in record:
+            layers = f"{len(record['quantized_layers'])} / {len(record['fp32_layers'])} ({record['int8_flops_share']:.0%} of FLOPs INT8)"
+            size = "—"
+            timing = f"{record['seconds']['fp32']:.2f} → {record['seconds']['int8']:.2f} s"
+        else:
+            layers = f"{record['quantized_matmuls']} / {record['fp32_weight_matmuls']} MatMuls"
+            size = f"{record['bytes']['fp32'] / 1e6:.0f} → {record['bytes']['int8'] / 1e6:.0f}"
+            timing = f"{record['decode_step_ms']['fp32']:.1f} → {record['decode_step_ms']['int8']:.1f} ms/step"
+        table.add_row(name, record["method"], layers, size, timing, f"{record['speedup']:.2f}×")
     out.print(table)
     out.print("gates: " + "; ".join(f"{g['name']} {_fmt(g['value'])} ({'pass' if g['passed'] else 'FAIL'})"
                                     for g in manifest.verification["gates"]))
+
+
+def _print_sensitivity(graph: str, record: dict) -> None:
+    calibration = record["calibration"]
+    out.print(f"{graph}: calibration {calibration['chosen']} (all layers INT8, log-mel L1: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in calibration["all_layers_logmel_l1"].items()) + ")")
+    table = Table(title=f"{graph}: sensitivity (log-mel L1 with one layer INT8), most sensitive first")
+    for column in ("layer", "log-mel L1", "precision"):
+        table.add_column(column)
+    for layer, value in sorted(record["sensitivity"].items(), key=lambda item: -item[1]):
+        table.add_row(layer, f"{value:.4f}", "INT8" if layer in record["quantized_layers"] else "FP32")
+    out.print(table)
+    out.print(f"search: log-mel L1 {record['budget']['search_logmel_l1']:.4f} ≤ {record['budget']['logmel_l1_max']:g} "
+              f"with {len(record['quantized_layers'])} layers INT8 (all layers: {record['budget']['all_layers_logmel_l1']:.3f})")
+
+
+@command
+def build(
+    package: Annotated[Path, typer.Argument(help="Package exported for a GPU target (--target t4 / a10g).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Package to write (default: PACKAGE, replaced atomically).")] = None,
+) -> None:
+    """Build TensorRT engines for a GPU package on this machine's GPU, verify them against the golden outputs,
+    and record GPU, compute capability and TensorRT version."""
+    from ttsopt.build.tensorrt import build_engines
+
+    with _status("building TensorRT engines") as status:
+        manifest = build_engines(package, output or package, step=lambda message: status.update(message))
+    record = manifest.tensorrt
+    out.print(f"[green]built[/] {output or package}: {len(record['engines'])} engines, {record['status']}, "
+              f"TensorRT {record['tensorrt_version']}; gates: "
+              + "; ".join(f"{g['name']} {_fmt(g['value'])}" for g in manifest.verification["tensorrt"]["gates"]))
 
 
 @command
@@ -297,7 +349,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Real-time factor of the package vs PyTorch eager and vs this machine's floor, measured in one run."""
-    from ttsopt.bench import EAGER, PACKAGE, run_bench, run_tts_bench
+    from ttsopt.bench import EAGER, FP32_PACKAGE, PACKAGE, run_bench, run_tts_bench
     from ttsopt.package import read_manifest
 
     if read_manifest(package, check_files=False).task == "tts":
@@ -323,19 +375,34 @@ def bench(
         out.print_json(json.dumps(report.to_dict()))
         return
     machine = report.machine
+    int8 = report.int8_peak_gops is not None
     table = Table(title=f"RTF (median of {report.repeat}, interleaved) on {machine['cpu']}, {machine['cores']} cores")
-    for column in ("audio", PACKAGE, EAGER, "speed-up vs eager", "floor RTF", "% of floor"):
+    columns = ["audio", PACKAGE, EAGER, "speed-up vs eager", "floor RTF", "% of floor"]
+    if int8:
+        columns[3:3] = [FP32_PACKAGE, "speed-up vs FP32 package"]
+        columns += ["INT8 floor RTF", "% of INT8 floor"]
+    for column in columns:
         table.add_column(column, justify="right")
     for row in report.rows:
         eager = row.get(EAGER)
-        table.add_row(f"{row['seconds']:g} s", f"{row[PACKAGE]['rtf']:.3f}", f"{eager['rtf']:.3f}" if eager else "—",
-                      f"{row['speedup_vs_eager']:.2f}×" if eager else "—",
-                      f"{row['floor_rtf']:.3f}" if "floor_rtf" in row else "—",
-                      f"{row['percent_of_floor']:.0f} %" if "percent_of_floor" in row else "—")
+        cells = [f"{row['seconds']:g} s", f"{row[PACKAGE]['rtf']:.3f}", f"{eager['rtf']:.3f}" if eager else "—",
+                 f"{row['speedup_vs_eager']:.2f}×" if eager else "—",
+                 f"{row['floor_rtf']:.3f}" if "floor_rtf" in row else "—",
+                 f"{row['percent_of_floor']:.0f} %" if "percent_of_floor" in row else "—"]
+        if int8:
+            fp32 = row.get(FP32_PACKAGE)
+            cells[3:3] = [f"{fp32['rtf']:.3f}" if fp32 else "—",
+                          f"{row['speedup_vs_fp32_package']:.2f}×" if fp32 else "—"]
+            cells += [f"{row['int8_floor_rtf']:.3f}" if "int8_floor_rtf" in row else "—",
+                      f"{row['percent_of_int8_floor']:.0f} %" if "percent_of_int8_floor" in row else "—"]
+        table.add_row(*cells)
     out.print(table)
     flop = report.flop_per_audio_second
     out.print(f"floor = {flop / 1e9:.1f} GFLOP per audio second / measured FP32 peak {report.peak_gflops:.0f} GFLOP/s"
               if flop else f"measured FP32 peak {report.peak_gflops:.0f} GFLOP/s (the package records no FLOP count)")
+    if int8 and flop:
+        out.print(f"INT8 floor = the same arithmetic / measured INT8 convolution peak {report.int8_peak_gops:.0f} GOP/s")
+    out.print("CPU features: " + (", ".join(machine["features"]) or "none detected"))
     out.print("peak memory (fresh process, longest length): " +
               ", ".join(f"{name} {mb:.0f} MB" for name, mb in report.memory_mb.items()))
     for note in report.notes:

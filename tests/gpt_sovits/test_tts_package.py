@@ -4,6 +4,7 @@ the KV-cache protocol, text-to-speech through the CLI, verify's GPT checks, bad 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -224,7 +225,7 @@ def test_quantize_int8_gpt_is_gated_and_runs(tts_package: Path, tmp_path: Path):
         assert (out / name).read_bytes() == (tts_package / name).read_bytes()
 
 
-def test_quantize_refuses_what_it_cannot_do(tts_package: Path, tmp_path: Path, package: Path):
+def test_quantize_refuses_what_it_cannot_do(tts_package: Path, tmp_path: Path):
     out = tmp_path / "q"
     # A budget INT8 weights cannot meet: reported, exit 1, nothing written.
     assert_one_line_error(ttsopt("quantize", tts_package, "--int8", "--budget", "snr_db=200", "-o", out),
@@ -232,5 +233,26 @@ def test_quantize_refuses_what_it_cannot_do(tts_package: Path, tmp_path: Path, p
     assert not out.exists()
     assert_one_line_error(ttsopt("quantize", tts_package, "-o", out), "--int8")
     assert_one_line_error(ttsopt("quantize", tts_package, "--int8", "--budget", "loudness=3", "-o", out), "METRIC=VALUE")
-    assert_one_line_error(ttsopt("quantize", package, "--int8", "-o", out), "cannot quantize a hifigan vocoder package yet")
+    int8 = tmp_path / "int8-gpt"
+    shutil.copytree(tts_package, int8)
+    (int8 / "manifest.json").write_text((int8 / "manifest.json").read_text().replace('"precision": "fp32"', '"precision": "int8"'))
+    assert_one_line_error(ttsopt("quantize", int8, "--int8", "-o", out), "already int8", "FP32 package")
     assert not out.exists()
+
+
+def test_a10g_export_is_fp16_with_measured_islands(tmp_path: Path, oracle):
+    """Every GPT-SoVITS graph in FP16; the measured range finds the attention masks (−inf) and keeps them FP32."""
+    np.save(tmp_path / "prompt.npy", oracle["prompt_semantic"][0])
+    out = tmp_path / "a10g"
+    done = ttsopt("export", "--gpt", GPT_CKPT, "--sovits", SOVITS_PTH, "--target", "a10g",
+                  "--voice", f"fox={FOX}:{tmp_path / 'prompt.npy'}:{PROMPT_PHONEMES}", "-o", out)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["precision"] == "fp16" and set(manifest["quantization"]) == set(manifest["graphs"])
+    islands = manifest["quantization"]["gpt_transformer"]["fp32_islands"]
+    assert any("softmax" in node for node in islands) and all(reason.startswith("range") for reason in islands.values())
+    gates = {g["name"]: g for g in manifest["verification"]["gates"]}
+    assert all(g["passed"] for g in gates.values()) and gates["NaN/Inf samples"]["value"] == 0
+    assert set(manifest["tensorrt"]["profiles"]) == set(manifest["graphs"])
+    speak = ttsopt("run", out, "--phonemes", TEXT, "--voice", "fox", "--seed", "1", "-o", tmp_path / "o.wav")
+    assert speak.returncode == 0, speak.stderr

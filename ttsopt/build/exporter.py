@@ -16,14 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from ttsopt.audio.io import read_wav
+from ttsopt.build import fp16
 from ttsopt.build.cost import count_flops
 from ttsopt.build.onnx_export import OPSET, export_onnx
 from ttsopt.build.spec import ExportPlan, ExportSources
+from ttsopt.build.tensorrt import engine_plan
 from ttsopt.errors import QualityGateError
 from ttsopt.families import spec_module
 from ttsopt.package import GraphEntry, Manifest, PackageWriter
 from ttsopt.package.manifest import sha256_file
 from ttsopt.targets import load_target, resolve_precision
+from ttsopt.verify import json_safe, verify_golden
 
 GOLDEN_FILE = "golden.npz"
 _TOOLS = ("ttsopt", "torch", "onnx", "onnxruntime", "onnxslim", "numpy")
@@ -72,12 +75,18 @@ def export_package(family: str, sources: ExportSources, target: str, out: Path, 
 
         graphs: dict[str, GraphEntry] = {}
         fidelity: dict[str, dict] = {}
+        conversions: dict[str, dict] = {}
         metadata_props = {"ttsopt.family": plan.family, "ttsopt.task": plan.task, "ttsopt.precision": precision,
                           "ttsopt.target": target, "sample_rate": str(rate), "ttsopt.audio": plan.audio}
         for graph in plan.graphs:
             step(f"exporting graph {graph.name} to ONNX")
             file = f"{graph.name}.onnx"
             fidelity[graph.name] = export_onnx(graph, writer.path(file), metadata_props | {"ttsopt.graph": graph.name})
+            if precision == "fp16":
+                feeds = [item.inputs for item in plan.golden if item.graph == graph.name]
+                step(f"graph {graph.name}: FP16 with FP32 islands measured on {len(feeds)} inputs")
+                conversions[graph.name] = json_safe(fp16.convert(writer.path(file), writer.path(file), feeds,
+                                                                 profile["gates"]["fp16"]["snr_db_min"], step))
             graphs[graph.name] = GraphEntry(file=file, inputs=graph.inputs, outputs=graph.outputs,
                                             dims=graph.dims, opset=OPSET)
         cost = {}
@@ -91,12 +100,12 @@ def export_package(family: str, sources: ExportSources, target: str, out: Path, 
             source={"checkpoints": {role: str(path.resolve()) for role, path in sources.checkpoints.items()},
                     "sha256": {role: sha256_file(path) for role, path in sources.checkpoints.items()}, **plan.source},
             graphs=graphs, golden={"file": GOLDEN_FILE, "items": [{"name": i.name, "graph": i.graph} for i in plan.golden]},
-            cost=cost, tools=tool_versions(), runtime=plan.runtime,
+            cost=cost, tools=tool_versions(), runtime=plan.runtime, quantization=conversions,
         )
+        manifest.tensorrt = engine_plan(manifest)
         writer.write_manifest(manifest)
 
         step("verifying the package against the original's outputs")
-        from ttsopt.verify import json_safe, verify_golden
 
         report = verify_golden(writer.scratch)
         manifest.verification = {"export_fidelity": json_safe(fidelity), **report.to_dict()}

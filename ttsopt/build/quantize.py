@@ -1,17 +1,18 @@
 """``ttsopt quantize --int8``: package → INT8 package, gated by measured quality, written atomically.
 
-What is quantized is declared by each family (``QUANTIZATION`` in its spec: graph → method). Today one
-method exists: weight-only INT8 for the MatMuls of the GPT decode graph, through onnxruntime's
-``MatMulNBitsQuantizer`` (blocks of 32 weights along the input dimension, symmetric, INT8 compute with
-``accuracy_level`` 4). A decode step streams every weight from memory, so weights at 1 byte instead of
-4 are what makes it faster; activations, attention and LayerNorm stay FP32. The result must pass the
-target's ``int8`` gates (GPT: teacher-forced greedy agreement and logit SNR against the original's
-reference run), possibly tightened by ``--budget``; otherwise nothing is written and the exit status is 1.
+What is quantized is declared by each family (``QUANTIZATION`` in its spec: graph → method):
 
-Not here yet: static INT8 for the convolution graphs (HiFi-GAN, the SoVITS generator). Measured on the
-real HiFi-GAN: all-conv INT8 gives log-mel L1 0.55 (MinMax calibration; 0.50 percentile, 0.70
-entropy), and single convolutions of stages 1–2 already cost 0.005–0.19 each, so the default 0.05
-budget admits too few layers for a speed-up; that needs more than a layer search.
+- ``static-int8`` (convolution graphs, e.g. the HiFi-GAN vocoder): calibrated QDQ INT8 for the
+  convolutions that fit the log-mel budget, searched layer by layer (:mod:`ttsopt.build.static_int8`)
+  on calibration recordings turned into the graph's inputs by the family's own front end
+  (``calibration_feeds`` in its spec) or on saved inputs (``.npz``).
+- ``weight-only-int8`` (the GPT decode graph): onnxruntime's ``MatMulNBitsQuantizer`` (blocks of 32
+  weights, symmetric, INT8 compute with ``accuracy_level`` 4). A decode step streams every weight from
+  memory, so 1-byte weights are what makes it faster; activations, attention and LayerNorm stay FP32.
+
+The result must pass the target's ``int8`` gates (vocoders: log-mel L1 against the golden outputs; GPT:
+teacher-forced greedy agreement and logit SNR), possibly changed by ``--budget``; otherwise nothing is
+written and the exit status is 1. The speed-up of every quantized graph is measured and stored.
 """
 
 from __future__ import annotations
@@ -33,8 +34,19 @@ from ttsopt.runtime.package import Package
 from ttsopt.targets import load_target
 
 WEIGHT_ONLY_INT8 = "weight-only-int8"
+STATIC_INT8 = "static-int8"
+#: Recordings to calibrate on when ``--calib`` is not given: espeak-ng speech, other sentences and voices
+#: than the verification set's.
+DEFAULT_CALIBRATION = "calibration"
+#: How many calibration recordings score the layer search, and their length cap (frames of the time dim).
+SEARCH_UTTERANCES = 2
+SEARCH_FRAMES = 256
+#: The search aims this far inside the budget, so that the verification set (other sentences and voices
+#: than the search's) lands inside it too.
+SEARCH_MARGIN = 0.9
 #: ``--budget`` metric → the gate it sets.
-BUDGET_GATES = {"logmel_l1": "logmel_l1_max", "greedy_agreement": "greedy_agreement_min", "snr_db": "snr_db_min"}
+BUDGET_GATES = {"logmel_l1": "logmel_l1_max", "greedy_agreement": "greedy_agreement_min",
+                "logits_snr_db": "logits_snr_db_min", "snr_db": "snr_db_min"}
 
 
 def parse_budget(text: str | None) -> dict[str, float]:
@@ -68,6 +80,114 @@ def _weight_only_int8(source: Path, destination: Path) -> dict:
             "bytes": {"fp32": source.stat().st_size, "int8": destination.stat().st_size}}
 
 
+def calibration_recordings(directory: Path | None) -> list[Path]:
+    """``.wav`` recordings and ``.npz`` saved inputs of ``directory``, or the bundled calibration speech."""
+    if directory is None:
+        from importlib.resources import files
+
+        directory = Path(str(files("ttsopt.assets").joinpath(DEFAULT_CALIBRATION)))
+    if not Path(directory).is_dir():
+        raise TtsoptError(f"--calib {directory} is not a directory: give a folder of .wav recordings or .npz saved inputs")
+    found = sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in (".wav", ".npz"))
+    if not found:
+        raise TtsoptError(f"--calib {directory} holds no .wav recordings or .npz saved inputs: add some (10–30 s of speech)")
+    return found
+
+
+def _calibration_feeds(manifest: Manifest, graph: str, files: list[Path]) -> list[dict[str, np.ndarray]]:
+    """The graph's inputs for each calibration file: recordings through the family's front end, saved inputs as they are."""
+    from ttsopt.audio.io import read_wav
+
+    entry = manifest.graphs[graph]
+    names = {spec.name for spec in entry.inputs}
+    wavs = [read_wav(p, manifest.sample_rate) for p in files if p.suffix.lower() == ".wav"]
+    feeds = spec_module(manifest.family).calibration_feeds(manifest, wavs)[graph] if wavs else []
+    for path in (p for p in files if p.suffix.lower() == ".npz"):
+        with np.load(path) as saved:
+            if set(saved.files) != names:
+                raise TtsoptError(f"{path} holds {sorted(saved.files)}, graph {graph} takes {sorted(names)}: save exactly its inputs")
+            feeds.append({name: saved[name].astype(np.float32) for name in names})
+    return feeds
+
+
+def _window_axes(entry) -> tuple[dict[str, int], str]:
+    """The inputs' time axis: the one symbolic dim besides ``batch`` that they share."""
+    axes, dims = {}, set()
+    for spec in entry.inputs:
+        for axis, dim in enumerate(spec.shape):
+            if isinstance(dim, str) and dim != "batch":
+                axes[spec.name] = axis
+                dims.add(dim)
+    if len(dims) != 1:
+        raise TtsoptError(f"static INT8 needs one time dim shared by the inputs, found {sorted(dims)}")
+    return axes, dims.pop()
+
+
+def _graph_seconds(path: Path, feed: dict[str, np.ndarray], repeat: int = 5, others: tuple[Path, ...] = ()) -> list[float]:
+    """Median run time of ``path`` and ``others`` on ``feed``, interleaved (this machine is shared)."""
+    from ttsopt.build.static_int8 import session
+
+    runners = [session(p) for p in (path, *others)]
+    times = [[] for _ in runners]
+    for runner in runners:
+        runner.run(None, feed)
+    for _ in range(repeat):
+        for runner, record in zip(runners, times, strict=True):
+            start = time.perf_counter()
+            runner.run(None, feed)
+            record.append(time.perf_counter() - start)
+    return [statistics.median(record) for record in times]
+
+
+def _static_int8(package: Package, graph: str, destination: Path, calib: Path | None, budget: float,
+                 step: Callable[[str], None]) -> dict:
+    from ttsopt.audio.mel import MelSettings
+    from ttsopt.audio.metrics import logmel_l1
+    from ttsopt.build import static_int8
+    from ttsopt.hardware import has_int8_dot_product
+
+    manifest = package.manifest
+    entry = manifest.graphs[graph]
+    if "mel" not in manifest.audio:
+        raise TtsoptError(f"static INT8 of graph {graph} is scored in log-mel terms, but the package has no mel settings")
+    mel = MelSettings(**manifest.audio["mel"])
+    files = calibration_recordings(calib)
+    feeds = _calibration_feeds(manifest, graph, files)
+    axes, dim = _window_axes(entry)
+    shortest = min(next(feed[name].shape[axis] for name, axis in axes.items()) for feed in feeds)
+    windows = static_int8.fixed_windows(feeds, axes, min(entry.dims[dim].opt, shortest))
+    search_feeds = [static_int8.fixed_windows([feed], axes, SEARCH_FRAMES)[0] if
+                    next(feed[n].shape[a] for n, a in axes.items()) > SEARCH_FRAMES else feed for feed in feeds[:SEARCH_UTTERANCES]]
+    source = package.path / entry.file
+    audio = [spec.name for spec in entry.outputs if spec.kind == "audio"]
+    reference = static_int8.run_all(source, search_feeds)
+
+    def score(outputs: list[dict[str, np.ndarray]]) -> float:
+        return max(logmel_l1(want[name].reshape(-1), got[name].reshape(-1), mel)
+                   for want, got in zip(reference, outputs, strict=True) for name in audio)
+
+    reduce_range = not has_int8_dot_product()
+    result = static_int8.search(source, destination, windows, search_feeds, score, SEARCH_MARGIN * budget, reduce_range, step)
+    if not result.quantized:
+        least = min(result.sensitivity.values())
+        raise QualityGateError(f"no convolution of graph {graph} fits the budget log-mel L1 ≤ {budget:g} (the least "
+                               f"sensitive one alone scores {least:.3g}): nothing was written; keep the FP32 package")
+    step("timing FP32 vs INT8")
+    fp32, int8 = _graph_seconds(source, feeds[0], others=(destination,))
+    return {"method": "static INT8 (QDQ): onnxruntime quantize_static, U8 activations, per-channel S8 weights"
+                      + (", reduced range (no VNNI)" if reduce_range else ""),
+            "calibration": {"chosen": result.calibration, "all_layers_logmel_l1": result.calibration_scores,
+                            "files": [p.name for p in files], "windows": len(windows),
+                            "window": {dim: min(entry.dims[dim].opt, shortest)}},
+            "budget": {"logmel_l1_max": budget, "search_target": SEARCH_MARGIN * budget, "search_logmel_l1": result.score,
+                       "all_layers_logmel_l1": result.all_layers_score, "probes": result.probes},
+            "sensitivity": result.sensitivity,
+            "quantized_layers": result.quantized, "fp32_layers": [layer for layer in result.sensitivity if layer not in result.quantized],
+            "int8_flops_share": result.flops_share,
+            "seconds": {"fp32": fp32, "int8": int8, "input": f"{next(iter(feeds[0].values())).shape}"},
+            "speedup": fp32 / int8}
+
+
 def _decode_step_ms(package: Package, repeat: int = 15) -> float:
     """Median time of one GPT decode step at 256 cache slots (the runtime's smallest capacity)."""
     from ttsopt.runtime.gpt import GPT
@@ -82,7 +202,7 @@ def _decode_step_ms(package: Package, repeat: int = 15) -> float:
     return 1000 * statistics.median(times)
 
 
-def quantize_package(source: Path, out: Path, budget: dict[str, float],
+def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: Path | None = None,
                      step: Callable[[str], None] = lambda message: None) -> Manifest:
     from ttsopt.verify import verify_golden
 
@@ -93,8 +213,8 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float],
     plan = getattr(spec_module(manifest.family), "QUANTIZATION", {})
     graphs = {name: method for name, method in plan.items() if name in manifest.graphs}
     if not graphs:
-        raise TtsoptError(f"ttsopt quantize --int8 cannot quantize a {manifest.family} {manifest.task} package yet "
-                          "(INT8 for convolution graphs is not implemented): keep the FP32 package")
+        raise TtsoptError(f"ttsopt quantize --int8 has no INT8 method for the graphs of a {manifest.family} "
+                          f"{manifest.task} package: keep the FP32 package")
     profile = load_target(manifest.target["name"])
     if "int8" not in profile["gates"]:
         raise TtsoptError(f"target {profile['name']} has no int8 quality gates: add them to its profile")
@@ -105,10 +225,12 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float],
             shutil.copy2(source / relative, writer.path(relative))
         records = {}
         for name, method in graphs.items():
-            assert method == WEIGHT_ONLY_INT8, method
             step(f"quantizing graph {name} ({method})")
             file = writer.path(manifest.graphs[name].file)
-            records[name] = _weight_only_int8(source / manifest.graphs[name].file, file)
+            if method == STATIC_INT8:
+                records[name] = _static_int8(original, name, file, calib, gates["logmel_l1_max"], step)
+            else:
+                records[name] = _weight_only_int8(source / manifest.graphs[name].file, file)
         manifest.precision = "int8"
         manifest.target = {**manifest.target, "gates": {**manifest.target["gates"], "int8": gates}}
         manifest.source = {**manifest.source, "quantized_from": str(Path(source).resolve())}

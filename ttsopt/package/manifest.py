@@ -101,10 +101,13 @@ class Manifest:
     golden: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
+    #: Per graph, how its precision was changed and measured (INT8 search, FP16 islands); empty for FP32.
     quantization: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     verification: dict[str, Any] = field(default_factory=dict)
+    #: GPU targets: TensorRT build settings, optimization profiles per graph, and the engines once built.
+    tensorrt: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @property

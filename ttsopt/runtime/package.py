@@ -27,10 +27,24 @@ class Package:
 
     def session(self, name: str):
         if name not in self._sessions:
-            self._sessions[name] = self._create_session(self.manifest.graphs[name])
+            self._sessions[name] = self._create_session(name)
         return self._sessions[name]
 
-    def _create_session(self, entry: GraphEntry):
+    def _create_session(self, name: str):
+        entry = self.manifest.graphs[name]
+        if self.manifest.tensorrt.get("engines"):
+            from ttsopt.hardware import gpu_identity
+            from ttsopt.runtime.engines import EngineSession, engine_problem, installed_tensorrt
+
+            problem = engine_problem(self.manifest.tensorrt, name, gpu_identity(), installed_tensorrt())
+            if problem is None:
+                record = self.manifest.tensorrt
+                return EngineSession(str(self.path / record["engines"][name]["file"]), record["profiles"][name],
+                                     [spec.name for spec in entry.outputs])
+            log.warning("graph %s: TensorRT engine not used (%s); running it on onnxruntime", name, problem)
+        return self._create_ort_session(entry)
+
+    def _create_ort_session(self, entry: GraphEntry):
         import onnxruntime as ort
 
         settings = self.manifest.target["runtime"]

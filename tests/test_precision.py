@@ -1,0 +1,250 @@
+"""Precision and targets: static INT8 for the vocoder, FP16 for GPU targets, TensorRT build inputs and fallbacks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from tests.conftest import V3, assert_one_line_error, save_jik876, ttsopt
+from ttsopt.build import fp16, static_int8
+from ttsopt.build.quantize import calibration_recordings
+from ttsopt.build.tensorrt import optimization_profiles, tensorrt_available
+from ttsopt.hardware import FLAGS, cpu_flags, describe_cpu
+from ttsopt.package.manifest import read_manifest
+from ttsopt.runtime.engines import engine_problem, profile_for
+
+#: A small HiFi-GAN V3 layout (random weights, 20 convolutions): the search runs in seconds on it.
+SMALL = V3 | {"upsample_initial_channel": 32}
+
+
+@pytest.fixture(scope="module")
+def small_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("small")
+    checkpoint = save_jik876(root / "ckpt", SMALL, seed=3)
+    out = root / "pkg"
+    ttsopt("export", checkpoint, "-o", out, check=True)
+    return out
+
+
+def test_static_int8_search_meets_budget_and_records_it(small_package: Path, tmp_path: Path):
+    out = tmp_path / "int8"
+    done = ttsopt("quantize", small_package, "--int8", "--budget", "logmel_l1=0.3", "-o", out, "--json")
+    assert done.returncode == 0, done.stderr
+    manifest = read_manifest(out)
+    record = manifest.quantization["vocoder"]
+    convs = [n for n in onnx.load(str(small_package / "vocoder.onnx")).graph.node if n.op_type == "Conv"]
+    # Every convolution was measured alone; the chosen ones plus the FP32 ones are all of them.
+    assert len(record["sensitivity"]) == len(convs)
+    assert sorted(record["quantized_layers"] + record["fp32_layers"]) == sorted(record["sensitivity"])
+    assert record["quantized_layers"] and record["budget"]["search_logmel_l1"] <= 0.3
+    assert record["calibration"]["chosen"] in record["calibration"]["all_layers_logmel_l1"]
+    assert set(record["calibration"]["all_layers_logmel_l1"]) == {"minmax", "percentile-99.99", "percentile-99.999"}
+    assert record["speedup"] > 0 and 0 < record["int8_flops_share"] <= 1
+    # The graph carries Q/DQ exactly around the chosen layers' weights.
+    graph = onnx.load(str(out / "vocoder.onnx")).graph
+    dequantized = {n.input[0].removesuffix("_quantized") for n in graph.node if n.op_type == "DequantizeLinear"}
+    for layer in record["quantized_layers"]:
+        assert f"{layer}.weight" in dequantized
+    for layer in record["fp32_layers"]:
+        assert f"{layer}.weight" not in dequantized
+    gates = {g["name"]: g for g in manifest.verification["gates"]}
+    assert gates["golden log-mel L1 (worst)"]["limit"] == 0.3 and all(g["passed"] for g in gates.values())
+    assert ttsopt("verify", out).returncode == 0
+    wav = tmp_path / "o.wav"
+    assert ttsopt("run", out, "--wav", str(Path(__file__).parents[1] / "examples" / "speech.wav"), "-o", wav).returncode == 0
+
+
+def test_static_int8_unmeetable_budget_exits_1_and_writes_nothing(small_package: Path, tmp_path: Path):
+    out = tmp_path / "int8"
+    assert_one_line_error(ttsopt("quantize", small_package, "--int8", "--budget", "logmel_l1=1e-9", "-o", out),
+                          "fits the budget", "nothing was written", code=1)
+    assert not out.exists()
+
+
+def test_all_layer_int8_fails_the_default_budget_on_the_real_vocoder(package: Path, tmp_path: Path):
+    """The gate catches a deliberately bad setting: every convolution of the real HiFi-GAN in INT8."""
+    from ttsopt.build.quantize import _calibration_feeds, _window_axes
+    from ttsopt.verify import verify_golden
+
+    manifest = read_manifest(package)
+    entry = manifest.graphs["vocoder"]
+    feeds = _calibration_feeds(manifest, "vocoder", calibration_recordings(None))
+    axes, _ = _window_axes(entry)
+    bad = tmp_path / "all-int8"
+    shutil.copytree(package, bad)
+    every = [n.name for n in onnx.load(str(package / "vocoder.onnx")).graph.node if n.op_type == "Conv"]
+    caches = static_int8.calibrate(package / "vocoder.onnx", static_int8.fixed_windows(feeds, axes, 256), tmp_path)
+    static_int8.quantize_nodes(package / "vocoder.onnx", bad / "vocoder.onnx", every, "minmax", caches["minmax"])
+    data = json.loads((bad / "manifest.json").read_text())
+    data["precision"] = "int8"
+    (bad / "manifest.json").write_text(json.dumps(data))
+    report = verify_golden(read_manifest_unchecked(bad))
+    failed = {g.name: g.value for g in report.failed}
+    assert failed.keys() == {"golden log-mel L1 (worst)"} and failed["golden log-mel L1 (worst)"] > 0.2
+
+
+def read_manifest_unchecked(path: Path):
+    """A package whose graph was swapped on purpose (its hash no longer matches), opened for verify."""
+    from ttsopt.runtime.package import Package
+
+    package = Package.__new__(Package)
+    package.path, package.manifest, package._sessions = path, read_manifest(path, check_files=False), {}
+    return package
+
+
+def test_fixed_windows_crop_and_pad():
+    feeds = [{"mel": np.arange(2 * 10, dtype=np.float32).reshape(1, 2, 10), "ge": np.ones((1, 3, 1), np.float32)}]
+    windows = static_int8.fixed_windows(feeds, {"mel": 2}, 4)
+    assert [w["mel"].shape for w in windows] == [(1, 2, 4)] * 3
+    assert np.array_equal(windows[2]["mel"][0, 0], [8, 9, 9, 9])  # last piece edge-padded
+    assert all(w["ge"] is feeds[0]["ge"] for w in windows)
+
+
+def test_calibration_inputs_are_checked(tmp_path: Path, small_package: Path):
+    assert [p.suffix for p in calibration_recordings(None)] == [".wav"] * 4
+    assert_one_line_error(ttsopt("quantize", small_package, "--int8", "--calib", tmp_path, "-o", tmp_path / "o"),
+                          "holds no .wav recordings or .npz saved inputs")
+    np.savez(tmp_path / "bad.npz", audio=np.zeros(3))
+    assert_one_line_error(ttsopt("quantize", small_package, "--int8", "--calib", tmp_path, "-o", tmp_path / "o"),
+                          "bad.npz holds ['audio']", "save exactly its inputs")
+    assert not (tmp_path / "o").exists()
+
+
+# --- FP16 -----------------------------------------------------------------------------------------------------------
+
+def _overflowing_graph(path: Path) -> None:
+    """y = (x · 3e4) / 3e4 + x: the product overflows FP16 (> 65504) on inputs above 2."""
+    nodes = [helper.make_node("Mul", ["x", "big"], ["scaled"], name="scale_up"),
+             helper.make_node("Div", ["scaled", "big"], ["back"], name="scale_down"),
+             helper.make_node("Add", ["back", "x"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor("big", TensorProto.FLOAT, [], [3e4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+
+
+def test_fp16_islands_are_found_by_measured_range(tmp_path: Path):
+    source, mixed = tmp_path / "g.onnx", tmp_path / "g16.onnx"
+    _overflowing_graph(source)
+    feeds = [{"x": np.linspace(-3, 3, 64, dtype=np.float32)}]
+    record = fp16.convert(source, mixed, feeds, snr_db_min=35.0)
+    # The over-range tensor keeps its producer and its reader in FP32; the rest is FP16.
+    assert set(record["fp32_islands"]) == {"scale_up", "scale_down"}
+    assert "range" in record["fp32_islands"]["scale_up"] and record["fp16_nodes"] == 1
+    (y,) = static_int8.run_all(mixed, feeds)[0].values()
+    assert np.all(np.isfinite(y)) and np.allclose(y, 2 * feeds[0]["x"], atol=1e-2)
+    model = onnx.load(str(mixed))
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT  # the runtime's contract holds
+    # The over-range tensor goes from Mul straight into Div, in FP32: no FP16 round trip between the islands.
+    mul = next(n for n in model.graph.node if n.op_type == "Mul")
+    div = next(n for n in model.graph.node if n.op_type == "Div")
+    assert div.input[0] == mul.output[0] and _types(model)[mul.output[0]] == TensorProto.FLOAT
+    # Converted without measurement, the product is an FP16 tensor: 9e4 does not exist in FP16. (onnxruntime's
+    # CPU provider would hide it by computing Mul in FP32; a GPU would not.)
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    naive = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    product = next(n for n in naive.graph.node if n.op_type == "Mul").output[0]
+    assert _types(naive)[product] == TensorProto.FLOAT16 and np.isinf(np.float16(9e4))
+
+
+def _types(model) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    return {info.name: info.type.tensor_type.elem_type for info in (*inferred.graph.value_info, *inferred.graph.output)}
+
+
+def test_t4_export_is_fp16_verified_and_ready_for_tensorrt(package: Path, universal: Path, tmp_path: Path):
+    out = tmp_path / "t4"
+    done = ttsopt("export", universal, "--target", "t4", "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert "TensorRT engines not built" in done.stdout and f"ttsopt build {out}" in done.stdout.replace("\n", "")
+    manifest = read_manifest(out)
+    assert manifest.precision == "fp16" and manifest.target["name"] == "t4"
+    gates = {g["name"]: g for g in manifest.verification["gates"]}
+    assert gates["golden SNR dB (worst)"]["value"] >= 35 and gates["NaN/Inf samples"]["value"] == 0
+    model = onnx.load(str(out / "vocoder.onnx"))
+    assert {i.type.tensor_type.elem_type for i in (*model.graph.input, *model.graph.output)} == {TensorProto.FLOAT}
+    halves = sum(init.data_type == TensorProto.FLOAT16 for init in model.graph.initializer)
+    assert halves >= 70  # the convolution weights are FP16
+    record = manifest.quantization["vocoder"]
+    assert record["output_snr_db"] >= 35 and "fp32_islands" in record
+    # What `ttsopt build` needs: settings and profiles for every graph, within the declared ranges.
+    plan = manifest.tensorrt
+    assert plan["settings"]["builder_optimization_level"] == 3 and plan["engines"] == {}
+    assert [p["name"] for p in plan["profiles"]["vocoder"]] == ["short", "typical", "long"]
+    for profile in plan["profiles"]["vocoder"]:
+        low, opt, high = profile["shapes"]["mel"]
+        assert low[1] == opt[1] == high[1] == 80 and 1 <= low[2] <= opt[2] <= high[2] <= 8192
+    # Without engines (and here without CUDA) the package runs on onnxruntime's CPU provider, and says so.
+    wav = tmp_path / "o.wav"
+    ran = ttsopt("run", out, "--wav", str(Path(__file__).parents[1] / "examples" / "speech.wav"), "-o", wav)
+    assert ran.returncode == 0 and "CUDAExecutionProvider" in ran.stderr and "running on ['CPUExecutionProvider']" in ran.stderr
+
+
+# --- TensorRT inputs and the runtime's choice ----------------------------------------------------------------------
+
+def test_optimization_profiles_split_lengths_and_keep_batch(package: Path):
+    entry = read_manifest(package).graphs["vocoder"]
+    profiles = optimization_profiles(entry)
+    frames = entry.dims["frames"]
+    by_name = {p["name"]: p["shapes"]["mel"] for p in profiles}
+    assert by_name["short"][2][2] == frames.opt and by_name["long"][0][2] == frames.opt
+    assert by_name["long"][2][2] == frames.max and by_name["short"][0][2] == frames.min
+    batch = entry.dims["batch"]
+    assert by_name["short"][2][0] == by_name["typical"][2][0] == batch.max and by_name["long"][2][0] == batch.opt
+    assert profile_for(profiles, {"mel": (1, 80, 40)}) == 0
+    assert profile_for(profiles, {"mel": (1, 80, 1000)}) == 1
+    assert profile_for(profiles, {"mel": (1, 80, 5000)}) == 2
+    assert profile_for(profiles, {"mel": (1, 80, 9000)}) is None
+
+
+def test_engines_are_used_only_where_they_were_built():
+    record = {"engines": {"vocoder": {"file": "engines/vocoder.engine"}}, "tensorrt_version": "11.4.0",
+              "gpu": {"name": "Tesla T4", "compute_capability": [7, 5]}, "settings": {"hardware_compatibility": "none"}}
+    t4 = {"name": "Tesla T4", "compute_capability": [7, 5]}
+    a10g = {"name": "NVIDIA A10G", "compute_capability": [8, 6]}
+    assert engine_problem(record, "vocoder", t4, "11.4.0") is None
+    assert "TensorRT 11.4.0" in engine_problem(record, "vocoder", t4, "10.13.0")
+    assert "sm_75" in engine_problem(record, "vocoder", a10g, "11.4.0")
+    assert "not installed" in engine_problem(record, "vocoder", t4, None)
+    assert "no NVIDIA GPU" in engine_problem(record, "vocoder", None, "11.4.0")
+    assert "no TensorRT engine" in engine_problem(record, "latent", t4, "11.4.0")
+    portable = record | {"gpu": a10g, "settings": {"hardware_compatibility": "ampere_plus"}}
+    assert engine_problem(portable, "vocoder", {"name": "H100", "compute_capability": [9, 0]}, "11.4.0") is None
+    assert "Ampere and later" in engine_problem(portable, "vocoder", t4, "11.4.0")
+
+
+@pytest.mark.skipif(tensorrt_available() is not None, reason=f"TensorRT engines cannot be built here: {tensorrt_available()}")
+def test_build_engines_and_verify_them_on_the_gpu(universal: Path, tmp_path: Path):
+    out = tmp_path / "t4"
+    ttsopt("export", universal, "--target", "t4", "-o", out, check=True)
+    manifest = read_manifest(out)
+    assert manifest.tensorrt["engines"] and manifest.tensorrt["gpu"]["compute_capability"]
+    assert all(g["passed"] for g in manifest.verification["tensorrt"]["gates"])
+    assert (out / "engines" / "timing.cache").is_file()
+
+
+def test_build_without_tensorrt_says_what_is_missing(package: Path, tmp_path: Path, universal: Path):
+    if tensorrt_available() is None:
+        pytest.skip("TensorRT is present here: the refusal cannot be observed")
+    assert_one_line_error(ttsopt("build", package), "target cpu", "no TensorRT settings")
+    t4 = tmp_path / "t4"
+    shutil.copytree(package, t4)  # the cheapest GPU package: relabel the CPU one's target, then rebuild its manifest
+    data = json.loads((t4 / "manifest.json").read_text())
+    data["tensorrt"] = {"settings": {}, "profiles": {}, "engines": {}, "status": "not built"}
+    (t4 / "manifest.json").write_text(json.dumps(data))
+    assert_one_line_error(ttsopt("build", t4, "-o", tmp_path / "built"), "cannot build TensorRT engines here",
+                          "tensorrt is not installed")
+    assert not (tmp_path / "built").exists()
+
+
+def test_cpu_features_are_read_from_the_kernel():
+    assert cpu_flags() <= FLAGS.keys()
+    described = describe_cpu()
+    assert described["int8_dot_product"] in (True, False) and set(described["features"]) <= set(FLAGS.values())

@@ -1,0 +1,224 @@
+"""Static INT8 (QDQ) for convolution graphs, searched against a quality budget.
+
+Quantizing every convolution of a GAN vocoder ruins it (HiFi-GAN: log-mel L1 ≈ 0.5 against a budget
+of 0.05), and the damage is very uneven between layers. So the set of INT8 layers is searched:
+
+1. **Calibrate** once per candidate method on fixed-length windows of the calibration inputs
+   (onnxruntime's calibrators fail or silently degrade on variable lengths): MinMax and
+   percentile clipping at 99.99 / 99.999 (one histogram pass serves both). The method is *chosen
+   by measurement*: the one whose all-layer INT8 graph scores best on the search inputs.
+2. **Sensitivity**: each convolution quantized alone, scored (e.g. log-mel L1 of the audio against
+   the FP32 graph's) on the search inputs, which are whole utterances distinct from the package's
+   verification set.
+3. **Selection**: layers ordered by sensitivity per FLOP (what a layer costs in quality for the time
+   it can save); the longest prefix of that order that stays inside the budget is found by
+   bisection on measured scores. More INT8 FLOPs is what makes the graph faster, so this prefix is
+   the fastest set found inside the budget; its speed-up is then measured, not estimated.
+
+Everything quantizing goes through onnxruntime's own tools (``create_calibrator``,
+``quantize_static`` with a calibration cache, QDQ format, U8 activations / S8 per-channel weights),
+which the CPU execution provider fuses into QLinearConv. ConvTranspose stays FP32 (onnxruntime does
+not fuse DQ → ConvTranspose → Q).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+Feed = dict[str, np.ndarray]
+#: Scores a graph's outputs on the search inputs against the FP32 graph's: lower is better.
+Score = Callable[[list[dict[str, np.ndarray]]], float]
+
+#: Calibration candidates: name → (onnxruntime method, percentile or None).
+CALIBRATIONS = {"minmax": ("MinMax", None), "percentile-99.99": ("Percentile", 99.99),
+                "percentile-99.999": ("Percentile", 99.999)}
+
+
+@dataclass
+class LayerCost:
+    """One quantizable convolution: its graph node, its weight's name (the layer's readable name), its FLOPs."""
+
+    node: str
+    layer: str
+    flops: float
+
+
+@dataclass
+class SearchResult:
+    calibration: str
+    calibration_scores: dict[str, float]
+    sensitivity: dict[str, float]
+    quantized: list[str]
+    score: float
+    all_layers_score: float
+    flops_share: float
+    probes: list[dict] = field(default_factory=list)
+
+
+def session(path: Path | str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_all(path: Path | str, feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
+    runner = session(path)
+    names = [output.name for output in runner.get_outputs()]
+    return [dict(zip(names, runner.run(None, feed), strict=True)) for feed in feeds]
+
+
+def conv_costs(model_path: Path, feed: Feed) -> list[LayerCost]:
+    """Every Conv with a constant weight and its FLOPs on ``feed``, measured by running the graph with
+    the convolutions' outputs exposed (their lengths depend on upsampling the graph does)."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    weights = {init.name: init.dims for init in model.graph.initializer}
+    convs = [node for node in model.graph.node if node.op_type == "Conv" and node.input[1] in weights]
+    exposed = {output.name for output in model.graph.output}
+    for node in convs:
+        if node.output[0] not in exposed:
+            model.graph.output.append(onnx.ValueInfoProto(name=node.output[0]))
+    with tempfile.TemporaryDirectory() as scratch:
+        probe = Path(scratch) / "probe.onnx"
+        onnx.save(model, str(probe))
+        outputs = run_all(probe, [feed])[0]
+    costs = []
+    for node in convs:
+        out_channels, in_per_group, *kernel = weights[node.input[1]]
+        shape = outputs[node.output[0]].shape
+        costs.append(LayerCost(node.name, node.input[1].removesuffix(".weight"),
+                               2.0 * float(np.prod(shape)) * in_per_group * float(np.prod(kernel))))
+    return costs
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a list of feeds."""
+
+    def __init__(self, feeds: Sequence[Feed]):
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> Feed | None:
+        return next(self._feeds, None)
+
+
+def calibrate(model_path: Path, windows: Sequence[Feed], scratch: Path) -> dict[str, Path]:
+    """One calibration cache per candidate in :data:`CALIBRATIONS` (onnxruntime's JSON format)."""
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
+
+    caches = {}
+    histogram = None
+    for name, (method, percentile) in CALIBRATIONS.items():
+        if method == "MinMax" or histogram is None:
+            calibrator = create_calibrator(model_path, ["Conv"], augmented_model_path=str(scratch / f"augmented-{name}.onnx"),
+                                           calibrate_method=getattr(CalibrationMethod, method),
+                                           extra_options={"percentile": percentile} if percentile else {})
+            with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+                calibrator.collect_data(_Reader(windows))
+            if method != "MinMax":
+                histogram = calibrator
+        else:
+            calibrator = histogram
+        if percentile is not None:
+            calibrator.collector.percentile = percentile
+        with contextlib.redirect_stdout(io.StringIO()):
+            ranges = calibrator.compute_data()
+        caches[name] = scratch / f"calibration-{name}.json"
+        save_tensors_data(ranges, caches[name])
+    return caches
+
+
+def quantize_nodes(source: Path, destination: Path, nodes: Sequence[str], calibration: str, cache: Path,
+                   reduce_range: bool = False) -> None:
+    """QDQ INT8 for ``nodes`` (U8 activations, per-channel S8 weights) with ranges from ``cache``."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_static warns about pre-processing on every call
+    quantize_static(str(source), str(destination), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv"], nodes_to_quantize=list(nodes), per_channel=True,
+                    reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=getattr(CalibrationMethod, CALIBRATIONS[calibration][0]),
+                    calibration_cache_path=str(cache))
+
+
+def search(source: Path, destination: Path, windows: Sequence[Feed], search_feeds: Sequence[Feed], score: Score,
+           budget: float, reduce_range: bool = False, step: Callable[[str], None] = lambda message: None) -> SearchResult:
+    """Quantize the convolutions of ``source`` that fit ``budget`` (see the module docstring) into ``destination``."""
+    with tempfile.TemporaryDirectory(prefix="ttsopt-int8-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        trial = scratch / "trial.onnx"
+
+        def measure(nodes: Sequence[str], calibration: str) -> float:
+            quantize_nodes(source, trial, nodes, calibration, caches[calibration], reduce_range)
+            return score(run_all(trial, search_feeds))
+
+        costs = conv_costs(source, search_feeds[0])
+        every = [cost.node for cost in costs]
+        step(f"calibrating {len(every)} convolutions on {len(windows)} windows")
+        caches = calibrate(source, windows, scratch)
+        calibration_scores = {}
+        for name in caches:
+            step(f"all {len(every)} convolutions INT8 with {name} calibration")
+            calibration_scores[name] = measure(every, name)
+        calibration = min(calibration_scores, key=calibration_scores.get)
+
+        sensitivity = {}
+        for index, cost in enumerate(costs, 1):
+            step(f"sensitivity {index}/{len(costs)}: {cost.layer}")
+            sensitivity[cost.layer] = measure([cost.node], calibration)
+        total = sum(cost.flops for cost in costs)
+        order = sorted(costs, key=lambda cost: sensitivity[cost.layer] / cost.flops)
+
+        probes = []
+        best, best_score = 0, 0.0
+        low, high = 0, len(order) + 1  # invariant: prefix `low` fits (the empty one does), prefix `high` does not
+        if calibration_scores[calibration] <= budget:
+            low, high, best_score = len(order), len(order) + 1, calibration_scores[calibration]
+        while high - low > 1:
+            middle = (low + high) // 2
+            step(f"searching: {middle} of {len(order)} convolutions INT8")
+            value = measure([cost.node for cost in order[:middle]], calibration)
+            probes.append({"layers": middle, "score": value})
+            if value <= budget:
+                low, best_score = middle, value
+            else:
+                high = middle
+        best = low
+        chosen = order[:best]
+        if chosen:
+            quantize_nodes(source, destination, [cost.node for cost in chosen], calibration, caches[calibration], reduce_range)
+        return SearchResult(calibration=calibration, calibration_scores=calibration_scores, sensitivity=sensitivity,
+                            quantized=[cost.layer for cost in chosen], score=best_score,
+                            all_layers_score=calibration_scores[calibration],
+                            flops_share=sum(cost.flops for cost in chosen) / total, probes=probes)
+
+
+def fixed_windows(feeds: Sequence[Feed], axes: dict[str, int], size: int) -> list[Feed]:
+    """Crop (and edge-pad the last piece of) each feed into windows of ``size`` along ``axes`` (input → axis),
+    so calibration sees equal shapes; inputs not in ``axes`` are repeated as they are."""
+    windows = []
+    for feed in feeds:
+        length = next(feed[name].shape[axis] for name, axis in axes.items())
+        for start in range(0, max(length, 1), size):
+            window = {}
+            for name, value in feed.items():
+                if name not in axes:
+                    window[name] = value
+                    continue
+                axis = axes[name]
+                piece = np.take(value, range(start, min(start + size, length)), axis=axis)
+                pad = [(0, 0)] * value.ndim
+                pad[axis] = (0, size - piece.shape[axis])
+                window[name] = np.pad(piece, pad, mode="edge")
+            windows.append(window)
+    return windows
