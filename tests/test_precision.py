@@ -56,6 +56,8 @@ def test_static_int8_search_meets_budget_and_records_it(small_package: Path, tmp
     gates = {g["name"]: g for g in manifest.verification["gates"]}
     assert gates["golden log-mel L1 (worst)"]["limit"] == 0.3 and all(g["passed"] for g in gates.values())
     assert ttsopt("verify", out).returncode == 0
+    shown = ttsopt("inspect", out)
+    assert shown.returncode == 0 and f"INT8 {len(record['quantized_layers'])} of {len(convs)} convolutions" in shown.stdout
     wav = tmp_path / "o.wav"
     assert ttsopt("run", out, "--wav", str(Path(__file__).parents[1] / "examples" / "speech.wav"), "-o", wav).returncode == 0
 
@@ -181,6 +183,8 @@ def test_t4_export_is_fp16_verified_and_ready_for_tensorrt(package: Path, univer
     for profile in plan["profiles"]["vocoder"]:
         low, opt, high = profile["shapes"]["mel"]
         assert low[1] == opt[1] == high[1] == 80 and 1 <= low[2] <= opt[2] <= high[2] <= 8192
+    shown = ttsopt("inspect", out)
+    assert shown.returncode == 0 and "FP32 islands" in shown.stdout and "3 optimization profiles" in shown.stdout
     # Without engines (and here without CUDA) the package runs on onnxruntime's CPU provider, and says so.
     wav = tmp_path / "o.wav"
     ran = ttsopt("run", out, "--wav", str(Path(__file__).parents[1] / "examples" / "speech.wav"), "-o", wav)

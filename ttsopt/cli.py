@@ -467,7 +467,24 @@ def inspect(
             f"{g['name']} {_fmt(g['value'])} ({'pass' if g['passed'] else 'FAIL'})" for g in gates))
     if "flop_per_audio_second" in manifest.cost:
         out.print(f"cost: {manifest.cost['flop_per_audio_second'] / 1e9:.1f} GFLOP per audio second")
+    for name, record in manifest.quantization.items():
+        out.print(f"precision of {name}: {_describe_precision(record)}")
+    if manifest.tensorrt:
+        profiles = sum(len(p) for p in manifest.tensorrt["profiles"].values())
+        out.print(f"TensorRT: {escape(manifest.tensorrt['status'])} ({profiles} optimization profiles over "
+                  f"{len(manifest.tensorrt['profiles'])} graphs)")
     out.print("made with " + ", ".join(f"{k} {v}" for k, v in manifest.tools.items()))
+
+
+def _describe_precision(record: dict) -> str:
+    if "fp32_islands" in record:
+        return (f"FP16, {len(record['fp32_islands'])} FP32 islands "
+                f"({', '.join(record['fp32_islands']) or 'none needed'}), output SNR {float(record['output_snr_db']):.1f} dB vs FP32")
+    if "quantized_layers" in record:
+        return (f"INT8 {len(record['quantized_layers'])} of {len(record['sensitivity'])} convolutions "
+                f"({record['int8_flops_share']:.0%} of FLOPs, {record['calibration']['chosen']} calibration), "
+                f"{record['speedup']:.2f}× measured at quantization")
+    return f"{record['method']}, {record.get('speedup', 0):.2f}× decode step measured at quantization"
 
 
 def _describe_tensors(specs) -> str:
