@@ -13,6 +13,7 @@ from onnx import TensorProto, helper
 
 from tests.conftest import V3, assert_one_line_error, save_jik876, ttsopt
 from ttsopt.build import fp16, static_int8
+from ttsopt.build.ort_runs import run_all
 from ttsopt.build.quantize import calibration_recordings
 from ttsopt.build.tensorrt import optimization_profiles, tensorrt_available
 from ttsopt.hardware import FLAGS, cpu_flags, describe_cpu
@@ -139,7 +140,7 @@ def test_fp16_islands_are_found_by_measured_range(tmp_path: Path):
     # The over-range tensor keeps its producer and its reader in FP32; the rest is FP16.
     assert set(record["fp32_islands"]) == {"scale_up", "scale_down"}
     assert "range" in record["fp32_islands"]["scale_up"] and record["fp16_nodes"] == 1
-    (y,) = static_int8.run_all(mixed, feeds)[0].values()
+    (y,) = run_all(mixed, feeds)[0].values()
     assert np.all(np.isfinite(y)) and np.allclose(y, 2 * feeds[0]["x"], atol=1e-2)
     model = onnx.load(str(mixed))
     assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT  # the runtime's contract holds

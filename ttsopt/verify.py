@@ -21,7 +21,7 @@ import numpy as np
 from ttsopt.audio.io import read_wav
 from ttsopt.audio.mel import MelSettings, log_mel
 from ttsopt.audio.metrics import golden_metrics, max_abs_error, reference_metrics, snr_db
-from ttsopt.errors import TtsoptError
+from ttsopt.errors import QualityGateError, TtsoptError
 from ttsopt.runtime import Package, Synthesizer, load
 
 
@@ -59,6 +59,12 @@ class VerifyReport:
     @property
     def passed(self) -> bool:
         return not self.failed
+
+    def require(self, subject: str) -> None:
+        """Stop a stage whose output fails its gates: ``subject`` names what failed; the stage's
+        :class:`PackageWriter` then discards its scratch directory, so nothing is written."""
+        if not self.passed:
+            raise QualityGateError(f"{subject} ({'; '.join(g.describe() for g in self.failed)}): nothing was written")
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -21,7 +21,6 @@ from ttsopt.build.cost import count_flops
 from ttsopt.build.onnx_export import OPSET, export_onnx
 from ttsopt.build.spec import ExportPlan, ExportSources
 from ttsopt.build.tensorrt import engine_plan
-from ttsopt.errors import QualityGateError
 from ttsopt.families import spec_module
 from ttsopt.package import GraphEntry, Manifest, PackageWriter
 from ttsopt.package.manifest import sha256_file
@@ -109,9 +108,7 @@ def export_package(family: str, sources: ExportSources, target: str, out: Path, 
 
         report = verify_golden(writer.scratch)
         manifest.verification = {"export_fidelity": json_safe(fidelity), **report.to_dict()}
-        if not report.passed:
-            raise QualityGateError(f"the exported package fails its {precision} gates "
-                                   f"({'; '.join(g.describe() for g in report.failed)}): nothing was written")
+        report.require(f"the exported package fails its {precision} gates")
         writer.write_manifest(manifest)
         writer.commit()
     return manifest

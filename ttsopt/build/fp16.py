@@ -21,13 +21,12 @@ is why ``ttsopt build`` verifies its engines again on the GPU.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ttsopt.build.static_int8 import Feed, run_all
+from ttsopt.build.ort_runs import Feed, run_exposing
 from ttsopt.errors import QualityGateError
 
 FP16_MAX = 65504.0
@@ -38,16 +37,6 @@ HEADROOM = 8.0
 MAX_ERROR_ISLANDS = 16
 
 
-def _expose_all(model, names: set[str]):
-    import onnx
-
-    exposed = {output.name for output in model.graph.output}
-    produced = {name for node in model.graph.node for name in node.output}
-    for name in sorted((names & produced) - exposed):
-        model.graph.output.append(onnx.ValueInfoProto(name=name))
-    return model
-
-
 def _float_tensors(model) -> set[str]:
     """Node outputs that hold floating-point values in the FP32 graph (what FP16 would store)."""
     import onnx
@@ -55,17 +44,6 @@ def _float_tensors(model) -> set[str]:
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {info.name: info.type.tensor_type.elem_type for info in (*inferred.graph.value_info, *inferred.graph.output)}
     return {out for node in model.graph.node for out in node.output if types.get(out) == onnx.TensorProto.FLOAT}
-
-
-def _run_exposed(model, names: set[str], feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
-    import onnx
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "probe.onnx"
-        onnx.save(_expose_all(probe, names), str(path))
-        return run_all(path, feeds)
 
 
 def _snr_db(want: np.ndarray, got: np.ndarray) -> float:
@@ -125,7 +103,7 @@ def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: 
     model = onnx.load(str(source))
     floats = _float_tensors(model)
     step(f"measuring {len(floats)} tensors' ranges on {len(feeds)} inputs")
-    fp32_runs = _run_exposed(onnx.load(str(source)), floats, feeds)
+    fp32_runs = run_exposing(onnx.load(str(source)), floats, feeds)
     peak = {name: max(float(np.max(np.abs(run[name]), initial=0.0)) if np.all(np.isfinite(run[name])) else np.inf
                       for run in fp32_runs) for name in floats}
     hot = {name for name, value in peak.items() if value * HEADROOM > FP16_MAX}
@@ -140,7 +118,7 @@ def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: 
         step(f"FP16 with {len(islands)} FP32 islands: measuring error")
         mixed = _join_fp32_islands(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True,
                                                             node_block_list=list(islands)))
-        runs = _run_exposed(mixed, floats, feeds)
+        runs = run_exposing(mixed, floats, feeds)
         snr = {name: min(_snr_db(want[name], got[name]) for want, got in zip(fp32_runs, runs, strict=True))
                for name in floats if name in runs[0]}
         worst_output = min(_output_snr_db(want[name], got[name]) for want, got in zip(fp32_runs, runs, strict=True)

@@ -125,7 +125,7 @@ def _window_axes(entry) -> tuple[dict[str, int], str]:
 
 def _graph_seconds(path: Path, feed: dict[str, np.ndarray], repeat: int = 5, others: tuple[Path, ...] = ()) -> list[float]:
     """Median run time of ``path`` and ``others`` on ``feed``, interleaved (this machine is shared)."""
-    from ttsopt.build.static_int8 import session
+    from ttsopt.build.ort_runs import session
 
     runners = [session(p) for p in (path, *others)]
     times = [[] for _ in runners]
@@ -144,6 +144,7 @@ def _static_int8(package: Package, graph: str, destination: Path, calib: Path | 
     from ttsopt.audio.mel import MelSettings
     from ttsopt.audio.metrics import logmel_l1
     from ttsopt.build import static_int8
+    from ttsopt.build.ort_runs import run_all
     from ttsopt.hardware import has_int8_dot_product
 
     manifest = package.manifest
@@ -160,7 +161,7 @@ def _static_int8(package: Package, graph: str, destination: Path, calib: Path | 
                     next(feed[n].shape[a] for n, a in axes.items()) > SEARCH_FRAMES else feed for feed in feeds[:SEARCH_UTTERANCES]]
     source = package.path / entry.file
     audio = [spec.name for spec in entry.outputs if spec.kind == "audio"]
-    reference = static_int8.run_all(source, search_feeds)
+    reference = run_all(source, search_feeds)
 
     def score(outputs: list[dict[str, np.ndarray]]) -> float:
         return max(logmel_l1(want[name].reshape(-1), got[name].reshape(-1), mel)
@@ -249,9 +250,7 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
             records["gpt_transformer"]["speedup"] = statistics.median(fp32) / statistics.median(int8)
         manifest.quantization = records
         manifest.verification = report.to_dict()
-        if not report.passed:
-            raise QualityGateError(f"the INT8 package misses its budget ({'; '.join(g.describe() for g in report.failed)}): "
-                                   "nothing was written")
+        report.require("the INT8 package misses its budget")
         writer.write_manifest(manifest)
         writer.commit()
     return manifest

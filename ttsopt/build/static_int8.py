@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-Feed = dict[str, np.ndarray]
+from ttsopt.build.ort_runs import Feed, run_all, run_exposing
+
 #: Scores a graph's outputs on the search inputs against the FP32 graph's: lower is better.
 Score = Callable[[list[dict[str, np.ndarray]]], float]
 
@@ -63,20 +64,6 @@ class SearchResult:
     probes: list[dict] = field(default_factory=list)
 
 
-def session(path: Path | str):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def run_all(path: Path | str, feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
-    runner = session(path)
-    names = [output.name for output in runner.get_outputs()]
-    return [dict(zip(names, runner.run(None, feed), strict=True)) for feed in feeds]
-
-
 def conv_costs(model_path: Path, feed: Feed) -> list[LayerCost]:
     """Every Conv with a constant weight and its FLOPs on ``feed``, measured by running the graph with
     the convolutions' outputs exposed (their lengths depend on upsampling the graph does)."""
@@ -85,14 +72,7 @@ def conv_costs(model_path: Path, feed: Feed) -> list[LayerCost]:
     model = onnx.load(str(model_path))
     weights = {init.name: init.dims for init in model.graph.initializer}
     convs = [node for node in model.graph.node if node.op_type == "Conv" and node.input[1] in weights]
-    exposed = {output.name for output in model.graph.output}
-    for node in convs:
-        if node.output[0] not in exposed:
-            model.graph.output.append(onnx.ValueInfoProto(name=node.output[0]))
-    with tempfile.TemporaryDirectory() as scratch:
-        probe = Path(scratch) / "probe.onnx"
-        onnx.save(model, str(probe))
-        outputs = run_all(probe, [feed])[0]
+    outputs = run_exposing(model, [node.output[0] for node in convs], [feed])[0]
     costs = []
     for node in convs:
         out_channels, in_per_group, *kernel = weights[node.input[1]]

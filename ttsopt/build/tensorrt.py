@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ttsopt.errors import QualityGateError, TtsoptError
+from ttsopt.errors import TtsoptError
 from ttsopt.hardware import gpu_identity
 from ttsopt.package import PackageWriter
 from ttsopt.package.manifest import GraphEntry, Manifest
@@ -139,9 +139,7 @@ def build_engines(source: Path, out: Path, step: Callable[[str], None] = lambda 
         step("verifying the engines against the golden outputs")
         report = verify_golden(Package(writer.scratch))
         manifest.verification = {**manifest.verification, "tensorrt": report.to_dict()}
-        if not report.passed:
-            raise QualityGateError(f"the TensorRT engines fail the {manifest.precision} gates "
-                                   f"({'; '.join(g.describe() for g in report.failed)}): nothing was written")
+        report.require(f"the TensorRT engines fail the {manifest.precision} gates")
         writer.write_manifest(manifest)
         writer.commit()
     return manifest

@@ -1,0 +1,44 @@
+"""Running ONNX graphs on the CPU at build time: plain runs, and runs that expose intermediate tensors
+(what the INT8 search and the FP16 islands are measured with)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+Feed = dict[str, np.ndarray]
+
+
+def session(path: Path | str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_all(path: Path | str, feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
+    """Every output of the graph at ``path`` for each feed, by name."""
+    runner = session(path)
+    names = [output.name for output in runner.get_outputs()]
+    return [dict(zip(names, runner.run(None, feed), strict=True)) for feed in feeds]
+
+
+def run_exposing(model, tensors: Iterable[str], feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
+    """Run ``model`` (a ModelProto, left unchanged) with ``tensors`` made graph outputs too; names the
+    graph does not produce are ignored."""
+    import onnx
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    exposed = {output.name for output in probe.graph.output}
+    produced = {name for node in probe.graph.node for name in node.output}
+    for name in sorted((set(tensors) & produced) - exposed):
+        probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "probe.onnx"
+        onnx.save(probe, str(path))
+        return run_all(path, feeds)
