@@ -160,10 +160,11 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
         order = sorted(costs, key=lambda cost: sensitivity[cost.layer] / cost.flops)
 
         probes = []
-        best, best_score = 0, 0.0
-        low, high = 0, len(order) + 1  # invariant: prefix `low` fits (the empty one does), prefix `high` does not
-        if calibration_scores[calibration] <= budget:
+        # Invariant: the prefix of `low` layers fits (the empty one does), the prefix of `high` does not.
+        if calibration_scores[calibration] <= budget:  # every layer fits
             low, high, best_score = len(order), len(order) + 1, calibration_scores[calibration]
+        else:
+            low, high, best_score = 0, len(order), 0.0
         while high - low > 1:
             middle = (low + high) // 2
             step(f"searching: {middle} of {len(order)} convolutions INT8")
@@ -173,8 +174,7 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
                 low, best_score = middle, value
             else:
                 high = middle
-        best = low
-        chosen = order[:best]
+        chosen = order[:low]
         if chosen:
             quantize_nodes(source, destination, [cost.node for cost in chosen], calibration, caches[calibration], reduce_range)
         return SearchResult(calibration=calibration, calibration_scores=calibration_scores, sensitivity=sensitivity,
