@@ -18,16 +18,20 @@ FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI (INT8
 
 
 @cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags of :data:`FLAGS` (empty where ``/proc/cpuinfo`` is unavailable)."""
+def _cpuinfo(key: str) -> str:
+    """The first ``key`` line of ``/proc/cpuinfo`` (empty where it is unavailable)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
     except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return frozenset(line.split(":", 1)[1].split()) & FLAGS.keys()
-    return frozenset()
+        pass
+    return ""
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags of :data:`FLAGS` (x86 ``flags`` or Arm ``Features``)."""
+    return frozenset((_cpuinfo("flags") or _cpuinfo("Features")).split()) & FLAGS.keys()
 
 
 def has_int8_dot_product() -> bool:
@@ -37,20 +41,10 @@ def has_int8_dot_product() -> bool:
 def describe_cpu() -> dict:
     """For manifests and ``ttsopt bench``: the CPU, its fast-precision features and what ttsopt does with them."""
     flags = cpu_flags()
-    return {"machine": platform.machine(), "processor": _model_name(),
+    return {"machine": platform.machine(), "processor": _cpuinfo("model name") or platform.processor() or "unknown",
             "features": sorted(FLAGS[flag] for flag in flags),
             "int8_dot_product": has_int8_dot_product(),
             "bf16": bool(flags & {"avx512_bf16", "amx_bf16"})}
-
-
-def _model_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def gpu_identity() -> dict | None:

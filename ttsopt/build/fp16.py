@@ -103,7 +103,7 @@ def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: 
     model = onnx.load(str(source))
     floats = _float_tensors(model)
     step(f"measuring {len(floats)} tensors' ranges on {len(feeds)} inputs")
-    fp32_runs = run_exposing(onnx.load(str(source)), floats, feeds)
+    fp32_runs = run_exposing(model, floats, feeds)
     peak = {name: max(float(np.max(np.abs(run[name]), initial=0.0)) if np.all(np.isfinite(run[name])) else np.inf
                       for run in fp32_runs) for name in floats}
     hot = {name for name, value in peak.items() if value * HEADROOM > FP16_MAX}
@@ -116,8 +116,9 @@ def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: 
 
     while True:
         step(f"FP16 with {len(islands)} FP32 islands: measuring error")
-        mixed = _join_fp32_islands(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True,
-                                                            node_block_list=list(islands)))
+        original = onnx.ModelProto()
+        original.CopyFrom(model)  # the converter edits its input in place
+        mixed = _join_fp32_islands(convert_float_to_float16(original, keep_io_types=True, node_block_list=list(islands)))
         runs = run_exposing(mixed, floats, feeds)
         snr = {name: min(_snr_db(want[name], got[name]) for want, got in zip(fp32_runs, runs, strict=True))
                for name in floats if name in runs[0]}

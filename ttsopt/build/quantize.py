@@ -155,10 +155,11 @@ def _static_int8(package: Package, graph: str, destination: Path, calib: Path | 
     files = calibration_recordings(calib)
     feeds = _calibration_feeds(manifest, graph, files)
     axes, dim = _window_axes(entry)
-    shortest = min(next(feed[name].shape[axis] for name, axis in axes.items()) for feed in feeds)
-    windows = static_int8.fixed_windows(feeds, axes, min(entry.dims[dim].opt, shortest))
-    search_feeds = [static_int8.fixed_windows([feed], axes, SEARCH_FRAMES)[0] if
-                    next(feed[n].shape[a] for n, a in axes.items()) > SEARCH_FRAMES else feed for feed in feeds[:SEARCH_UTTERANCES]]
+    window = min(entry.dims[dim].opt, *(static_int8.feed_length(feed, axes) for feed in feeds))
+    windows = static_int8.fixed_windows(feeds, axes, window)
+    # Whole utterances, their first SEARCH_FRAMES only (cropped, never padded).
+    search_feeds = [static_int8.fixed_windows([feed], axes, min(SEARCH_FRAMES, static_int8.feed_length(feed, axes)))[0]
+                    for feed in feeds[:SEARCH_UTTERANCES]]
     source = package.path / entry.file
     audio = [spec.name for spec in entry.outputs if spec.kind == "audio"]
     reference = run_all(source, search_feeds)
@@ -179,7 +180,7 @@ def _static_int8(package: Package, graph: str, destination: Path, calib: Path | 
                       + (", reduced range (no VNNI)" if reduce_range else ""),
             "calibration": {"chosen": result.calibration, "all_layers_logmel_l1": result.calibration_scores,
                             "files": [p.name for p in files], "windows": len(windows),
-                            "window": {dim: min(entry.dims[dim].opt, shortest)}},
+                            "window": {dim: window}},
             "budget": {"logmel_l1_max": budget, "search_target": SEARCH_MARGIN * budget, "search_logmel_l1": result.score,
                        "all_layers_logmel_l1": result.all_layers_score, "probes": result.probes},
             "sensitivity": result.sensitivity,

@@ -93,22 +93,20 @@ class _Reader:
 
 
 def calibrate(model_path: Path, windows: Sequence[Feed], scratch: Path) -> dict[str, Path]:
-    """One calibration cache per candidate in :data:`CALIBRATIONS` (onnxruntime's JSON format)."""
+    """One calibration cache per candidate in :data:`CALIBRATIONS` (onnxruntime's JSON format): one MinMax
+    pass over the windows, and one histogram pass whose histograms serve every percentile."""
     from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
 
+    collected = {}
+    for method in {method for method, _ in CALIBRATIONS.values()}:
+        calibrator = create_calibrator(model_path, ["Conv"], augmented_model_path=str(scratch / f"augmented-{method}.onnx"),
+                                       calibrate_method=getattr(CalibrationMethod, method))
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+            calibrator.collect_data(_Reader(windows))
+        collected[method] = calibrator
     caches = {}
-    histogram = None
     for name, (method, percentile) in CALIBRATIONS.items():
-        if method == "MinMax" or histogram is None:
-            calibrator = create_calibrator(model_path, ["Conv"], augmented_model_path=str(scratch / f"augmented-{name}.onnx"),
-                                           calibrate_method=getattr(CalibrationMethod, method),
-                                           extra_options={"percentile": percentile} if percentile else {})
-            with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
-                calibrator.collect_data(_Reader(windows))
-            if method != "MinMax":
-                histogram = calibrator
-        else:
-            calibrator = histogram
+        calibrator = collected[method]
         if percentile is not None:
             calibrator.collector.percentile = percentile
         with contextlib.redirect_stdout(io.StringIO()):
@@ -183,12 +181,17 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
                             flops_share=sum(cost.flops for cost in chosen) / total, probes=probes)
 
 
+def feed_length(feed: Feed, axes: dict[str, int]) -> int:
+    """Length of a feed along its time axis (``axes``: input → axis)."""
+    return next(feed[name].shape[axis] for name, axis in axes.items())
+
+
 def fixed_windows(feeds: Sequence[Feed], axes: dict[str, int], size: int) -> list[Feed]:
     """Crop (and edge-pad the last piece of) each feed into windows of ``size`` along ``axes`` (input → axis),
     so calibration sees equal shapes; inputs not in ``axes`` are repeated as they are."""
     windows = []
     for feed in feeds:
-        length = next(feed[name].shape[axis] for name, axis in axes.items())
+        length = feed_length(feed, axes)
         for start in range(0, max(length, 1), size):
             window = {}
             for name, value in feed.items():
