@@ -2,8 +2,9 @@
 
 What is quantized is declared by each family (``QUANTIZATION`` in its spec: graph → method):
 
-- ``static-int8`` (convolution graphs, e.g. the HiFi-GAN vocoder): calibrated QDQ INT8 for the
-  convolutions that fit the log-mel budget, searched layer by layer (:mod:`ttsopt.build.static_int8`)
+- ``static-int8`` (convolution graphs, e.g. the HiFi-GAN vocoder): calibrated QDQ INT8 with per-channel
+  activation scales for the convolutions that fit the log-mel budget, searched layer by layer
+  (:mod:`ttsopt.build.static_int8`, :mod:`ttsopt.build.equalization`)
   on calibration recordings turned into the graph's inputs by the family's own front end
   (``calibration_feeds`` in its spec) or on saved inputs (``.npz``).
 - ``weight-only-int8`` (the GPT decode graph): onnxruntime's ``MatMulNBitsQuantizer`` (blocks of 32
@@ -176,13 +177,15 @@ def _static_int8(package: Package, graph: str, destination: Path, calib: Path | 
                                f"sensitive one alone scores {least:.3g}): nothing was written; keep the FP32 package")
     step("timing FP32 vs INT8")
     fp32, int8 = _graph_seconds(source, feeds[0], others=(destination,))
-    return {"method": "static INT8 (QDQ): onnxruntime quantize_static, U8 activations, per-channel S8 weights"
+    return {"method": "static INT8 (QDQ): onnxruntime quantize_static, U8 activations (channels equalized), "
+                      "per-channel S8 weights"
                       + (", reduced range (no VNNI)" if reduce_range else ""),
             "calibration": {"chosen": result.calibration, "all_layers_logmel_l1": result.calibration_scores,
                             "files": [p.name for p in files], "windows": len(windows),
                             "window": {dim: window}},
             "budget": {"logmel_l1_max": budget, "search_target": SEARCH_MARGIN * budget, "search_logmel_l1": result.score,
                        "all_layers_logmel_l1": result.all_layers_score, "probes": result.probes},
+            "equalization": result.equalization,
             "sensitivity": result.sensitivity,
             "quantized_layers": result.quantized, "fp32_layers": [layer for layer in result.sensitivity if layer not in result.quantized],
             "int8_flops_share": result.flops_share,

@@ -3,6 +3,9 @@
 Quantizing every convolution of a GAN vocoder ruins it (HiFi-GAN: log-mel L1 ≈ 0.5 against a budget
 of 0.05), and the damage is very uneven between layers. So the set of INT8 layers is searched:
 
+0. **Equalize** (:mod:`ttsopt.build.equalization`): the channels of every convolution's input and output
+   are brought to equal range by an exact FP32 rewrite, so that onnxruntime's per-tensor activation
+   grids fit every channel (on HiFi-GAN this halves the INT8 error of the same layers).
 1. **Calibrate** once per candidate method on fixed-length windows of the calibration inputs
    (onnxruntime's calibrators fail or silently degrade on variable lengths): MinMax and
    percentile clipping at 99.99 / 99.999 (one histogram pass serves both). The method is *chosen
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ttsopt.build import equalization
 from ttsopt.build.ort_runs import Feed, run_all, run_exposing
 
 #: Scores a graph's outputs on the search inputs against the FP32 graph's: lower is better.
@@ -61,6 +65,8 @@ class SearchResult:
     score: float
     all_layers_score: float
     flops_share: float
+    #: What the equalization did: channel-range percentile, conv pairs folded, tensors with per-channel scales.
+    equalization: dict = field(default_factory=dict)
     probes: list[dict] = field(default_factory=list)
 
 
@@ -132,18 +138,31 @@ def quantize_nodes(source: Path, destination: Path, nodes: Sequence[str], calibr
 def search(source: Path, destination: Path, windows: Sequence[Feed], search_feeds: Sequence[Feed], score: Score,
            budget: float, reduce_range: bool = False, step: Callable[[str], None] = lambda message: None) -> SearchResult:
     """Quantize the convolutions of ``source`` that fit ``budget`` (see the module docstring) into ``destination``."""
+    import onnx
+
     with tempfile.TemporaryDirectory(prefix="ttsopt-int8-") as scratch_dir:
         scratch = Path(scratch_dir)
-        trial = scratch / "trial.onnx"
-
-        def measure(nodes: Sequence[str], calibration: str) -> float:
-            quantize_nodes(source, trial, nodes, calibration, caches[calibration], reduce_range)
-            return score(run_all(trial, search_feeds))
-
+        original = onnx.load(str(source))
         costs = conv_costs(source, search_feeds[0])
         every = [cost.node for cost in costs]
+        step(f"equalizing the channels of {len(every)} convolutions")
+        plan = equalization.measure(original, every, windows)
+        equalized = scratch / "equalized.onnx"
+        onnx.save(equalization.apply(original, plan, every), str(equalized))
         step(f"calibrating {len(every)} convolutions on {len(windows)} windows")
-        caches = calibrate(source, windows, scratch)
+        caches = calibrate(equalized, windows, scratch)
+
+        def build(nodes: Sequence[str], calibration: str, path: Path) -> None:
+            """``nodes`` in INT8 with their inputs and outputs equalized. Every subset's graph names and
+            computes its tensors as the calibrated graph does, so one calibration serves all."""
+            subset = scratch / "equalized-subset.onnx"
+            onnx.save(equalization.apply(original, plan, nodes), str(subset))
+            quantize_nodes(subset, path, nodes, calibration, caches[calibration], reduce_range)
+
+        def measure(nodes: Sequence[str], calibration: str) -> float:
+            build(nodes, calibration, scratch / "trial.onnx")
+            return score(run_all(scratch / "trial.onnx", search_feeds))
+
         calibration_scores = {}
         for name in caches:
             step(f"all {len(every)} convolutions INT8 with {name} calibration")
@@ -174,11 +193,13 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
                 high = middle
         chosen = order[:low]
         if chosen:
-            quantize_nodes(source, destination, [cost.node for cost in chosen], calibration, caches[calibration], reduce_range)
+            build([cost.node for cost in chosen], calibration, destination)
         return SearchResult(calibration=calibration, calibration_scores=calibration_scores, sensitivity=sensitivity,
                             quantized=[cost.layer for cost in chosen], score=best_score,
                             all_layers_score=calibration_scores[calibration],
-                            flops_share=sum(cost.flops for cost in chosen) / total, probes=probes)
+                            flops_share=sum(cost.flops for cost in chosen) / total, probes=probes,
+                            equalization={"channel_range_percentile": equalization.PERCENTILE,
+                                          "conv_pairs_folded": len(plan.chains), "tensors": len(plan.scales)})
 
 
 def feed_length(feed: Feed, axes: dict[str, int]) -> int:
