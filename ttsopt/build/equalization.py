@@ -47,7 +47,7 @@ class Equalization:
     """Per-channel factors for the convolutions of one graph, measured once and applied to any subset."""
 
     convs: list[str]
-    #: Tensor → σ per channel: conv inputs and outputs, and the outputs of chain heads (``c1`` above).
+    #: Tensor → σ per channel: the convs' outputs, and their inputs where no chain feeds them.
     scales: dict[str, np.ndarray]
     #: Chain head conv → the tensor its tails read (``c1 → act → c2``: the activation's output; ``c1 → c2``: c1's).
     chains: dict[str, str]
@@ -99,7 +99,9 @@ def measure(model, convs: Sequence[str], feeds: Sequence[Feed]) -> Equalization:
         if (head is not None and head.name in names and not {link, head.output[0]} & outputs
                 and all(c.name in names for c in consumers[link])):
             chains[head.name] = link
-    tensors = {node.input[0] for node in chosen} | {node.output[0] for node in chosen}
+    tails = {c.name for link in chains.values() for c in consumers[link]}
+    # σ is needed for every output (a chain's is folded into its head) and for every input a chain does not feed.
+    tensors = {node.input[0] for node in chosen if node.name not in tails} | {node.output[0] for node in chosen}
     ranges = _channel_ranges(model, tensors, feeds)
     return Equalization(convs=[node.name for node in chosen], scales={t: _sigma(r) for t, r in ranges.items()},
                         chains=chains)
@@ -123,6 +125,7 @@ def apply(model, equalization: Equalization, selected: Iterable[str]):
     a tensor has the same values and name in every subset's graph (one calibration serves them all)."""
     import onnx
     from onnx import helper, numpy_helper
+    from onnxruntime.quantization.onnx_model import ONNXModel
 
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(model)
@@ -175,23 +178,6 @@ def apply(model, equalization: Equalization, selected: Iterable[str]):
             sigma = constant(raw + "_sigma", scales[output], ndim)
             added.append(helper.make_node("Mul", [raw, sigma], [output], name=raw + "_mul"))
     graph.node.extend(added)
-    _sort_topologically(graph)
+    ONNXModel(rewritten).topological_sort()
     return rewritten
 
-
-def _sort_topologically(graph) -> None:
-    ready = {t.name for t in graph.input} | {t.name for t in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        waiting = []
-        for node in pending:
-            if all(name in ready for name in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-            else:
-                waiting.append(node)
-        if len(waiting) == len(pending):
-            raise ValueError("graph has a cycle or a missing input")
-        pending = waiting
-    graph.ClearField("node")
-    graph.node.extend(ordered)

@@ -70,12 +70,9 @@ class SearchResult:
     probes: list[dict] = field(default_factory=list)
 
 
-def conv_costs(model_path: Path, feed: Feed) -> list[LayerCost]:
-    """Every Conv with a constant weight and its FLOPs on ``feed``, measured by running the graph with
-    the convolutions' outputs exposed (their lengths depend on upsampling the graph does)."""
-    import onnx
-
-    model = onnx.load(str(model_path))
+def conv_costs(model, feed: Feed) -> list[LayerCost]:
+    """Every Conv with a constant weight of ``model`` (a ModelProto) and its FLOPs on ``feed``, measured by
+    running the graph with the convolutions' outputs exposed (their lengths depend on upsampling the graph does)."""
     weights = {init.name: init.dims for init in model.graph.initializer}
     convs = [node for node in model.graph.node if node.op_type == "Conv" and node.input[1] in weights]
     outputs = run_exposing(model, [node.output[0] for node in convs], [feed])[0]
@@ -143,7 +140,7 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
     with tempfile.TemporaryDirectory(prefix="ttsopt-int8-") as scratch_dir:
         scratch = Path(scratch_dir)
         original = onnx.load(str(source))
-        costs = conv_costs(source, search_feeds[0])
+        costs = conv_costs(original, search_feeds[0])
         every = [cost.node for cost in costs]
         step(f"equalizing the channels of {len(every)} convolutions")
         plan = equalization.measure(original, every, windows)
