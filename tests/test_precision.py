@@ -19,15 +19,15 @@ from ttsopt.build.tensorrt import optimization_profiles, tensorrt_available
 from ttsopt.hardware import FLAGS, cpu_flags, describe_cpu
 from ttsopt.package.manifest import read_manifest
 from ttsopt.runtime.engines import engine_problem, profile_for
-
-#: A small HiFi-GAN V3 layout (random weights, 20 convolutions): the search runs in seconds on it.
-SMALL = V3 | {"upsample_initial_channel": 32}
+from ttsopt.runtime.package import Package
 
 
 @pytest.fixture(scope="module")
 def small_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HiFi-GAN V3 (random weights, 20 convolutions): the search runs in a minute on it, and its convolutions
+    are wide enough for INT8 to be measurably faster (narrower ones are not, and stay FP32)."""
     root = tmp_path_factory.mktemp("small")
-    checkpoint = save_jik876(root / "ckpt", SMALL, seed=3)
+    checkpoint = save_jik876(root / "ckpt", V3, seed=3)
     out = root / "pkg"
     ttsopt("export", checkpoint, "-o", out, check=True)
     return out
@@ -46,7 +46,12 @@ def test_static_int8_search_meets_budget_and_records_it(small_package: Path, tmp
     assert record["quantized_layers"] and record["budget"]["search_logmel_l1"] <= 0.3
     assert record["calibration"]["chosen"] in record["calibration"]["all_layers_logmel_l1"]
     assert set(record["calibration"]["all_layers_logmel_l1"]) == {"minmax", "percentile-99.99", "percentile-99.999"}
-    assert record["speedup"] > 0 and 0 < record["int8_flops_share"] <= 1
+    assert 0 < record["int8_flops_share"] <= 1
+    # The kept graph is the fastest timed one, and it beat the FP32 graph by the required margin.
+    timed = {t["layers"]: t["seconds"] for t in record["seconds"]["timed_int8_layers"]}
+    assert record["budget"]["fitting_layers"] in timed and len(record["quantized_layers"]) == min(timed, key=timed.get)
+    assert record["speedup"] == pytest.approx(record["seconds"]["fp32"] / timed[len(record["quantized_layers"])])
+    assert record["speedup"] >= static_int8.MIN_SPEEDUP
     # The graph carries Q/DQ exactly around the chosen layers' weights.
     graph = onnx.load(str(out / "vocoder.onnx")).graph
     dequantized = {n.input[0].removesuffix("_quantized") for n in graph.node if n.op_type == "DequantizeLinear"}
@@ -63,6 +68,13 @@ def test_static_int8_search_meets_budget_and_records_it(small_package: Path, tmp
     assert ttsopt("run", out, "--wav", str(Path(__file__).parents[1] / "examples" / "speech.wav"), "-o", wav).returncode == 0
 
 
+def test_fastest_prefix_keeps_fp32_unless_int8_is_clearly_faster():
+    assert static_int8.fastest_prefix(1.0, {20: 0.7, 15: 0.6, 10: 0.8}) == 15
+    assert static_int8.fastest_prefix(1.0, {20: 1.3, 10: 0.99}) == 0  # within the timing noise: FP32
+    assert static_int8.fastest_prefix(1.0, {20: 1.0 / static_int8.MIN_SPEEDUP}) == 20
+    assert static_int8.fastest_prefix(0.0, {}) == 0
+
+
 def test_static_int8_unmeetable_budget_exits_1_and_writes_nothing(small_package: Path, tmp_path: Path):
     out = tmp_path / "int8"
     assert_one_line_error(ttsopt("quantize", small_package, "--int8", "--budget", "logmel_l1=1e-9", "-o", out),
@@ -77,7 +89,7 @@ def test_all_layer_int8_fails_the_default_budget_on_the_real_vocoder(package: Pa
 
     manifest = read_manifest(package)
     entry = manifest.graphs["vocoder"]
-    feeds = _calibration_feeds(manifest, "vocoder", calibration_recordings(None))
+    feeds = _calibration_feeds(Package(package), "vocoder", calibration_recordings(None))
     axes, _ = _window_axes(entry)
     bad = tmp_path / "all-int8"
     shutil.copytree(package, bad)
@@ -106,7 +118,7 @@ def test_equalization_is_exact_in_fp32_and_halves_the_int8_error_of_the_real_voc
     model = onnx.load(str(source))
     convs = {n.name: n.input[1] for n in model.graph.node if n.op_type == "Conv"}
     stages_1_2 = [name for name, weight in convs.items() if weight.startswith("resblocks.") and int(weight.split(".")[1]) < 6]
-    feeds = _calibration_feeds(manifest, "vocoder", calibration_recordings(None))
+    feeds = _calibration_feeds(Package(package), "vocoder", calibration_recordings(None))
     windows = static_int8.fixed_windows(feeds, _window_axes(manifest.graphs["vocoder"])[0], 256)[::2]  # 4 of 8: faster
     with np.load(package / "golden.npz") as golden:
         items = [{"mel": golden[key]} for key in sorted(golden.files) if key.endswith("mel")]

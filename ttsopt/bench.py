@@ -352,14 +352,17 @@ def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = Non
         raise TtsoptError("--repeat must be at least 1")
     tts = load(path)
     inter = tts.inter_channels
-    package_fns = (tts.gpt, lambda inputs: tts.package.run("latent", inputs)["z"],
-                   lambda z, ge: tts.package.run("generator", {"z": z, "ge": ge})["audio"].reshape(-1))
-    variants = {PACKAGE: package_fns}
+    variants = {PACKAGE: _tts_functions(tts)}
     notes = []
     step("loading the original checkpoints for PyTorch eager")
     eager = _load_eager(tts.manifest, original, None, notes)
     if eager is not None:
         variants[EAGER] = (eager.gpt, eager.latent, eager.vocode)
+    fp32_source = tts.manifest.source.get("quantized_from")
+    if fp32_source and Path(fp32_source).is_dir():
+        variants[FP32_PACKAGE] = _tts_functions(load(fp32_source))
+    elif fp32_source:
+        notes.append(f"the FP32 package this was quantized from ({fp32_source}) is gone: INT8 vs FP32 not measured")
     requests = {name: _tts_request(tts, repeats, tokens) for name, repeats, tokens in SENTENCES}
     clocks: dict[tuple[str, str], list[dict]] = {(v, s): [] for v in variants for s in requests}
     for fns in variants.values():  # warm-up
@@ -384,8 +387,16 @@ def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = Non
                          "time_to_first_audio_s": med["gpt"] + med["latent"] + med["first_chunk"],
                          "rtf": (med["gpt"] + med["latent"] + med["generator"]) / med["audio_seconds"],
                          "audio_seconds": med["audio_seconds"]}
-        if EAGER in variants:
-            row["decode_speedup_vs_eager"] = row[PACKAGE]["decode_tokens_per_s"] / row[EAGER]["decode_tokens_per_s"]
-            row["rtf_speedup_vs_eager"] = row[EAGER]["rtf"] / row[PACKAGE]["rtf"]
+        for name, key in ((EAGER, "eager"), (FP32_PACKAGE, "fp32_package")):
+            if name in variants:
+                row[f"decode_speedup_vs_{key}"] = row[PACKAGE]["decode_tokens_per_s"] / row[name]["decode_tokens_per_s"]
+                row[f"sovits_speedup_vs_{key}"] = row[name]["sovits_rtf"] / row[PACKAGE]["sovits_rtf"]
+                row[f"rtf_speedup_vs_{key}"] = row[name]["rtf"] / row[PACKAGE]["rtf"]
         report.rows.append(row)
     return report
+
+
+def _tts_functions(tts) -> tuple:
+    """A text-to-speech package as the (gpt, latent, vocode) that :func:`_time_tts` runs."""
+    return (tts.gpt, lambda inputs: tts.package.run("latent", inputs)["z"],
+            lambda z, ge: tts.package.run("generator", {"z": z, "ge": ge})["audio"].reshape(-1))

@@ -143,15 +143,16 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
 def quantize(
     package: Annotated[Path, typer.Argument(help="FP32 package directory (from ttsopt export).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="INT8 package directory to write.")],
-    int8: Annotated[bool, typer.Option("--int8", help="Quantize to INT8 (the one precision quantize builds today).")] = False,
+    int8: Annotated[bool, typer.Option(
+        "--int8", help="Quantize to INT8 (the GPT decode step's weights go to INT4 where that passes and is faster).")] = False,
     calib: Annotated[Path | None, typer.Option(
         "--calib", help="Folder of .wav recordings or .npz saved inputs to calibrate on (default: bundled speech).")] = None,
     budget: Annotated[str | None, typer.Option(
         "--budget", help="METRIC=VALUE quality budget: logmel_l1 (default 0.05), greedy_agreement, logits_snr_db, snr_db.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was quantized and the quality as JSON.")] = False,
 ) -> None:
-    """INT8 where it fits a quality budget (vocoder convolutions: searched layer by layer; GPT decode: weight-only);
-    the package is written only if it passes."""
+    """INT8 where it fits a quality budget and is faster (convolutions: searched layer by layer, then timed;
+    GPT decode: weight-only INT8 or INT4); the package is written only if it passes."""
     from ttsopt.build.quantize import parse_budget, quantize_package
     from ttsopt.verify import json_safe
 
@@ -171,14 +172,20 @@ def quantize(
     for column in ("graph", "method", "INT8 / FP32 layers", "MB (FP32 → INT8)", "time (FP32 → INT8)", "speed-up"):
         table.add_column(column)
     for name, record in manifest.quantization.items():
+        if "kept_fp32" in record:
+            table.add_row(name, "FP32 kept (INT8 not faster)", f"0 / {len(record['fp32_layers'])}", "—",
+                          f"{record['seconds']['fp32']:.2f} s", "—")
+            continue
         if "sensitivity" in record:
             layers = f"{len(record['quantized_layers'])} / {len(record['fp32_layers'])} ({record['int8_flops_share']:.0%} of FLOPs INT8)"
             size = "—"
             timing = f"{record['seconds']['fp32']:.2f} → {record['seconds']['int8']:.2f} s"
         else:
-            layers = f"{record['quantized_matmuls']} / {record['fp32_weight_matmuls']} MatMuls"
-            size = f"{record['bytes']['fp32'] / 1e6:.0f} → {record['bytes']['int8'] / 1e6:.0f}"
-            timing = f"{record['decode_step_ms']['fp32']:.1f} → {record['decode_step_ms']['int8']:.1f} ms/step"
+            layers = f"{record['quantized_matmuls']} / {record['fp32_weight_matmuls']} MatMuls INT{record['bits']}"
+            size = f"{record['bytes']['fp32'] / 1e6:.1f} → {record['bytes']['quantized'] / 1e6:.1f}"
+            steps, chosen = record["decode_step_ms"], f"int{record['bits']}"
+            timing = f"{steps['fp32']:.2f} → {steps[chosen]:.2f} ms/step (" + ", ".join(
+                f"{key} {value:.2f}" for key, value in steps.items() if key != "fp32") + ")"
         table.add_row(name, record["method"], layers, size, timing, f"{record['speedup']:.2f}×")
     out.print(table)
     out.print("gates: " + "; ".join(f"{g['name']} {_fmt(g['value'])} ({'pass' if g['passed'] else 'FAIL'})"
@@ -195,8 +202,15 @@ def _print_sensitivity(graph: str, record: dict) -> None:
     for layer, value in sorted(record["sensitivity"].items(), key=lambda item: -item[1]):
         table.add_row(layer, f"{value:.4f}", "INT8" if layer in record["quantized_layers"] else "FP32")
     out.print(table)
-    out.print(f"search: log-mel L1 {record['budget']['search_logmel_l1']:.4f} ≤ {record['budget']['logmel_l1_max']:g} "
-              f"with {len(record['quantized_layers'])} layers INT8 (all layers: {record['budget']['all_layers_logmel_l1']:.3f})")
+    budget = record["budget"]
+    out.print(f"search: {budget['fitting_layers']} layers INT8 fit log-mel L1 ≤ {budget['logmel_l1_max']:g} "
+              f"(all layers: {budget['all_layers_logmel_l1']:.3f}); timed against FP32 "
+              f"({record['seconds']['fp32']:.3f} s): "
+              + ", ".join(f"{t['layers']} layers {t['seconds']:.3f} s" for t in record["seconds"]["timed_int8_layers"]))
+    if "kept_fp32" in record:
+        out.print(f"{graph} stays FP32: {record['kept_fp32']}")
+    else:
+        out.print(f"{graph}: {len(record['quantized_layers'])} layers INT8, search log-mel L1 {budget['search_logmel_l1']:.4f}")
 
 
 @command
@@ -410,20 +424,22 @@ def bench(
 
 
 def _print_tts_bench(report) -> None:
-    from ttsopt.bench import EAGER, PACKAGE
+    from ttsopt.bench import EAGER, FP32_PACKAGE, PACKAGE
 
     machine = report.machine
     table = Table(title=f"text to speech (medians of {report.repeat}, interleaved) on {machine['cpu']}, {machine['cores']} cores")
-    for column in ("sentence", "variant", "prefill ms", "decode tokens/s", "SoVITS RTF", "first audio s", "whole RTF", "speed-up"):
+    for column in ("sentence", "variant", "prefill ms", "decode tokens/s", "SoVITS RTF", "first audio s", "whole RTF",
+                   "package speed-up vs this"):
         table.add_column(column, justify="left" if column in ("sentence", "variant") else "right")
     for row in report.rows:
         label = f"{row['sentence']}: {row['phonemes']} phonemes, {row['tokens']} tokens ({row['tokens'] / 25:g} s)"
-        for name in (PACKAGE, EAGER):
+        for name in (PACKAGE, FP32_PACKAGE, EAGER):
             if name not in row:
                 continue
             r = row[name]
-            speedup = (f"decode {row['decode_speedup_vs_eager']:.2f}×, RTF {row['rtf_speedup_vs_eager']:.2f}×"
-                       if name == PACKAGE and EAGER in row else "")
+            key = {FP32_PACKAGE: "fp32_package", EAGER: "eager"}.get(name)
+            speedup = (f"decode {row[f'decode_speedup_vs_{key}']:.2f}×, SoVITS {row[f'sovits_speedup_vs_{key}']:.2f}×, "
+                       f"RTF {row[f'rtf_speedup_vs_{key}']:.2f}×" if key else "")
             table.add_row(label if name == PACKAGE else "", name, f"{r['prefill_ms']:.0f}", f"{r['decode_tokens_per_s']:.1f}",
                           f"{r['sovits_rtf']:.3f}", f"{r['time_to_first_audio_s']:.2f}", f"{r['rtf']:.3f}", speedup)
     out.print(table)
@@ -480,6 +496,8 @@ def _describe_precision(record: dict) -> str:
     if "fp32_islands" in record:
         return (f"FP16, {len(record['fp32_islands'])} FP32 islands "
                 f"({', '.join(record['fp32_islands']) or 'none needed'}), output SNR {float(record['output_snr_db']):.1f} dB vs FP32")
+    if "kept_fp32" in record:
+        return f"FP32 ({record['kept_fp32']})"
     if "quantized_layers" in record:
         return (f"INT8 {len(record['quantized_layers'])} of {len(record['sensitivity'])} convolutions "
                 f"({record['int8_flops_share']:.0%} of FLOPs, {record['calibration']['chosen']} calibration), "

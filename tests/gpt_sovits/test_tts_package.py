@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import soundfile
 
@@ -207,22 +208,60 @@ def test_bench_reports_every_stage_for_package_and_eager(tts_package: Path):
         assert row["decode_speedup_vs_eager"] > 0
 
 
-def test_quantize_int8_gpt_is_gated_and_runs(tts_package: Path, tmp_path: Path):
+def test_calibration_feeds_are_generator_inputs_from_the_packages_own_graphs(tts_package: Path):
+    from ttsopt.build.quantize import _calibration_feeds, calibration_recordings
+    from ttsopt.runtime.package import Package
+
+    package = Package(tts_package)
+    recordings = calibration_recordings(None)
+    feeds = _calibration_feeds(package, "generator", recordings)
+    assert len(feeds) == len(recordings)
+    for feed, path in zip(feeds, recordings, strict=True):
+        seconds = soundfile.info(str(path)).duration
+        assert feed["z"].shape == (1, 64, 2 * round(seconds * 25)) and feed["ge"].shape == (1, 512, 1)
+        assert np.isfinite(feed["z"]).all() and feed["z"].std() > 0
+    again = _calibration_feeds(package, "generator", recordings)  # seeded: the same inputs every time
+    assert all(np.array_equal(a["z"], b["z"]) for a, b in zip(feeds, again, strict=True))
+
+
+def test_quantize_int8_gpt_and_generator_are_gated_and_run(tts_package: Path, tmp_path: Path):
     out = tmp_path / "int8"
     done = ttsopt("quantize", tts_package, "--int8", "-o", out, "--json")
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["precision"] == "int8"
+    # GPT decode: INT8 and INT4 weights were both built, verified and timed; a passing one was kept.
     record = manifest["quantization"]["gpt_transformer"]
-    assert manifest["precision"] == "int8" and record["quantized_matmuls"] == 4 * 2  # 4 weight MatMuls per layer
-    assert record["bytes"]["int8"] < 0.5 * record["bytes"]["fp32"] and record["decode_step_ms"]["int8"] > 0
+    assert set(record["candidates"]) == {"int8", "int4"} and record["bits"] in (8, 4)
+    assert record["candidates"][f"int{record['bits']}"]["passed"] and record["quantized_matmuls"] == 4 * 2  # 4 per layer
+    assert record["candidates"]["int4"]["bytes"] < record["candidates"]["int8"]["bytes"] < 0.5 * record["bytes"]["fp32"]
+    steps = record["decode_step_ms"]
+    assert steps.keys() == {"fp32", "int8", "int4"} and record["speedup"] == pytest.approx(steps["fp32"] / steps[f"int{record['bits']}"])
+    # Generator: the layers that fit the budget were timed; INT8 was kept only where it measured faster.
+    generator = manifest["quantization"]["generator"]
+    assert generator["budget"]["fitting_layers"] > 0 and generator["calibration"]["files"]
+    graph = onnx.load(str(out / "generator.onnx")).graph
+    if "kept_fp32" in generator:
+        assert (out / "generator.onnx").read_bytes() == (tts_package / "generator.onnx").read_bytes()
+    else:
+        dequantized = {n.input[0].removesuffix("_quantized") for n in graph.node if n.op_type == "DequantizeLinear"}
+        assert {f"{layer}.weight" for layer in generator["quantized_layers"]} <= dequantized
+        assert generator["speedup"] >= 1.05
     gates = {g["name"]: g for g in manifest["verification"]["gates"]}
     assert gates["GPT greedy agreement (teacher-forced)"]["value"] >= 0.95 and all(g["passed"] for g in gates.values())
-    assert ttsopt("verify", out).returncode == 0
+    assert gates["golden log-mel L1 (worst)"]["value"] <= 0.05
+    assert ttsopt("verify", out, "--reference", FOX).returncode == 0
     speak = ttsopt("run", out, "--phonemes", TEXT, "--voice", "fox", "--seed", "1", "-o", tmp_path / "o.wav")
     assert speak.returncode == 0, speak.stderr
-    # The FP32 graphs of the package are untouched; only the GPT decode graph changed.
-    for name in ("latent.onnx", "generator.onnx", "gpt_text_embedding.onnx"):
+    # The other graphs of the package are untouched.
+    for name in ("latent.onnx", "reference_encoder.onnx", "gpt_text_embedding.onnx"):
         assert (out / name).read_bytes() == (tts_package / name).read_bytes()
+    # bench times the INT8 package against the FP32 package it came from, in the same run.
+    bench = ttsopt("bench", out, "--repeat", "1", "--json")
+    assert bench.returncode == 0, bench.stderr
+    for row in json.loads(bench.stdout)["rows"]:
+        assert row["FP32 package"]["decode_tokens_per_s"] > 0
+        assert row["rtf_speedup_vs_fp32_package"] == pytest.approx(row["FP32 package"]["rtf"] / row["package (onnxruntime)"]["rtf"])
 
 
 def test_quantize_refuses_what_it_cannot_do(tts_package: Path, tmp_path: Path):

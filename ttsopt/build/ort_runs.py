@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import statistics
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -25,6 +27,23 @@ def run_all(path: Path | str, feeds: Sequence[Feed]) -> list[dict[str, np.ndarra
     runner = session(path)
     names = [output.name for output in runner.get_outputs()]
     return [dict(zip(names, runner.run(None, feed), strict=True)) for feed in feeds]
+
+
+def median_seconds(paths: Sequence[Path | str], feed: Feed, seconds: float = 2.0, repeat: tuple[int, int] = (5, 100)) -> list[float]:
+    """Median run time of each graph on ``feed``, the runs interleaved (build machines are shared and noisy):
+    at least ``repeat[0]`` runs each, more (up to ``repeat[1]``) until each graph has run about ``seconds``."""
+    runners = [session(path) for path in paths]
+    times: list[list[float]] = [[] for _ in runners]
+    for runner in runners:
+        runner.run(None, feed)
+    while True:
+        for runner, record in zip(runners, times, strict=True):
+            start = time.perf_counter()
+            runner.run(None, feed)
+            record.append(time.perf_counter() - start)
+        runs = len(times[0])
+        if runs >= repeat[1] or (runs >= repeat[0] and min(sum(record) for record in times) >= seconds):
+            return [statistics.median(record) for record in times]
 
 
 def run_exposing(model, tensors: Iterable[str], feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:

@@ -2,14 +2,16 @@
 
 What is quantized is declared by each family (``QUANTIZATION`` in its spec: graph → method):
 
-- ``static-int8`` (convolution graphs, e.g. the HiFi-GAN vocoder): calibrated QDQ INT8 with per-channel
-  activation scales for the convolutions that fit the log-mel budget, searched layer by layer
-  (:mod:`ttsopt.build.static_int8`, :mod:`ttsopt.build.equalization`)
-  on calibration recordings turned into the graph's inputs by the family's own front end
+- ``static-int8`` (convolution graphs: the HiFi-GAN vocoder, the SoVITS generator): calibrated QDQ
+  INT8 with equalized channels for the convolutions that fit the log-mel budget, searched layer by
+  layer and then timed (:mod:`ttsopt.build.static_int8`, :mod:`ttsopt.build.equalization`) on
+  calibration recordings turned into the graph's inputs by the family's own front end
   (``calibration_feeds`` in its spec) or on saved inputs (``.npz``).
-- ``weight-only-int8`` (the GPT decode graph): onnxruntime's ``MatMulNBitsQuantizer`` (blocks of 32
-  weights, symmetric, INT8 compute with ``accuracy_level`` 4). A decode step streams every weight from
-  memory, so 1-byte weights are what makes it faster; activations, attention and LayerNorm stay FP32.
+- ``weight-only`` (the GPT decode graph): onnxruntime's ``MatMulNBitsQuantizer`` (blocks of 32
+  weights, symmetric, INT8 compute with ``accuracy_level`` 4), with 8-bit and with 4-bit weights; each
+  is verified (greedy agreement, logit SNR) and timed, and the fastest that passes is kept. A decode
+  step streams every weight from memory, so narrow weights are what makes it faster; activations,
+  attention and LayerNorm stay FP32.
 
 The result must pass the target's ``int8`` gates (vocoders: log-mel L1 against the golden outputs; GPT:
 teacher-forced greedy agreement and logit SNR), possibly changed by ``--budget``; otherwise nothing is
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +37,10 @@ from ttsopt.package.manifest import Manifest
 from ttsopt.runtime.package import Package
 from ttsopt.targets import load_target
 
-WEIGHT_ONLY_INT8 = "weight-only-int8"
+WEIGHT_ONLY = "weight-only"
 STATIC_INT8 = "static-int8"
+#: Weight widths tried by ``weight-only`` (MatMulNBits); the fastest that passes the gates is kept.
+WEIGHT_BITS = (8, 4)
 #: Recordings to calibrate on when ``--calib`` is not given: espeak-ng speech, other sentences and voices
 #: than the verification set's.
 DEFAULT_CALIBRATION = "calibration"
@@ -62,23 +67,65 @@ def parse_budget(text: str | None) -> dict[str, float]:
         raise TtsoptError(f"--budget {text!r}: {value!r} is not a number") from None
 
 
-def _weight_only_int8(source: Path, destination: Path) -> dict:
+def _weight_only(source: Path, destination: Path, bits: int) -> dict:
+    """onnxruntime's MatMulNBits for every constant-weight MatMul of ``source``: ``bits``-bit weights in blocks
+    of 32, symmetric, INT8 compute (``accuracy_level`` 4)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.ERROR)  # a line per node otherwise
     model = onnx.load(str(source))
-    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=8)
-    quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=32, is_symmetric=True, accuracy_level=4, algo_config=config)
+    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=bits)
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=32, is_symmetric=True, accuracy_level=4, algo_config=config)
     quantizer.process()
     quantized = quantizer.model.model
     onnx.save(quantized, str(destination))
     weights = {init.name for init in quantized.graph.initializer}
     kept = [n.name for n in quantized.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in weights]
-    return {"method": "weight-only INT8: onnxruntime MatMulNBits, blocks of 32, symmetric, INT8 compute (accuracy_level 4)",
-            "quantized_matmuls": sum(n.op_type == "MatMulNBits" for n in quantized.graph.node),
+    return {"method": f"weight-only INT{bits}: onnxruntime MatMulNBits, blocks of 32, symmetric, INT8 compute (accuracy_level 4)",
+            "bits": bits, "quantized_matmuls": sum(n.op_type == "MatMulNBits" for n in quantized.graph.node),
             "fp32_weight_matmuls": len(kept),
-            "bytes": {"fp32": source.stat().st_size, "int8": destination.stat().st_size}}
+            "bytes": {"fp32": source.stat().st_size, "quantized": destination.stat().st_size}}
+
+
+def _weight_only_search(writer: PackageWriter, manifest: Manifest, original: Package, graph: str,
+                        step: Callable[[str], None]) -> dict:
+    """Each of :data:`WEIGHT_BITS` for ``graph`` (the GPT decode step), verified in the package being written
+    (teacher-forced greedy agreement and logit SNR) and timed per decode step against the FP32 package,
+    interleaved; the fastest candidate that passes is kept (the widest when none does: the final
+    verification then reports the miss)."""
+    from ttsopt.runtime.gpt import GPT
+    from ttsopt.verify import verify_golden
+
+    target = writer.path(manifest.graphs[graph].file)
+    candidates, decoders = {}, {}
+    with tempfile.TemporaryDirectory(prefix="ttsopt-weights-") as keep:
+        for bits in WEIGHT_BITS:
+            step(f"graph {graph}: weight-only INT{bits}, verifying it")
+            path = Path(keep) / f"int{bits}.onnx"
+            candidate = _weight_only(original.path / manifest.graphs[graph].file, path, bits)
+            shutil.copy2(path, target)
+            writer.write_manifest(manifest)
+            package = Package(writer.scratch)
+            gates = [gate for gate in verify_golden(package).gates if gate.name.startswith("GPT")]
+            candidates[bits] = candidate | {"gates": {gate.name: gate.value for gate in gates},
+                                            "passed": all(gate.passed for gate in gates)}
+            decoders[bits] = GPT(package)  # its sessions hold this candidate's graph
+        step(f"timing decode steps: FP32 vs {', '.join(f'INT{bits}' for bits in WEIGHT_BITS)}")
+        fp32 = GPT(original)
+        times: dict[str | int, list[float]] = {"fp32": [], **{bits: [] for bits in WEIGHT_BITS}}
+        for _ in range(3):  # interleaved: this machine is shared
+            for key, decoder in (("fp32", fp32), *decoders.items()):
+                times[key].append(_decode_step_ms(decoder))
+        ms = {key: statistics.median(values) for key, values in times.items()}
+        passing = [bits for bits in WEIGHT_BITS if candidates[bits]["passed"]]
+        chosen = min(passing, key=ms.get) if passing else max(WEIGHT_BITS)
+        shutil.copy2(Path(keep) / f"int{chosen}.onnx", target)
+    return candidates[chosen] | {
+        "decode_step_ms": {"fp32": ms["fp32"], **{f"int{bits}": ms[bits] for bits in WEIGHT_BITS}},
+        "speedup": ms["fp32"] / ms[chosen],
+        "candidates": {f"int{bits}": {"passed": c["passed"], "gates": c["gates"], "bytes": c["bytes"]["quantized"]}
+                       for bits, c in candidates.items()}}
 
 
 def calibration_recordings(directory: Path | None) -> list[Path]:
@@ -95,14 +142,16 @@ def calibration_recordings(directory: Path | None) -> list[Path]:
     return found
 
 
-def _calibration_feeds(manifest: Manifest, graph: str, files: list[Path]) -> list[dict[str, np.ndarray]]:
-    """The graph's inputs for each calibration file: recordings through the family's front end, saved inputs as they are."""
+def _calibration_feeds(package: Package, graph: str, files: list[Path]) -> list[dict[str, np.ndarray]]:
+    """The graph's inputs for each calibration file: recordings through the family's front end (which may run
+    the package's other graphs), saved inputs as they are."""
     from ttsopt.audio.io import read_wav
 
+    manifest = package.manifest
     entry = manifest.graphs[graph]
     names = {spec.name for spec in entry.inputs}
     wavs = [read_wav(p, manifest.sample_rate) for p in files if p.suffix.lower() == ".wav"]
-    feeds = spec_module(manifest.family).calibration_feeds(manifest, wavs)[graph] if wavs else []
+    feeds = spec_module(manifest.family).calibration_feeds(package, wavs)[graph] if wavs else []
     for path in (p for p in files if p.suffix.lower() == ".npz"):
         with np.load(path) as saved:
             if set(saved.files) != names:
@@ -124,22 +173,6 @@ def _window_axes(entry) -> tuple[dict[str, int], str]:
     return axes, dims.pop()
 
 
-def _graph_seconds(path: Path, feed: dict[str, np.ndarray], repeat: int = 5, others: tuple[Path, ...] = ()) -> list[float]:
-    """Median run time of ``path`` and ``others`` on ``feed``, interleaved (this machine is shared)."""
-    from ttsopt.build.ort_runs import session
-
-    runners = [session(p) for p in (path, *others)]
-    times = [[] for _ in runners]
-    for runner in runners:
-        runner.run(None, feed)
-    for _ in range(repeat):
-        for runner, record in zip(runners, times, strict=True):
-            start = time.perf_counter()
-            runner.run(None, feed)
-            record.append(time.perf_counter() - start)
-    return [statistics.median(record) for record in times]
-
-
 def _static_int8(package: Package, graph: str, destination: Path, calib: Path | None, budget: float,
                  step: Callable[[str], None]) -> dict:
     from ttsopt.audio.mel import MelSettings
@@ -154,7 +187,7 @@ def _static_int8(package: Package, graph: str, destination: Path, calib: Path | 
         raise TtsoptError(f"static INT8 of graph {graph} is scored in log-mel terms, but the package has no mel settings")
     mel = MelSettings(**manifest.audio["mel"])
     files = calibration_recordings(calib)
-    feeds = _calibration_feeds(manifest, graph, files)
+    feeds = _calibration_feeds(package, graph, files)
     axes, dim = _window_axes(entry)
     window = min(entry.dims[dim].opt, *(static_int8.feed_length(feed, axes) for feed in feeds))
     windows = static_int8.fixed_windows(feeds, axes, window)
@@ -170,34 +203,39 @@ def _static_int8(package: Package, graph: str, destination: Path, calib: Path | 
                    for want, got in zip(reference, outputs, strict=True) for name in audio)
 
     reduce_range = not has_int8_dot_product()
-    result = static_int8.search(source, destination, windows, search_feeds, score, SEARCH_MARGIN * budget, reduce_range, step)
-    if not result.quantized:
+    result = static_int8.search(source, destination, windows, search_feeds, score, SEARCH_MARGIN * budget,
+                                feeds[0], reduce_range, step)
+    if not result.fitting_layers:
         least = min(result.sensitivity.values())
         raise QualityGateError(f"no convolution of graph {graph} fits the budget log-mel L1 ≤ {budget:g} (the least "
                                f"sensitive one alone scores {least:.3g}): nothing was written; keep the FP32 package")
-    step("timing FP32 vs INT8")
-    fp32, int8 = _graph_seconds(source, feeds[0], others=(destination,))
-    return {"method": "static INT8 (QDQ): onnxruntime quantize_static, U8 activations (channels equalized), "
-                      "per-channel S8 weights"
-                      + (", reduced range (no VNNI)" if reduce_range else ""),
-            "calibration": {"chosen": result.calibration, "all_layers_logmel_l1": result.calibration_scores,
-                            "files": [p.name for p in files], "windows": len(windows),
-                            "window": {dim: window}},
-            "budget": {"logmel_l1_max": budget, "search_target": SEARCH_MARGIN * budget, "search_logmel_l1": result.score,
-                       "all_layers_logmel_l1": result.all_layers_score, "probes": result.probes},
-            "equalization": result.equalization,
-            "sensitivity": result.sensitivity,
-            "quantized_layers": result.quantized, "fp32_layers": [layer for layer in result.sensitivity if layer not in result.quantized],
-            "int8_flops_share": result.flops_share,
-            "seconds": {"fp32": fp32, "int8": int8, "input": f"{next(iter(feeds[0].values())).shape}"},
-            "speedup": fp32 / int8}
+    record = {"method": "static INT8 (QDQ): onnxruntime quantize_static, U8 activations (channels equalized), "
+                        "per-channel S8 weights"
+                        + (", reduced range (no VNNI)" if reduce_range else ""),
+              "calibration": {"chosen": result.calibration, "all_layers_logmel_l1": result.calibration_scores,
+                              "files": [p.name for p in files], "windows": len(windows),
+                              "window": {dim: window}},
+              "budget": {"logmel_l1_max": budget, "search_target": SEARCH_MARGIN * budget, "search_logmel_l1": result.score,
+                         "all_layers_logmel_l1": result.all_layers_score, "probes": result.probes,
+                         "fitting_layers": result.fitting_layers},
+              "equalization": result.equalization,
+              "sensitivity": result.sensitivity,
+              "quantized_layers": result.quantized,
+              "fp32_layers": [layer for layer in result.sensitivity if layer not in result.quantized],
+              "int8_flops_share": result.flops_share,
+              "seconds": {"fp32": result.fp32_seconds, "int8": result.seconds, "input": f"{next(iter(feeds[0].values())).shape}",
+                          "timed_int8_layers": result.timings},
+              "speedup": result.fp32_seconds / result.seconds}
+    if not result.quantized:
+        fastest = min(result.timings, key=lambda timing: timing["seconds"])
+        record["kept_fp32"] = (f"INT8 is not faster here: the fastest INT8 variant ({fastest['layers']} layers) ran at "
+                               f"{result.fp32_seconds / fastest['seconds']:.3f}x the FP32 graph's speed "
+                               f"(needs {static_int8.MIN_SPEEDUP:g}x)")
+    return record
 
 
-def _decode_step_ms(package: Package, repeat: int = 15) -> float:
+def _decode_step_ms(gpt, repeat: int = 15) -> float:
     """Median time of one GPT decode step at 256 cache slots (the runtime's smallest capacity)."""
-    from ttsopt.runtime.gpt import GPT
-
-    gpt = GPT(package)
     gpt.prefill(np.arange(20) % 100, None, np.arange(50) % 1000, reserve=200)
     times = []
     for position in range(50, 50 + repeat):
@@ -228,30 +266,25 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
     with PackageWriter(out) as writer:
         for relative in manifest.files:
             shutil.copy2(source / relative, writer.path(relative))
-        records = {}
-        for name, method in graphs.items():
-            step(f"quantizing graph {name} ({method})")
-            file = writer.path(manifest.graphs[name].file)
-            if method == STATIC_INT8:
-                records[name] = _static_int8(original, name, file, calib, gates["logmel_l1_max"], step)
-            else:
-                records[name] = _weight_only_int8(source / manifest.graphs[name].file, file)
         manifest.precision = "int8"
         manifest.target = {**manifest.target, "gates": {**manifest.target["gates"], "int8": gates}}
         manifest.source = {**manifest.source, "quantized_from": str(Path(source).resolve())}
+        records = {}
+        for name, method in sorted(graphs.items(), key=lambda item: item[1] != STATIC_INT8):  # weight-only ones last:
+            step(f"quantizing graph {name} ({method})")                                   # verified in the package
+            if method == STATIC_INT8:
+                records[name] = _static_int8(original, name, writer.path(manifest.graphs[name].file), calib,
+                                             gates["logmel_l1_max"], step)
+            else:
+                records[name] = _weight_only_search(writer, manifest, original, name, step)
+        unchanged = {name: record["kept_fp32"] for name, record in records.items() if "kept_fp32" in record}
+        if len(unchanged) == len(records):
+            raise QualityGateError("INT8 makes no graph of this package faster (" + "; ".join(
+                f"{name}: {why}" for name, why in unchanged.items()) + "): nothing was written; keep the FP32 package")
         writer.write_manifest(manifest)
 
         step("verifying the INT8 package against the original's outputs")
-        quantized = Package(writer.scratch)
-        report = verify_golden(quantized)
-        if "gpt_transformer" in graphs:
-            step("timing decode steps, FP32 vs INT8")
-            fp32, int8 = [], []
-            for _ in range(3):  # interleaved: this machine is shared
-                fp32.append(_decode_step_ms(original))
-                int8.append(_decode_step_ms(quantized))
-            records["gpt_transformer"]["decode_step_ms"] = {"fp32": statistics.median(fp32), "int8": statistics.median(int8)}
-            records["gpt_transformer"]["speedup"] = statistics.median(fp32) / statistics.median(int8)
+        report = verify_golden(Package(writer.scratch))
         manifest.quantization = records
         manifest.verification = report.to_dict()
         report.require("the INT8 package misses its budget")

@@ -15,8 +15,11 @@ of 0.05), and the damage is very uneven between layers. So the set of INT8 layer
    verification set.
 3. **Selection**: layers ordered by sensitivity per FLOP (what a layer costs in quality for the time
    it can save); the longest prefix of that order that stays inside the budget is found by
-   bisection on measured scores. More INT8 FLOPs is what makes the graph faster, so this prefix is
-   the fastest set found inside the budget; its speed-up is then measured, not estimated.
+   bisection on measured scores.
+4. **Speed**: INT8 FLOPs are not always time saved (each QLinearConv adds quantize/dequantize glue,
+   which small convolutions cannot pay back), so that prefix and shorter ones (¾, ½, ¼ of it) are
+   timed against the FP32 graph, interleaved, and the fastest is kept; when the FP32 graph is the
+   fastest, nothing is quantized.
 
 Everything quantizing goes through onnxruntime's own tools (``create_calibrator``,
 ``quantize_static`` with a calibration cache, QDQ format, U8 activations / S8 per-channel weights),
@@ -29,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ttsopt.build import equalization
-from ttsopt.build.ort_runs import Feed, run_all, run_exposing
+from ttsopt.build.ort_runs import Feed, median_seconds, run_all, run_exposing
 
 #: Scores a graph's outputs on the search inputs against the FP32 graph's: lower is better.
 Score = Callable[[list[dict[str, np.ndarray]]], float]
@@ -45,6 +49,11 @@ Score = Callable[[list[dict[str, np.ndarray]]], float]
 #: Calibration candidates: name → (onnxruntime method, percentile or None).
 CALIBRATIONS = {"minmax": ("MinMax", None), "percentile-99.99": ("Percentile", 99.99),
                 "percentile-99.999": ("Percentile", 99.999)}
+#: Shares of the longest prefix inside the budget that are timed (step 4).
+TIMED_SHARES = (1.0, 0.75, 0.5, 0.25)
+#: An INT8 graph must beat the FP32 one by this factor to be kept: smaller gains are within the timing
+#: noise of a shared machine, and not worth the quality spent.
+MIN_SPEEDUP = 1.05
 
 
 @dataclass
@@ -68,6 +77,16 @@ class SearchResult:
     #: What the equalization did: channel-range percentile, conv pairs folded, tensors with per-channel scales.
     equalization: dict = field(default_factory=dict)
     probes: list[dict] = field(default_factory=list)
+    #: Step 4: median seconds of the FP32 graph and of each timed prefix (``layers`` INT8).
+    fp32_seconds: float = 0.0
+    timings: list[dict] = field(default_factory=list)
+    #: Layers of the longest prefix inside the budget (``quantized`` is shorter, or empty, when that was faster).
+    fitting_layers: int = 0
+
+    @property
+    def seconds(self) -> float:
+        """Median seconds of the chosen graph (the FP32 graph's when nothing is quantized)."""
+        return next((t["seconds"] for t in self.timings if t["layers"] == len(self.quantized)), self.fp32_seconds)
 
 
 def conv_costs(model, feed: Feed) -> list[LayerCost]:
@@ -132,8 +151,16 @@ def quantize_nodes(source: Path, destination: Path, nodes: Sequence[str], calibr
                     calibration_cache_path=str(cache))
 
 
+def fastest_prefix(fp32_seconds: float, timings: dict[int, float]) -> int:
+    """The number of INT8 layers of the fastest timed graph; 0 (FP32) unless it beats the FP32 graph by
+    :data:`MIN_SPEEDUP`."""
+    best = min(timings, key=timings.get, default=0)
+    return best if best and fp32_seconds / timings[best] >= MIN_SPEEDUP else 0
+
+
 def search(source: Path, destination: Path, windows: Sequence[Feed], search_feeds: Sequence[Feed], score: Score,
-           budget: float, reduce_range: bool = False, step: Callable[[str], None] = lambda message: None) -> SearchResult:
+           budget: float, timing_feed: Feed, reduce_range: bool = False,
+           step: Callable[[str], None] = lambda message: None) -> SearchResult:
     """Quantize the convolutions of ``source`` that fit ``budget`` (see the module docstring) into ``destination``."""
     import onnx
 
@@ -188,15 +215,28 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
                 low, best_score = middle, value
             else:
                 high = middle
-        chosen = order[:low]
+        fp32_seconds, timed = 0.0, {}
+        if low:
+            sizes = sorted({max(1, round(share * low)) for share in TIMED_SHARES}, reverse=True)
+            step(f"timing FP32 against {', '.join(map(str, sizes))} INT8 layers")
+            paths = {size: scratch / f"prefix-{size}.onnx" for size in sizes}
+            for size, path in paths.items():
+                build([cost.node for cost in order[:size]], calibration, path)
+            fp32_seconds, *seconds = median_seconds([source, *paths.values()], timing_feed)
+            timed = dict(zip(paths, seconds, strict=True))
+        chosen = order[:fastest_prefix(fp32_seconds, timed)]
         if chosen:
-            build([cost.node for cost in chosen], calibration, destination)
+            shutil.move(scratch / f"prefix-{len(chosen)}.onnx", destination)
+        if len(chosen) != low and chosen:
+            best_score = measure([cost.node for cost in chosen], calibration)
         return SearchResult(calibration=calibration, calibration_scores=calibration_scores, sensitivity=sensitivity,
-                            quantized=[cost.layer for cost in chosen], score=best_score,
+                            quantized=[cost.layer for cost in chosen], score=best_score if chosen else 0.0,
                             all_layers_score=calibration_scores[calibration],
                             flops_share=sum(cost.flops for cost in chosen) / total, probes=probes,
                             equalization={"channel_range_percentile": equalization.PERCENTILE,
-                                          "conv_pairs_folded": len(plan.chains), "tensors": len(plan.scales)})
+                                          "conv_pairs_folded": len(plan.chains), "tensors": len(plan.scales)},
+                            fp32_seconds=fp32_seconds, fitting_layers=low,
+                            timings=[{"layers": size, "seconds": value} for size, value in timed.items()])
 
 
 def feed_length(feed: Feed, axes: dict[str, int]) -> int:

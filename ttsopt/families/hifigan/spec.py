@@ -80,9 +80,9 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     )
 
 
-def calibration_feeds(manifest: Manifest, recordings: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
+def calibration_feeds(package, recordings: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
     """Calibration recordings as the vocoder's inputs: their log-mel spectrograms (the model's own front end)."""
-    mel = MelSettings(**manifest.audio["mel"])
+    mel = MelSettings(**package.manifest.audio["mel"])
     return {GRAPH: [{"mel": log_mel(wav, mel)[None]} for wav in recordings]}
 
 
