@@ -30,6 +30,7 @@ import numpy as np
 from ttsopt.errors import TtsoptError
 from ttsopt.hardware import describe_cpu
 from ttsopt.runtime import load
+from ttsopt.runtime.threads import share_thread_pool
 
 PACKAGE = "package (onnxruntime)"
 EAGER = "PyTorch eager FP32"
@@ -79,7 +80,9 @@ def measure_peak_int8_gops(channels: int = 256, kernel: int = 7, length: int = 1
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, channels, length])],
                               [numpy_helper.from_array(weight, "w"), *scalars])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    share_thread_pool(options)
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     x = rng.integers(0, 256, (1, channels, length), dtype=np.uint8)
     session.run(None, {"x": x})
     best = min(_timed(lambda: session.run(None, {"x": x})) for _ in range(repeat))

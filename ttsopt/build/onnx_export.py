@@ -21,6 +21,7 @@ import torch
 from ttsopt.audio.metrics import snr_db
 from ttsopt.build.spec import GraphExport
 from ttsopt.errors import TtsoptError
+from ttsopt.runtime.threads import share_thread_pool
 
 OPSET = 18
 log = logging.getLogger("ttsopt")
@@ -95,7 +96,9 @@ def check_fidelity(graph: GraphExport, path: Path) -> dict[str, float]:
     """Run the ONNX file in onnxruntime and the module in PyTorch on ``graph.check_sizes``."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    share_thread_pool(options)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     worst = {"snr_db": float("inf"), "max_abs_error": 0.0}
     for seed, sizes in enumerate(graph.check_sizes):
         inputs = _random_inputs(graph, sizes, seed)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ttsopt.runtime.threads import share_thread_pool
+
 Feed = dict[str, np.ndarray]
 
 
@@ -19,6 +21,7 @@ def session(path: Path | str):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    share_thread_pool(options)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
