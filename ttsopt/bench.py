@@ -30,7 +30,7 @@ import numpy as np
 from ttsopt.errors import TtsoptError
 from ttsopt.hardware import describe_cpu
 from ttsopt.runtime import load
-from ttsopt.runtime.threads import share_thread_pool
+from ttsopt.runtime.threads import use_shared_pool
 
 PACKAGE = "package (onnxruntime)"
 EAGER = "PyTorch eager FP32"
@@ -81,7 +81,7 @@ def measure_peak_int8_gops(channels: int = 256, kernel: int = 7, length: int = 1
                               [numpy_helper.from_array(weight, "w"), *scalars])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     options = ort.SessionOptions()
-    share_thread_pool(options)
+    use_shared_pool(options)
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     x = rng.integers(0, 256, (1, channels, length), dtype=np.uint8)
     session.run(None, {"x": x})

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ttsopt.errors import QualityGateError, TtsoptError
+from ttsopt.runtime.threads import share_thread_pool
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export, optimise, verify and run neural TTS models (HiFi-GAN, GPT-SoVITS).")
@@ -240,6 +241,7 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Measure a package against the original model's outputs and reference recordings; exit 1 if a gate fails."""
+    share_thread_pool()  # runtime-only command: every session may share one pool
     from ttsopt.verify import verify_package
 
     plot = plot or package.with_name(f"{package.name}-verify.png")
@@ -311,6 +313,7 @@ def run(
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="TTS: most semantic tokens to generate (25 per second).")] = 1500,
 ) -> None:
     """Synthesise audio with a package (no torch needed)."""
+    share_thread_pool()  # runtime-only command: every session may share one pool
     import time
 
     from ttsopt.audio.io import write_wav
@@ -363,6 +366,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Real-time factor of the package vs PyTorch eager and vs this machine's floor, measured in one run."""
+    share_thread_pool()  # runtime-only command: every session may share one pool
     from ttsopt.bench import EAGER, FP32_PACKAGE, PACKAGE, run_bench, run_tts_bench
     from ttsopt.package import read_manifest
 

@@ -21,7 +21,7 @@ import torch
 from ttsopt.audio.metrics import snr_db
 from ttsopt.build.spec import GraphExport
 from ttsopt.errors import TtsoptError
-from ttsopt.runtime.threads import share_thread_pool
+from ttsopt.runtime.threads import use_shared_pool
 
 OPSET = 18
 log = logging.getLogger("ttsopt")
@@ -97,7 +97,7 @@ def check_fidelity(graph: GraphExport, path: Path) -> dict[str, float]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    share_thread_pool(options)
+    use_shared_pool(options)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     worst = {"snr_db": float("inf"), "max_abs_error": 0.0}
     for seed, sizes in enumerate(graph.check_sizes):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ttsopt.runtime.threads import share_thread_pool
+from ttsopt.runtime.threads import use_shared_pool
 
 Feed = dict[str, np.ndarray]
 
@@ -21,7 +21,7 @@ def session(path: Path | str):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    share_thread_pool(options)
+    use_shared_pool(options)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

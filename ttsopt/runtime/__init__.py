@@ -7,6 +7,9 @@
     >>> audio = synth.synthesize(tokens, "n i2 h ao3 .", voice="alice", seed=0)
     >>> tts = ttsopt.runtime.load("build/gpt-sovits-cpu")
     >>> audio, result = tts.speak("n i2 h ao3 .", voice="alice")
+
+Several sessions in one process run faster on one shared thread pool: call
+``ttsopt.runtime.share_thread_pool()`` first (see :mod:`ttsopt.runtime.threads` for when not to).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.sovits import Synthesizer
+from ttsopt.runtime.threads import share_thread_pool
 from ttsopt.runtime.tts import TextToSpeech
 from ttsopt.runtime.vocoder import Vocoder
 
@@ -27,4 +31,4 @@ def load(path: str | Path) -> Vocoder | Synthesizer | TextToSpeech:
     return _TASKS[package.manifest.task](package)
 
 
-__all__ = ["Package", "Synthesizer", "TextToSpeech", "Vocoder", "load"]
+__all__ = ["Package", "Synthesizer", "TextToSpeech", "Vocoder", "load", "share_thread_pool"]

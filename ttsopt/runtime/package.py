@@ -9,7 +9,7 @@ import numpy as np
 
 from ttsopt.errors import TtsoptError
 from ttsopt.package.manifest import GraphEntry, Manifest, read_manifest
-from ttsopt.runtime.threads import share_thread_pool
+from ttsopt.runtime.threads import use_shared_pool
 
 log = logging.getLogger("ttsopt")
 
@@ -53,7 +53,9 @@ class Package:
         ort_settings = settings.get("onnxruntime", {})
         options.graph_optimization_level = getattr(
             ort.GraphOptimizationLevel, _OPT_LEVELS[ort_settings.get("graph_optimization_level", "all")])
-        share_thread_pool(options, int(ort_settings.get("intra_op_num_threads", 0)), int(ort_settings.get("inter_op_num_threads", 1)))
+        if not use_shared_pool(options):
+            options.intra_op_num_threads = int(ort_settings.get("intra_op_num_threads", 0))
+            options.inter_op_num_threads = int(ort_settings.get("inter_op_num_threads", 1))
         options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if ort_settings.get("execution_mode") == "parallel"
                                   else ort.ExecutionMode.ORT_SEQUENTIAL)
         options.enable_mem_pattern = bool(ort_settings.get("enable_mem_pattern", False))
