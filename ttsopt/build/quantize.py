@@ -213,6 +213,7 @@ def _static_int8(package: Package, graph: str, destination: Path, calib: Path | 
                         "per-channel S8 weights"
                         + (", reduced range (no VNNI)" if reduce_range else ""),
               "calibration": {"chosen": result.calibration, "all_layers_logmel_l1": result.calibration_scores,
+                              "not_computable": sorted(set(static_int8.CALIBRATIONS) - set(result.calibration_scores)),
                               "files": [p.name for p in files], "windows": len(windows),
                               "window": {dim: window}},
               "budget": {"logmel_l1_max": budget, "search_target": SEARCH_MARGIN * budget, "search_logmel_l1": result.score,

@@ -116,19 +116,26 @@ class _Reader:
 
 def calibrate(model_path: Path, windows: Sequence[Feed], scratch: Path) -> dict[str, Path]:
     """One calibration cache per candidate in :data:`CALIBRATIONS` (onnxruntime's JSON format): one MinMax
-    pass over the windows, and one histogram pass whose histograms serve every percentile."""
+    pass over the windows, and one histogram pass whose histograms serve every percentile. A method whose
+    statistics cannot be formed on these windows (onnxruntime's histograms refuse a tensor whose range is
+    too narrow for their bins, seen with a single short recording) is left out of the candidates."""
     from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
 
     collected = {}
-    for method in {method for method, _ in CALIBRATIONS.values()}:
+    for method in sorted({method for method, _ in CALIBRATIONS.values()}):
         calibrator = create_calibrator(model_path, ["Conv"], augmented_model_path=str(scratch / f"augmented-{method}.onnx"),
                                        calibrate_method=getattr(CalibrationMethod, method))
-        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
-            calibrator.collect_data(_Reader(windows))
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+                calibrator.collect_data(_Reader(windows))
+        except ValueError:
+            continue
         collected[method] = calibrator
     caches = {}
     for name, (method, percentile) in CALIBRATIONS.items():
-        calibrator = collected[method]
+        calibrator = collected.get(method)
+        if calibrator is None:
+            continue
         if percentile is not None:
             calibrator.collector.percentile = percentile
         with contextlib.redirect_stdout(io.StringIO()):

@@ -44,6 +44,7 @@ from ttsopt.families.gpt_sovits.sovits_graphs import (
 from ttsopt.families.gpt_sovits.sovits_model import SoVITSConfig, SoVITSModel
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
 from ttsopt.runtime.arrays import read_int_array
+from ttsopt.runtime.package import Package
 from ttsopt.runtime.phonemes import PhonemeTable
 from ttsopt.runtime.sovits import SYMBOLS_FILE, VOICES_FILE, Synthesizer, reference_spectrogram
 
@@ -268,7 +269,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     )
 
 
-def calibration_feeds(package, recordings: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
+def calibration_feeds(package: Package, recordings: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
     """Generator inputs for calibration recordings, made by the package's own FP32 graphs (the runtime).
 
     Each recording gives a voice (``ge`` from the ``reference_encoder`` graph) and a length; ``z`` is the

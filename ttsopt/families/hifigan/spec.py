@@ -16,6 +16,7 @@ from ttsopt.errors import TtsoptError
 from ttsopt.families.hifigan.checkpoint import LoadedHiFiGAN, load_hifigan
 from ttsopt.families.hifigan.model import HiFiGANGenerator
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
+from ttsopt.runtime.package import Package
 
 FAMILY = "hifigan"
 TASK = "vocoder"
@@ -80,7 +81,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     )
 
 
-def calibration_feeds(package, recordings: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
+def calibration_feeds(package: Package, recordings: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
     """Calibration recordings as the vocoder's inputs: their log-mel spectrograms (the model's own front end)."""
     mel = MelSettings(**package.manifest.audio["mel"])
     return {GRAPH: [{"mel": log_mel(wav, mel)[None]} for wav in recordings]}
