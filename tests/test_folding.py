@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ttsopt.build.folding import remove_weight_norm
+from ttsopt.compiler.folding import remove_weight_norm
 from ttsopt.families.hifigan.checkpoint import load_hifigan
 
 

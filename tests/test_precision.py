@@ -12,10 +12,10 @@ import pytest
 from onnx import TensorProto, helper
 
 from tests.conftest import V3, assert_one_line_error, save_jik876, ttsopt
-from ttsopt.build import fp16, static_int8
-from ttsopt.build.ort_runs import run_all
-from ttsopt.build.quantize import calibration_recordings
-from ttsopt.build.tensorrt import optimization_profiles, tensorrt_available
+from ttsopt.compiler import fp16, static_int8
+from ttsopt.compiler.ort_runs import run_all
+from ttsopt.compiler.quantize import calibration_recordings
+from ttsopt.compiler.tensorrt import optimization_profiles, tensorrt_available
 from ttsopt.hardware import FLAGS, cpu_flags, describe_cpu
 from ttsopt.package.manifest import read_manifest
 from ttsopt.runtime.engines import engine_problem, profile_for
@@ -84,7 +84,7 @@ def test_static_int8_unmeetable_budget_exits_1_and_writes_nothing(small_package:
 
 def test_all_layer_int8_fails_the_default_budget_on_the_real_vocoder(package: Path, tmp_path: Path):
     """The gate catches a deliberately bad setting: every convolution of the real HiFi-GAN in INT8."""
-    from ttsopt.build.quantize import _calibration_feeds, _window_axes
+    from ttsopt.compiler.quantize import _calibration_feeds, _window_axes
     from ttsopt.verify import verify_golden
 
     manifest = read_manifest(package)
@@ -109,8 +109,8 @@ def test_equalization_is_exact_in_fp32_and_halves_the_int8_error_of_the_real_voc
     (63 % of its FLOPs): the same FP32 function, and a much smaller INT8 error for the same layers."""
     from ttsopt.audio.mel import MelSettings
     from ttsopt.audio.metrics import logmel_l1
-    from ttsopt.build import equalization
-    from ttsopt.build.quantize import _calibration_feeds, _window_axes
+    from ttsopt.compiler import equalization
+    from ttsopt.compiler.quantize import _calibration_feeds, _window_axes
 
     manifest = read_manifest(package)
     mel = MelSettings(**manifest.audio["mel"])

@@ -209,7 +209,7 @@ def test_bench_reports_every_stage_for_package_and_eager(tts_package: Path):
 
 
 def test_calibration_feeds_are_generator_inputs_from_the_packages_own_graphs(tts_package: Path):
-    from ttsopt.build.quantize import _calibration_feeds, calibration_recordings
+    from ttsopt.compiler.quantize import _calibration_feeds, calibration_recordings
     from ttsopt.runtime.package import Package
 
     package = Package(tts_package)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ttsopt.build.checkpoint import load_checkpoint
+from ttsopt.compiler.checkpoint import load_checkpoint
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.gpt_model import PHONEME_VOCAB_VERSIONS, GPTConfig, Text2SemanticDecoder
 

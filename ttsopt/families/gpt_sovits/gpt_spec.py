@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ttsopt.build.spec import GoldenItem, GraphExport
+from ttsopt.compiler.spec import GoldenItem, GraphExport
 from ttsopt.families.gpt_sovits.gpt_model import (
     AudioEmbeddingGraph,
     Text2SemanticDecoder,

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ttsopt.build.checkpoint import SOVITS_HEADER_TAGS, SOVITS_LORA_TAGS, checkpoint_head, describe_checkpoint
+from ttsopt.compiler.checkpoint import SOVITS_HEADER_TAGS, SOVITS_LORA_TAGS, checkpoint_head, describe_checkpoint
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.sovits_model import SUPPORTED_VERSIONS, SYMBOLS_PER_VERSION, SoVITSConfig, SoVITSModel
 
@@ -364,7 +364,7 @@ def load_sovits_checkpoint(path: str | Path) -> LoadedSoVITS:
     """Load an official SoVITS v1/v2 ``.pth`` as a float32 eval-mode :class:`SoVITSModel` on CPU.
 
     Weight norm stays applied (as a parametrization); fold it with
-    :func:`ttsopt.build.folding.remove_weight_norm` before export.
+    :func:`ttsopt.compiler.folding.remove_weight_norm` before export.
     """
     checkpoint = read_sovits_checkpoint(path)
     config = config_from_hparams(checkpoint.hparams, checkpoint.version, str(checkpoint.path))

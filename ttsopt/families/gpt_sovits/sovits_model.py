@@ -22,7 +22,7 @@ Design notes
 - Weight norm: the layers that are weight-normed in the official model (flow WaveNets, decoder
   upsamplers and resblocks) use ``torch.nn.utils.parametrizations.weight_norm``, so the model computes
   ``g · v / ‖v‖`` exactly like official inference does, and the generic pass
-  :func:`ttsopt.build.folding.remove_weight_norm` (``remove_parametrizations(..., leave_parametrized=True)``)
+  :func:`ttsopt.compiler.folding.remove_weight_norm` (``remove_parametrizations(..., leave_parametrized=True)``)
   folds it into plain weights before export.
 - Padding masks are not modelled. Official inference runs batch 1 with all-ones masks, where every
   ``· mask`` is an exact no-op; a batch here is a batch of equal-length items.

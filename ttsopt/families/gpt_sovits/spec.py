@@ -27,9 +27,9 @@ import torch
 
 from ttsopt.audio.io import read_wav
 from ttsopt.audio.mel import MelSettings
-from ttsopt.build.folding import remove_weight_norm
-from ttsopt.build.quantize import STATIC_INT8, WEIGHT_ONLY
-from ttsopt.build.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
+from ttsopt.compiler.folding import remove_weight_norm
+from ttsopt.compiler.quantize import STATIC_INT8, WEIGHT_ONLY
+from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
 from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.nn.utils import parametrize
 
-from ttsopt.build.checkpoint import describe_checkpoint, load_checkpoint
+from ttsopt.compiler.checkpoint import describe_checkpoint, load_checkpoint
 from ttsopt.errors import TtsoptError
 from ttsopt.families.hifigan.model import HiFiGANConfig, HiFiGANGenerator
 

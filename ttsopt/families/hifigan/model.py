@@ -5,7 +5,7 @@ parameter names follow the jik876 state dict (``conv_pre``, ``ups.{i}``, ``resbl
 ``conv_post``) so that a checkpoint loads without renaming.  Every convolution is weight-normed with
 ``torch.nn.utils.parametrizations.weight_norm``; the legacy ``weight_g``/``weight_v`` keys of the
 published checkpoints are mapped onto it by :mod:`ttsopt.families.hifigan.checkpoint`, and
-:func:`ttsopt.build.folding.remove_weight_norm` folds it away before export.
+:func:`ttsopt.compiler.folding.remove_weight_norm` folds it away before export.
 """
 
 from __future__ import annotations

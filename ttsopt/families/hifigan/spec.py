@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from ttsopt.audio.mel import MelSettings, log_mel
-from ttsopt.build.folding import remove_weight_norm
-from ttsopt.build.quantize import STATIC_INT8
-from ttsopt.build.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
+from ttsopt.compiler.folding import remove_weight_norm
+from ttsopt.compiler.quantize import STATIC_INT8
+from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.hifigan.checkpoint import LoadedHiFiGAN, load_hifigan
 from ttsopt.families.hifigan.model import HiFiGANGenerator

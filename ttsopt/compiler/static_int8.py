@@ -3,7 +3,7 @@
 Quantizing every convolution of a GAN vocoder ruins it (HiFi-GAN: log-mel L1 ≈ 0.5 against a budget
 of 0.05), and the damage is very uneven between layers. So the set of INT8 layers is searched:
 
-0. **Equalize** (:mod:`ttsopt.build.equalization`): the channels of every convolution's input and output
+0. **Equalize** (:mod:`ttsopt.compiler.equalization`): the channels of every convolution's input and output
    are brought to equal range by an exact FP32 rewrite, so that onnxruntime's per-tensor activation
    grids fit every channel (on HiFi-GAN this halves the INT8 error of the same layers).
 1. **Calibrate** once per candidate method on fixed-length windows of the calibration inputs
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ttsopt.build import equalization
-from ttsopt.build.ort_runs import Feed, median_seconds, run_all, run_exposing
+from ttsopt.compiler import equalization
+from ttsopt.compiler.ort_runs import Feed, median_seconds, run_all, run_exposing
 
 #: Scores a graph's outputs on the search inputs against the FP32 graph's: lower is better.
 Score = Callable[[list[dict[str, np.ndarray]]], float]

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ttsopt.audio.io import read_wav
-from ttsopt.build import fp16
-from ttsopt.build.cost import count_flops
-from ttsopt.build.onnx_export import OPSET, export_onnx
-from ttsopt.build.spec import ExportPlan, ExportSources
-from ttsopt.build.tensorrt import engine_plan
+from ttsopt.compiler import fp16
+from ttsopt.compiler.cost import count_flops
+from ttsopt.compiler.onnx_export import OPSET, export_onnx
+from ttsopt.compiler.spec import ExportPlan, ExportSources
+from ttsopt.compiler.tensorrt import engine_plan
 from ttsopt.families import spec_module
 from ttsopt.package import GraphEntry, Manifest, PackageWriter
 from ttsopt.package.manifest import sha256_file

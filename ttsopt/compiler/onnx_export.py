@@ -19,7 +19,7 @@ import onnx
 import torch
 
 from ttsopt.audio.metrics import snr_db
-from ttsopt.build.spec import GraphExport
+from ttsopt.compiler.spec import GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.threads import use_shared_pool
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ttsopt.build.ort_runs import Feed, run_exposing
+from ttsopt.compiler.ort_runs import Feed, run_exposing
 from ttsopt.errors import QualityGateError
 
 FP16_MAX = 65504.0

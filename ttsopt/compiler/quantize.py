@@ -4,7 +4,7 @@ What is quantized is declared by each family (``QUANTIZATION`` in its spec: grap
 
 - ``static-int8`` (convolution graphs: the HiFi-GAN vocoder, the SoVITS generator): calibrated QDQ
   INT8 with equalized channels for the convolutions that fit the log-mel budget, searched layer by
-  layer and then timed (:mod:`ttsopt.build.static_int8`, :mod:`ttsopt.build.equalization`) on
+  layer and then timed (:mod:`ttsopt.compiler.static_int8`, :mod:`ttsopt.compiler.equalization`) on
   calibration recordings turned into the graph's inputs by the family's own front end
   (``calibration_feeds`` in its spec) or on saved inputs (``.npz``).
 - ``weight-only`` (the GPT decode graph): onnxruntime's ``MatMulNBitsQuantizer`` (blocks of 32
@@ -177,8 +177,8 @@ def _static_int8(package: Package, graph: str, destination: Path, calib: Path | 
                  step: Callable[[str], None]) -> dict:
     from ttsopt.audio.mel import MelSettings
     from ttsopt.audio.metrics import logmel_l1
-    from ttsopt.build import static_int8
-    from ttsopt.build.ort_runs import run_all
+    from ttsopt.compiler import static_int8
+    from ttsopt.compiler.ort_runs import run_all
     from ttsopt.hardware import has_int8_dot_product
 
     manifest = package.manifest

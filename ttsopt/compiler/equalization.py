@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ttsopt.build.ort_runs import Feed, run_exposing
+from ttsopt.compiler.ort_runs import Feed, run_exposing
 
 #: The channel range ``σ`` is this percentile of ``|x|`` (robust to the odd spike).
 PERCENTILE = 99.99

@@ -1,0 +1,76 @@
+"""``ttsopt export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ttsopt.cli._common import command, fmt, out, spinner
+from ttsopt.errors import TtsoptError
+
+
+@command
+def export(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Package directory to write.")],
+    checkpoint: Annotated[Path | None, typer.Argument(help="HiFi-GAN generator checkpoint (jik876 format).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="The HiFi-GAN checkpoint's config.json (default: beside it).")] = None,
+    sovits: Annotated[Path | None, typer.Option("--sovits", help="GPT-SoVITS SoVITS weights (s2 .pth, v1/v2).")] = None,
+    gpt: Annotated[Path | None, typer.Option("--gpt", help="GPT-SoVITS GPT weights (s1 .ckpt), with --sovits: a text-to-speech package.")] = None,
+    voice: Annotated[list[str] | None, typer.Option(
+        "--voice", help='NAME=ref.wav[:prompt_tokens.npy:"prompt phonemes"]: store this voice in the package (repeatable).')] = None,
+    target: Annotated[str, typer.Option("--target", help="Target profile from configs/: cpu, t4, a10g.")] = "cpu",
+    precision: Annotated[str | None, typer.Option("--precision", help="Override the target's default precision.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's verification as JSON.")] = False,
+) -> None:
+    """Export a checkpoint to a verified, self-contained package (ONNX graphs, golden data, manifest).
+
+    HiFi-GAN: ttsopt export generator.pth.tar -o PKG.  GPT-SoVITS: ttsopt export --gpt s1.ckpt --sovits s2.pth
+    --voice NAME=ref.wav:prompt_tokens.npy:"prompt phonemes" -o PKG (without --gpt: the SoVITS decoder alone).
+    """
+    from ttsopt.compiler.exporter import export_package
+    from ttsopt.compiler.tensorrt import build_engines, tensorrt_available
+
+    family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [])
+    with spinner("exporting") as status:
+        manifest = export_package(family, sources, target, output, precision, step=lambda message: status.update(message))
+        unavailable = tensorrt_available() if manifest.tensorrt else None
+        if manifest.tensorrt and unavailable is None:
+            manifest = build_engines(output, output, step=lambda message: status.update(message))
+    if as_json:
+        out.print_json(json.dumps({"package": str(output), "verification": manifest.verification,
+                                   "tensorrt": manifest.tensorrt.get("status")}))
+        return
+    gates = manifest.verification["gates"]
+    out.print(f"[green]wrote[/] {output}  ({manifest.family} {manifest.task}, target {manifest.target['name']}, "
+              f"{manifest.precision}; " + ", ".join(f"{g['name']} {fmt(g['value'])}" for g in gates[:2]) + ")")
+    if manifest.tensorrt:
+        out.print(f"TensorRT engines: {escape(manifest.tensorrt['status'])}" if unavailable is None else
+                  f"TensorRT engines not built ({escape(unavailable)}): run `ttsopt build {escape(str(output))}` on "
+                  f"the {target} machine; until then the package runs on onnxruntime")
+
+
+def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path | None, gpt: Path | None, voices: list[str]):
+    """Which family the user asked for, and its inputs: a positional checkpoint is HiFi-GAN, --sovits (+ --gpt) GPT-SoVITS."""
+    from ttsopt.compiler.spec import ExportSources, VoiceSource
+
+    if gpt is not None and sovits is None:
+        raise TtsoptError("--gpt needs --sovits too: a GPT-SoVITS package holds the GPT and the SoVITS model that speaks its tokens")
+    if (checkpoint is None) == (sovits is None):
+        raise TtsoptError("give a HiFi-GAN checkpoint (ttsopt export generator.pth.tar) or --sovits s2.pth, not both or neither")
+    named = {}
+    for entry in voices:
+        name, sep, spec = entry.partition("=")
+        parts = spec.split(":", 2)
+        if not sep or not name or not parts[0] or len(parts) == 2:
+            raise TtsoptError(f"--voice {entry!r} must be NAME=recording.wav or NAME=recording.wav:prompt_tokens.npy:\"prompt phonemes\"")
+        if name in named:
+            raise TtsoptError(f"voice {name!r} is given twice")
+        named[name] = VoiceSource(Path(parts[0]), Path(parts[1]) if len(parts) == 3 else None,
+                                  parts[2] if len(parts) == 3 else None)
+    if checkpoint is not None:
+        return "hifigan", ExportSources({"generator": checkpoint}, config, named)
+    return "gpt_sovits", ExportSources({"sovits": sovits} | ({"gpt": gpt} if gpt else {}), config, named)

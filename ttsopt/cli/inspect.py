@@ -1,0 +1,80 @@
+"""``ttsopt inspect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ttsopt.cli._common import command, fmt, out
+
+
+@command
+def inspect(
+    package: Annotated[Path, typer.Argument(help="Package directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show what a package holds: model, audio settings, graphs and their shapes, tools, verification."""
+    from ttsopt.package import read_manifest
+
+    manifest = read_manifest(package, check_files=True)
+    if as_json:
+        out.print_json(manifest.to_json())
+        return
+    mel = manifest.audio.get("mel", {})
+    out.print(f"[bold]{package}[/]: {manifest.family} {manifest.task}, target {manifest.target['name']}, "
+              f"{manifest.precision}, schema {manifest.schema_version}; all {len(manifest.files)} files match their sha256")
+    out.print(f"audio: {manifest.sample_rate} Hz; mel: " + ", ".join(f"{k} {v}" for k, v in mel.items()))
+    for role, path in manifest.source["checkpoints"].items():
+        out.print(f"source {role}: {path} (sha256 {manifest.source['sha256'][role][:12]}…)")
+    table = Table(title="graphs")
+    for column in ("graph", "file", "size MB", "inputs", "outputs", "dim ranges (min/opt/max)"):
+        table.add_column(column)
+    for name, entry in manifest.graphs.items():
+        size = (package / entry.file).stat().st_size / 1e6
+        table.add_row(name, entry.file, f"{size:.1f}", _describe_tensors(entry.inputs), _describe_tensors(entry.outputs),
+                      "\n".join(f"{d}: {r.min}/{r.opt}/{r.max}" for d, r in entry.dims.items()))
+    out.print(table)
+    voices = manifest.runtime.get("voices")
+    if voices is not None:
+        out.print("voices: " + (", ".join(f"{name} ({'with' if v.get('prompt') else 'no'} GPT prompt; from {Path(v['source']).name})"
+                                          for name, v in voices.items()) or "none (synthesise with --reference ref.wav)"))
+    gates = manifest.verification.get("gates", [])
+    if gates:
+        out.print("verified at export: " + "; ".join(
+            f"{g['name']} {fmt(g['value'])} ({'pass' if g['passed'] else 'FAIL'})" for g in gates))
+    if "flop_per_audio_second" in manifest.cost:
+        out.print(f"cost: {manifest.cost['flop_per_audio_second'] / 1e9:.1f} GFLOP per audio second")
+    for name, record in manifest.quantization.items():
+        out.print(f"precision of {name}: {_describe_precision(record)}")
+    if manifest.tensorrt:
+        profiles = sum(len(p) for p in manifest.tensorrt["profiles"].values())
+        out.print(f"TensorRT: {escape(manifest.tensorrt['status'])} ({profiles} optimization profiles over "
+                  f"{len(manifest.tensorrt['profiles'])} graphs)")
+    out.print("made with " + ", ".join(f"{k} {v}" for k, v in manifest.tools.items()))
+
+
+def _describe_precision(record: dict) -> str:
+    if "fp32_islands" in record:
+        return (f"FP16, {len(record['fp32_islands'])} FP32 islands "
+                f"({', '.join(record['fp32_islands']) or 'none needed'}), output SNR {float(record['output_snr_db']):.1f} dB vs FP32")
+    if "kept_fp32" in record:
+        return f"FP32 ({record['kept_fp32']})"
+    if "quantized_layers" in record:
+        return (f"INT8 {len(record['quantized_layers'])} of {len(record['sensitivity'])} convolutions "
+                f"({record['int8_flops_share']:.0%} of FLOPs, {record['calibration']['chosen']} calibration), "
+                f"{record['speedup']:.2f}× measured at quantization")
+    return f"{record['method']}, {record.get('speedup', 0):.2f}× decode step measured at quantization"
+
+
+def _describe_tensors(specs) -> str:
+    """One line per tensor; per-layer KV-cache tensors are summarised as one line."""
+    lines = [f"{t.name} {t.dtype} {list(t.shape)}" for t in specs if t.kind != "cache"]
+    caches = [t for t in specs if t.kind == "cache"]
+    if caches:
+        first = caches[0]
+        lines.append(f"{first.name} … {caches[-1].name} ({len(caches)}) {first.dtype} {list(first.shape)}")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""``ttsopt run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ttsopt.cli._common import command, err, out
+from ttsopt.errors import TtsoptError
+from ttsopt.runtime.threads import share_thread_pool
+
+
+@command
+def run(
+    package: Annotated[Path, typer.Argument(help="Package directory.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
+    wav: Annotated[Path | None, typer.Option("--wav", help="Vocoder: copy synthesis, recording → mel → vocoder.")] = None,
+    mel: Annotated[Path | None, typer.Option("--mel", help="Vocoder: log-mel spectrogram .npy, [n_mels, frames].")] = None,
+    tokens: Annotated[Path | None, typer.Option("--tokens", help="SoVITS: semantic tokens .npy (int, 25 Hz, EOS removed).")] = None,
+    phonemes: Annotated[str | None, typer.Option("--phonemes", help='SoVITS: target phonemes, space-separated ("n i2 h ao3 .").')] = None,
+    voice: Annotated[str | None, typer.Option("--voice", help="SoVITS: a voice stored in the package.")] = None,
+    reference: Annotated[list[Path] | None, typer.Option("--reference", help="SoVITS: reference recording(s) instead of a stored voice.")] = None,
+    noise_scale: Annotated[float, typer.Option("--noise-scale", help="SoVITS: prior temperature (official default 0.5).")] = 0.5,
+    speed: Annotated[float, typer.Option("--speed", help="SoVITS: speaking rate (> 1 is faster).")] = 1.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="SoVITS/TTS: seed of the noise and the GPT's sampling.")] = None,
+    bert: Annotated[Path | None, typer.Option("--bert", help="TTS: BERT features .npy [1024, phonemes] (default zeros).")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="TTS: keep the k most likely tokens (default: the GPT's config).")] = None,
+    top_p: Annotated[float, typer.Option("--top-p", help="TTS: nucleus sampling threshold (1 = off).")] = 1.0,
+    temperature: Annotated[float, typer.Option("--temperature", help="TTS: sampling temperature.")] = 1.0,
+    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="TTS: official default 1.35.")] = 1.35,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="TTS: most semantic tokens to generate (25 per second).")] = 1500,
+) -> None:
+    """Synthesise audio with a package (no torch needed)."""
+    share_thread_pool()  # runtime-only command: every session may share one pool
+    import time
+
+    from ttsopt.audio.io import write_wav
+    from ttsopt.runtime import Synthesizer, TextToSpeech, load
+    from ttsopt.runtime.arrays import read_npy
+    from ttsopt.runtime.sampling import SamplingParams
+
+    model = load(package)
+    start = time.perf_counter()
+    if isinstance(model, Synthesizer):
+        if wav is not None or mel is not None:
+            raise TtsoptError("--wav/--mel are for vocoder packages; a GPT-SoVITS package takes --phonemes (and --tokens)")
+        if phonemes is None or (tokens is None and not isinstance(model, TextToSpeech)):
+            raise TtsoptError("a SoVITS package needs --tokens tokens.npy and --phonemes \"...\"" if not isinstance(model, TextToSpeech)
+                              else "give the text to speak as --phonemes \"...\"")
+        if voice is not None and reference:
+            raise TtsoptError("give --voice or --reference, not both")
+        semantic = read_npy(tokens, "semantic tokens") if tokens is not None else None
+        features = read_npy(bert, "BERT features") if bert is not None else None
+        start = time.perf_counter()
+        ge = model.voice_embedding(reference) if reference else voice
+        if semantic is not None:
+            audio = model.synthesize(semantic, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=seed)
+        else:
+            params = SamplingParams(top_k=top_k or model.gpt.default_top_k, top_p=top_p, temperature=temperature,
+                                    repetition_penalty=repetition_penalty, max_new_tokens=max_tokens, seed=seed)
+            audio, result = model.speak(phonemes, ge, features, params, noise_scale=noise_scale, speed=speed)
+            err.print(f"GPT: {result.tokens.size} semantic tokens, stopped by {result.stop_reason}", highlight=False)
+    else:
+        if tokens is not None or phonemes is not None or voice is not None or reference:
+            raise TtsoptError("--tokens/--phonemes/--voice/--reference are for GPT-SoVITS packages; a vocoder takes --wav or --mel")
+        if (wav is None) == (mel is None):
+            raise TtsoptError("give exactly one of --wav or --mel")
+        spectrogram = model.mel_from_wav(wav) if wav is not None else read_npy(mel, "mel")
+        start = time.perf_counter()
+        audio = model.vocode(spectrogram)
+    elapsed = time.perf_counter() - start
+    write_wav(output, audio, model.sample_rate)
+    seconds = len(audio) / model.sample_rate
+    out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
