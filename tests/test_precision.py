@@ -84,7 +84,8 @@ def test_static_int8_unmeetable_budget_exits_1_and_writes_nothing(small_package:
 
 def test_all_layer_int8_fails_the_default_budget_on_the_real_vocoder(package: Path, tmp_path: Path):
     """The gate catches a deliberately bad setting: every convolution of the real HiFi-GAN in INT8."""
-    from ttsopt.compiler.quantize import _calibration_feeds, _window_axes
+    from ttsopt.compiler.passes.static_int8 import window_axes as _window_axes
+    from ttsopt.compiler.quantize import calibration_feeds as _calibration_feeds
     from ttsopt.verify import verify_golden
 
     manifest = read_manifest(package)
@@ -110,7 +111,8 @@ def test_equalization_is_exact_in_fp32_and_halves_the_int8_error_of_the_real_voc
     from ttsopt.audio.mel import MelSettings
     from ttsopt.audio.metrics import logmel_l1
     from ttsopt.compiler import equalization
-    from ttsopt.compiler.quantize import _calibration_feeds, _window_axes
+    from ttsopt.compiler.passes.static_int8 import window_axes as _window_axes
+    from ttsopt.compiler.quantize import calibration_feeds as _calibration_feeds
 
     manifest = read_manifest(package)
     mel = MelSettings(**manifest.audio["mel"])

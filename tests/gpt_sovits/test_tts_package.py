@@ -209,7 +209,8 @@ def test_bench_reports_every_stage_for_package_and_eager(tts_package: Path):
 
 
 def test_calibration_feeds_are_generator_inputs_from_the_packages_own_graphs(tts_package: Path):
-    from ttsopt.compiler.quantize import _calibration_feeds, calibration_recordings
+    from ttsopt.compiler.quantize import calibration_feeds as _calibration_feeds
+    from ttsopt.compiler.quantize import calibration_recordings
     from ttsopt.runtime.package import Package
 
     package = Package(tts_package)

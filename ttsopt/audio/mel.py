@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
+import scipy.signal
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
 
 def _hann(win_length: int, n_fft: int) -> np.ndarray:
     """Periodic Hann window (torch's default), zero-padded to ``n_fft`` in the centre as torch.stft does."""
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win_length) / win_length)
+    window = scipy.signal.get_window("hann", win_length, fftbins=True)
     left = (n_fft - win_length) // 2
     return np.pad(window, (left, n_fft - win_length - left)).astype(np.float32)
 

@@ -33,8 +33,11 @@ def _aligned(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, n
 
 
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Signal-to-noise ratio of ``estimate`` against ``reference`` in dB (``inf`` when identical)."""
+    """Signal-to-noise ratio of ``estimate`` against ``reference`` in dB (``inf`` when identical, ``-inf``
+    when the estimate holds NaN/Inf: a broken output must fail every SNR gate, not compare as NaN)."""
     reference, estimate = _aligned(reference, estimate)
+    if not np.all(np.isfinite(estimate)):
+        return -math.inf
     noise = float(np.sum((reference - estimate) ** 2))
     signal = float(np.sum(reference**2))
     if noise == 0.0:
@@ -77,6 +80,12 @@ def mel_cepstral_distortion(reference: np.ndarray, estimate: np.ndarray, mel: Me
     est_cep = dct(log_mel(estimate, mel), type=2, norm="ortho", axis=0)[1:MCD_COEFFICIENTS]
     per_frame = np.sqrt(2.0 * np.sum((ref_cep - est_cep) ** 2, axis=0))
     return float(10.0 / math.log(10.0) * np.mean(per_frame))
+
+
+def tensor_metrics(want: np.ndarray, got: np.ndarray) -> dict:
+    """Elementwise figures of a non-audio output (embeddings, latents, logits, K/V)."""
+    return {"snr_db": snr_db(want, got), "max_abs_error": max_abs_error(want, got),
+            "nonfinite": int(np.size(got) - np.count_nonzero(np.isfinite(got)))}
 
 
 def golden_metrics(golden: np.ndarray, output: np.ndarray, mel: MelSettings) -> dict[str, float]:

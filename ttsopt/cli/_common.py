@@ -37,6 +37,11 @@ def _setup_logging() -> None:
     logger.propagate = False
 
 
+#: Optional dependencies → the extra that installs them (pyproject.toml): a runtime-only install that runs a
+#: build command gets this line instead of a traceback.
+_EXTRAS = {"torch": "build", "onnx": "build", "onnxscript": "build", "onnxslim": "build"}
+
+
 def command(fn: Callable) -> Callable:
     """Register ``fn`` as a subcommand whose user errors become one line and an exit status."""
 
@@ -50,6 +55,13 @@ def command(fn: Callable) -> Callable:
             raise typer.Exit(1) from None
         except TtsoptError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except ModuleNotFoundError as exc:
+            extra = _EXTRAS.get((exc.name or "").partition(".")[0])
+            if extra is None:
+                raise
+            err.print(f"[red]error:[/] ttsopt {fn.__name__} needs {exc.name}, which is not installed: "
+                      f"pip install 'ttsopt[{extra}]'", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]: nothing was written")

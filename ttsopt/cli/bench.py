@@ -26,19 +26,8 @@ def bench(
 ) -> None:
     """Real-time factor of the package vs PyTorch eager and vs this machine's floor, measured in one run."""
     share_thread_pool()  # runtime-only command: every session may share one pool
-    from ttsopt.bench import EAGER, FP32_PACKAGE, PACKAGE, run_bench, run_tts_bench
-    from ttsopt.package import read_manifest
-
-    if read_manifest(package, check_files=False).task == "tts":
-        if original_config is not None:
-            raise TtsoptError("--original-config is for HiFi-GAN packages")
-        with spinner("benchmarking") as status:
-            report = run_tts_bench(package, repeat, original, step=lambda m: status.update(m))
-        if as_json:
-            out.print_json(json.dumps(report.to_dict()))
-        else:
-            _print_tts_bench(report)
-        return
+    from ttsopt.bench import BenchOptions, run_bench
+    from ttsopt.bench.rtf import BenchReport
 
     try:
         lengths = tuple(float(s) for s in seconds.split(",") if s.strip())
@@ -46,11 +35,20 @@ def bench(
         raise TtsoptError(f"--seconds must be numbers separated by commas, got {seconds!r}") from None
     if not lengths or min(lengths) <= 0:
         raise TtsoptError("--seconds needs positive lengths")
+    options = BenchOptions(lengths, repeat, original, original_config)
     with spinner("benchmarking") as status:
-        report = run_bench(package, lengths, repeat, original, original_config, step=lambda m: status.update(m))
+        report = run_bench(package, options, step=lambda m: status.update(m))
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
-        return
+    elif isinstance(report, BenchReport):
+        _print_rtf_bench(report)
+    else:
+        _print_stage_bench(report)
+
+
+def _print_rtf_bench(report) -> None:
+    from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE
+
     machine = report.machine
     int8 = report.int8_peak_gops is not None
     table = Table(title=f"RTF (median of {report.repeat}, interleaved) on {machine['cpu']}, {machine['cores']} cores")
@@ -86,8 +84,8 @@ def bench(
         out.print(f"[yellow]note:[/] {escape(note)}")
 
 
-def _print_tts_bench(report) -> None:
-    from ttsopt.bench import EAGER, FP32_PACKAGE, PACKAGE
+def _print_stage_bench(report) -> None:
+    from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE
 
     machine = report.machine
     table = Table(title=f"text to speech (medians of {report.repeat}, interleaved) on {machine['cpu']}, {machine['cores']} cores")

@@ -54,13 +54,12 @@ def export(
 
 
 def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path | None, gpt: Path | None, voices: list[str]):
-    """Which family the user asked for, and its inputs: a positional checkpoint is HiFi-GAN, --sovits (+ --gpt) GPT-SoVITS."""
+    """The checkpoints by role (the positional one is a vocoder ``generator``) and the family that takes them."""
     from ttsopt.compiler.spec import ExportSources, VoiceSource
+    from ttsopt.families import family_for_checkpoints
 
-    if gpt is not None and sovits is None:
-        raise TtsoptError("--gpt needs --sovits too: a GPT-SoVITS package holds the GPT and the SoVITS model that speaks its tokens")
-    if (checkpoint is None) == (sovits is None):
-        raise TtsoptError("give a HiFi-GAN checkpoint (ttsopt export generator.pth.tar) or --sovits s2.pth, not both or neither")
+    roles = {role: path for role, path in (("generator", checkpoint), ("sovits", sovits), ("gpt", gpt)) if path is not None}
+    family = family_for_checkpoints(set(roles))
     named = {}
     for entry in voices:
         name, sep, spec = entry.partition("=")
@@ -71,6 +70,4 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
             raise TtsoptError(f"voice {name!r} is given twice")
         named[name] = VoiceSource(Path(parts[0]), Path(parts[1]) if len(parts) == 3 else None,
                                   parts[2] if len(parts) == 3 else None)
-    if checkpoint is not None:
-        return "hifigan", ExportSources({"generator": checkpoint}, config, named)
-    return "gpt_sovits", ExportSources({"sovits": sovits} | ({"gpt": gpt} if gpt else {}), config, named)
+    return family, ExportSources(roles, config, named)

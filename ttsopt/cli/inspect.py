@@ -19,6 +19,7 @@ def inspect(
 ) -> None:
     """Show what a package holds: model, audio settings, graphs and their shapes, tools, verification."""
     from ttsopt.package import read_manifest
+    from ttsopt.package.precision import record_from_dict
 
     manifest = read_manifest(package, check_files=True)
     if as_json:
@@ -49,25 +50,12 @@ def inspect(
     if "flop_per_audio_second" in manifest.cost:
         out.print(f"cost: {manifest.cost['flop_per_audio_second'] / 1e9:.1f} GFLOP per audio second")
     for name, record in manifest.quantization.items():
-        out.print(f"precision of {name}: {_describe_precision(record)}")
+        out.print(f"precision of {name}: {record_from_dict(record).describe()}")
     if manifest.tensorrt:
         profiles = sum(len(p) for p in manifest.tensorrt["profiles"].values())
         out.print(f"TensorRT: {escape(manifest.tensorrt['status'])} ({profiles} optimization profiles over "
                   f"{len(manifest.tensorrt['profiles'])} graphs)")
     out.print("made with " + ", ".join(f"{k} {v}" for k, v in manifest.tools.items()))
-
-
-def _describe_precision(record: dict) -> str:
-    if "fp32_islands" in record:
-        return (f"FP16, {len(record['fp32_islands'])} FP32 islands "
-                f"({', '.join(record['fp32_islands']) or 'none needed'}), output SNR {float(record['output_snr_db']):.1f} dB vs FP32")
-    if "kept_fp32" in record:
-        return f"FP32 ({record['kept_fp32']})"
-    if "quantized_layers" in record:
-        return (f"INT8 {len(record['quantized_layers'])} of {len(record['sensitivity'])} convolutions "
-                f"({record['int8_flops_share']:.0%} of FLOPs, {record['calibration']['chosen']} calibration), "
-                f"{record['speedup']:.2f}× measured at quantization")
-    return f"{record['method']}, {record.get('speedup', 0):.2f}× decode step measured at quantization"
 
 
 def _describe_tensors(specs) -> str:

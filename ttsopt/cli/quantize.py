@@ -28,7 +28,8 @@ def quantize(
     """INT8 where it fits a quality budget and is faster (convolutions: searched layer by layer, then timed;
     GPT decode: weight-only INT8 or INT4); the package is written only if it passes."""
     from ttsopt.compiler.quantize import parse_budget, quantize_package
-    from ttsopt.verify import json_safe
+    from ttsopt.package.manifest import json_safe
+    from ttsopt.package.precision import StaticInt8Record, record_from_dict
 
     if not int8:
         raise TtsoptError("say which precision: ttsopt quantize PKG --int8 -o OUT")
@@ -39,49 +40,40 @@ def quantize(
         out.print_json(json.dumps(json_safe({"package": str(output), "quantization": manifest.quantization,
                                              "verification": manifest.verification})))
         return
-    for name, record in manifest.quantization.items():
-        if "sensitivity" in record:
+    records = {name: record_from_dict(data) for name, data in manifest.quantization.items()}
+    for name, record in records.items():
+        if isinstance(record, StaticInt8Record):
             _print_sensitivity(name, record)
     table = Table(title=f"{output}: INT8 graphs")
     for column in ("graph", "method", "INT8 / FP32 layers", "MB (FP32 → INT8)", "time (FP32 → INT8)", "speed-up"):
         table.add_column(column)
-    for name, record in manifest.quantization.items():
-        if "kept_fp32" in record:
-            table.add_row(name, "FP32 kept (INT8 not faster)", f"0 / {len(record['fp32_layers'])}", "—",
-                          f"{record['seconds']['fp32']:.2f} s", "—")
-            continue
-        if "sensitivity" in record:
-            layers = f"{len(record['quantized_layers'])} / {len(record['fp32_layers'])} ({record['int8_flops_share']:.0%} of FLOPs INT8)"
-            size = "—"
-            timing = f"{record['seconds']['fp32']:.2f} → {record['seconds']['int8']:.2f} s"
-        else:
-            layers = f"{record['quantized_matmuls']} / {record['fp32_weight_matmuls']} MatMuls INT{record['bits']}"
-            size = f"{record['bytes']['fp32'] / 1e6:.1f} → {record['bytes']['quantized'] / 1e6:.1f}"
-            steps, chosen = record["decode_step_ms"], f"int{record['bits']}"
-            timing = f"{steps['fp32']:.2f} → {steps[chosen]:.2f} ms/step (" + ", ".join(
-                f"{key} {value:.2f}" for key, value in steps.items() if key != "fp32") + ")"
-        table.add_row(name, record["method"], layers, size, timing, f"{record['speedup']:.2f}×")
+    for name, record in records.items():
+        table.add_row(*record.table_row(name))
     out.print(table)
     out.print("gates: " + "; ".join(f"{g['name']} {fmt(g['value'])} ({'pass' if g['passed'] else 'FAIL'})"
                                     for g in manifest.verification["gates"]))
 
 
-def _print_sensitivity(graph: str, record: dict) -> None:
-    calibration = record["calibration"]
+def _print_sensitivity(graph: str, record) -> None:
+    """The static INT8 search of one graph: calibration choice, per-layer sensitivity, budget, timing, the gate."""
+    calibration = record.calibration
     out.print(f"{graph}: calibration {calibration['chosen']} (all layers INT8, log-mel L1: "
               + ", ".join(f"{k} {v:.3f}" for k, v in calibration["all_layers_logmel_l1"].items()) + ")")
     table = Table(title=f"{graph}: sensitivity (log-mel L1 with one layer INT8), most sensitive first")
     for column in ("layer", "log-mel L1", "precision"):
         table.add_column(column)
-    for layer, value in sorted(record["sensitivity"].items(), key=lambda item: -item[1]):
-        table.add_row(layer, f"{value:.4f}", "INT8" if layer in record["quantized_layers"] else "FP32")
+    for layer, value in sorted(record.sensitivity.items(), key=lambda item: -item[1]):
+        table.add_row(layer, f"{value:.4f}", "INT8" if layer in record.quantized_layers else "FP32")
     out.print(table)
-    budget = record["budget"]
+    budget = record.budget
     out.print(f"search: {budget['fitting_layers']} layers INT8 fit log-mel L1 ≤ {budget['logmel_l1_max']:g} "
               f"(all layers: {budget['all_layers_logmel_l1']:.3f}); timed against FP32 "
-              f"({record['seconds']['fp32']:.3f} s): "
-              + ", ".join(f"{t['layers']} layers {t['seconds']:.3f} s" for t in record["seconds"]["timed_int8_layers"]))
-    if "kept_fp32" in record:
-        out.print(f"{graph} stays FP32: {record['kept_fp32']}")
+              f"({record.seconds['fp32']:.3f} s): "
+              + ", ".join(f"{t['layers']} layers {t['seconds']:.3f} s" for t in record.seconds["timed_int8_layers"]))
+    for rejected in budget.get("package_gate_rejected", []):
+        out.print(f"{graph}: {rejected['layers']} layers INT8 refused by the package's golden gate "
+                  f"(log-mel L1 {rejected['value']:.4f} > {budget['logmel_l1_max']:g})")
+    if record.kept_fp32:
+        out.print(f"{graph} stays FP32: {record.kept_fp32}")
     else:
-        out.print(f"{graph}: {len(record['quantized_layers'])} layers INT8, search log-mel L1 {budget['search_logmel_l1']:.4f}")
+        out.print(f"{graph}: {len(record.quantized_layers)} layers INT8, search log-mel L1 {budget['search_logmel_l1']:.4f}")

@@ -54,12 +54,11 @@ class Equalization:
 
 
 def _maps(model):
-    producer = {out: node for node in model.graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    return producer, consumers
+    """(tensor → the node producing it, tensor → the nodes reading it): onnxruntime's own graph indexes."""
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    graph = ONNXModel(model)
+    return graph.output_name_to_node(), graph.input_name_to_nodes()
 
 
 def _initializers(model) -> dict:

@@ -7,70 +7,47 @@ into place.  A package that fails its target's gates is not written.
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable
-from importlib import metadata
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 
+from ttsopt.assets import VERIFICATION, bundled_recordings
 from ttsopt.audio.io import read_wav
-from ttsopt.compiler import fp16
 from ttsopt.compiler.cost import count_flops
 from ttsopt.compiler.onnx_export import OPSET, export_onnx
+from ttsopt.compiler.passes import FP16, PassContext
 from ttsopt.compiler.spec import ExportPlan, ExportSources
 from ttsopt.compiler.tensorrt import engine_plan
-from ttsopt.families import spec_module
+from ttsopt.families import Family
 from ttsopt.package import GraphEntry, Manifest, PackageWriter
-from ttsopt.package.manifest import sha256_file
+from ttsopt.package.golden import GOLDEN_FILE, write_golden
+from ttsopt.package.manifest import json_safe, sha256_file
 from ttsopt.targets import load_target, resolve_precision
-from ttsopt.verify import json_safe, verify_golden
-
-GOLDEN_FILE = "golden.npz"
-_TOOLS = ("ttsopt", "torch", "onnx", "onnxruntime", "onnxslim", "numpy")
-
-
-def verification_speech() -> list[Path]:
-    """The bundled verification recordings (espeak-ng speech, two voices)."""
-    return sorted(Path(str(p)) for p in files("ttsopt.assets").joinpath("speech").iterdir() if p.name.endswith(".wav"))
+from ttsopt.verify import verify_golden
+from ttsopt.versions import tool_versions
 
 
 def load_verification_speech(sample_rate: int) -> list[tuple[str, np.ndarray]]:
     """(name, waveform) of each bundled recording at ``sample_rate``."""
-    return [(path.stem, read_wav(path, sample_rate)) for path in verification_speech()]
+    return [(path.stem, read_wav(path, sample_rate)) for path in bundled_recordings(VERIFICATION)]
 
 
-def tool_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for tool in _TOOLS:
-        try:
-            versions[tool] = metadata.version(tool)
-        except metadata.PackageNotFoundError:
-            versions[tool] = "not installed"
-    return versions
-
-
-def export_package(family: str, sources: ExportSources, target: str, out: Path, precision: str | None = None,
+def export_package(family: Family, sources: ExportSources, target: str, out: Path, precision: str | None = None,
                    step: Callable[[str], None] = lambda message: None) -> Manifest:
     profile = load_target(target)
     precision = resolve_precision(profile, precision)
-    spec = spec_module(family)
 
     step("loading checkpoint")
-    plan: ExportPlan = spec.plan(sources, speech=load_verification_speech)
+    plan: ExportPlan = family.plan(sources, speech=load_verification_speech)
     rate = plan.audio["sample_rate"]
 
     with PackageWriter(out) as writer:
         for name, payload in plan.files.items():
             writer.path(name).write_bytes(payload)
         step("running the original model on the verification set")
-        golden_arrays: dict[str, np.ndarray] = {}
-        for item in plan.golden:
-            outputs = plan.original[item.graph](item.inputs)
-            golden_arrays.update({f"{item.name}/in/{k}": v for k, v in item.inputs.items()})
-            golden_arrays.update({f"{item.name}/out/{k}": v for k, v in outputs.items()})
-        np.savez(writer.path(GOLDEN_FILE), **golden_arrays)
+        write_golden(writer.path(GOLDEN_FILE), ((item.name, item.inputs, plan.original[item.graph](item.inputs))
+                                                for item in plan.golden))
 
         graphs: dict[str, GraphEntry] = {}
         fidelity: dict[str, dict] = {}
@@ -82,10 +59,9 @@ def export_package(family: str, sources: ExportSources, target: str, out: Path, 
             file = f"{graph.name}.onnx"
             fidelity[graph.name] = export_onnx(graph, writer.path(file), metadata_props | {"ttsopt.graph": graph.name})
             if precision == "fp16":
-                feeds = [item.inputs for item in plan.golden if item.graph == graph.name]
-                step(f"graph {graph.name}: FP16 with FP32 islands measured on {len(feeds)} inputs")
-                conversions[graph.name] = json_safe(fp16.convert(writer.path(file), writer.path(file), feeds,
-                                                                 profile["gates"]["fp16"]["snr_db_min"], step))
+                context = PassContext(graph=graph.name, gates=profile["gates"]["fp16"], step=step,
+                                      feeds=[item.inputs for item in plan.golden if item.graph == graph.name])
+                conversions[graph.name] = FP16().apply(writer.path(file), writer.path(file), context).to_dict()
             graphs[graph.name] = GraphEntry(file=file, inputs=graph.inputs, outputs=graph.outputs,
                                             dims=graph.dims, opset=OPSET)
         cost = {}

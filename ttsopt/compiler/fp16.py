@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ttsopt.audio.metrics import snr_db
 from ttsopt.compiler.ort_runs import Feed, run_exposing
 from ttsopt.errors import QualityGateError
 
@@ -46,24 +47,14 @@ def _float_tensors(model) -> set[str]:
     return {out for node in model.graph.node for out in node.output if types.get(out) == onnx.TensorProto.FLOAT}
 
 
-def _snr_db(want: np.ndarray, got: np.ndarray) -> float:
-    want, got = np.asarray(want, np.float64), np.asarray(got, np.float64)
-    if not np.all(np.isfinite(got)):
-        return -np.inf
-    noise = np.sum((want - got) ** 2)
-    return float("inf") if noise == 0 else float(10 * np.log10(max(np.sum(want ** 2), 1e-30) / noise))
-
-
 def _join_fp32_islands(model):
     """Drop the FP32 → FP16 → FP32 Cast pairs that onnxruntime's converter puts between two FP32 nodes:
     the round trip would overflow exactly the tensors the islands are there to keep."""
     import onnx
+    from onnxruntime.quantization.onnx_model import ONNXModel
 
     nodes = list(model.graph.node)
-    readers: dict[str, list] = {}
-    for node in nodes:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    readers = ONNXModel(model).input_name_to_nodes()
     outputs = {output.name for output in model.graph.output}
 
     def cast_to(node, dtype: int) -> bool:
@@ -90,7 +81,7 @@ def _join_fp32_islands(model):
 def _output_snr_db(want: np.ndarray, got: np.ndarray) -> float:
     """SNR of a float output; integer outputs (token codes) must match exactly (inf) or fail (-inf)."""
     if np.issubdtype(want.dtype, np.floating):
-        return _snr_db(want, got)
+        return snr_db(want, got)
     return np.inf if np.array_equal(want, got) else -np.inf
 
 
@@ -120,7 +111,7 @@ def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: 
         original.CopyFrom(model)  # the converter edits its input in place
         mixed = _join_fp32_islands(convert_float_to_float16(original, keep_io_types=True, node_block_list=list(islands)))
         runs = run_exposing(mixed, floats, feeds)
-        snr = {name: min(_snr_db(want[name], got[name]) for want, got in zip(fp32_runs, runs, strict=True))
+        snr = {name: min(snr_db(want[name], got[name]) for want, got in zip(fp32_runs, runs, strict=True))
                for name in floats if name in runs[0]}
         worst_output = min(_output_snr_db(want[name], got[name]) for want, got in zip(fp32_runs, runs, strict=True)
                            for name in outputs)

@@ -1,20 +1,37 @@
-"""Model families: each is a model file plus an export spec module (``spec.py``).
+"""Model families: each is a folder with its model, loader, export spec and a :class:`Family` object.
 
-Adding a family means adding its folder and one line here.
+Adding a family means adding its folder and one line to :data:`FAMILIES`.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
 from ttsopt.errors import TtsoptError
+from ttsopt.families.contract import Family
 
-#: family name -> module with ``plan(...)`` and ``load_eager(...)``.
-SPECS = {"hifigan": "ttsopt.families.hifigan.spec", "gpt_sovits": "ttsopt.families.gpt_sovits.spec"}
+#: family name -> "module:attribute" of its :class:`Family` (imported on first use: torch-free).
+FAMILIES = {
+    "hifigan": "ttsopt.families.hifigan.family:FAMILY",
+    "gpt_sovits": "ttsopt.families.gpt_sovits.family:FAMILY",
+}
 
 
-def spec_module(family: str) -> ModuleType:
-    if family not in SPECS:
-        raise TtsoptError(f"model family {family!r} is not known to this ttsopt: upgrade ttsopt")
-    return importlib.import_module(SPECS[family])
+def get_family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise TtsoptError(f"model family {name!r} is not known to this ttsopt: upgrade ttsopt")
+    module, _, attribute = FAMILIES[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def family_for_checkpoints(roles: set[str]) -> Family:
+    """The one family that takes the checkpoint ``roles`` the user gave (``ttsopt export``)."""
+    families = [get_family(name) for name in FAMILIES]
+    matching = [family for family in families if roles & set(family.roles)]
+    if len(matching) != 1 or roles - set(matching[0].roles):
+        raise TtsoptError(f"give {' or '.join(f.usage for f in families)}, not both or neither")
+    matching[0].check_roles(roles)
+    return matching[0]
+
+
+__all__ = ["FAMILIES", "Family", "family_for_checkpoints", "get_family"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         data["graphs"] = {name: entry.to_dict() for name, entry in self.graphs.items()}
-        return json.dumps(data, indent=2, default=_json_default, allow_nan=False) + "\n"
+        return json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
@@ -130,20 +131,25 @@ class Manifest:
         return cls(**data)
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON data: numpy scalars as numbers, paths as strings, and the infinities JSON
+    lacks as strings (an exact match, SNR = inf, is written "inf")."""
+    if hasattr(value, "item") and not isinstance(value, (dict, list, tuple)):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else "-inf" if value < 0 else "nan"
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return value
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_manifest(package: str | Path, check_files: bool = True) -> Manifest:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from ttsopt.errors import TtsoptError
+from ttsopt.package.golden import Golden
 from ttsopt.package.manifest import GraphEntry, Manifest, read_manifest
 from ttsopt.runtime.threads import use_shared_pool
 
@@ -25,6 +27,11 @@ class Package:
         self.path = Path(path)
         self.manifest: Manifest = read_manifest(self.path, check_files=True)
         self._sessions: dict[str, object] = {}
+
+    @functools.cached_property
+    def golden(self) -> Golden:
+        """The golden inputs and original-model outputs stored at export (read on first use)."""
+        return Golden(self.path, self.manifest.golden)
 
     def session(self, name: str):
         if name not in self._sessions:

@@ -77,9 +77,6 @@ class GPTConfig:
         """``"v1"`` or ``"v2"``: which phoneme table the text front end must use."""
         return PHONEME_VOCAB_VERSIONS.get(self.phoneme_vocab_size, "unknown")
 
-    def cache_shape(self, batch: int, capacity: int) -> tuple[int, int, int, int, int]:
-        """Shape of one of the two cache tensors (K or V)."""
-        return (self.num_layers, batch, self.num_heads, capacity, self.head_dim)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -139,9 +136,9 @@ class ScaledPositionalEncoding(nn.Module):
 class T2SSelfAttention(nn.Module):
     """Multi-head self-attention with a packed Q/K/V projection (rows: Q, then K, then V).
 
-    Split in three so prefill and decode share every line except where K/V come from:
-    :meth:`project` (input → per-head q, k, v), :meth:`attend` (softmax attention under a boolean
-    "may attend" mask), :meth:`merge` (heads → output projection).
+    Split in three so that every way of running the model (prefill, decode step, the exported graph)
+    shares them: :meth:`project` (input → per-head q, k, v), :meth:`attend` (softmax attention over cached
+    and new keys under a boolean "may attend" mask), :meth:`merge` (heads → output projection).
     """
 
     def __init__(self, config: GPTConfig):
@@ -163,22 +160,15 @@ class T2SSelfAttention(nn.Module):
         q, k, v = F.linear(hidden, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
         return self._split_heads(q), self._split_heads(k), self._split_heads(v)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """softmax(q·kᵀ/√head_dim, blocked where ``allowed`` is False)·v → [B, heads, T_q, head_dim].
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_past: torch.Tensor,
+               v_past: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """softmax(q·[k_past, k]ᵀ/√head_dim, blocked where ``allowed`` is False)·[v_past, v] → [B, heads, T_q, head_dim],
+        without concatenating (copying) the cache.
 
-        Written out (not SDPA) so the exported graph is plain MatMul/Softmax on every runtime.  Every
-        query row always has at least one allowed key, so the softmax never sees a row of −inf only.
-        """
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
-        scores = scores.masked_fill(~allowed, float("-inf"))
-        return torch.matmul(torch.softmax(scores, dim=-1), v)
-
-    def attend_cached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_past: torch.Tensor,
-                      v_past: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """:meth:`attend` over ``cache slots ++ new keys`` without concatenating (copying) the cache.
-
-        ``k_past``/``v_past`` [B, heads, C, head_dim] are read, never written; ``allowed`` [B, 1, T_q, C + T_q]
-        says which cache slots and which new positions each query may see.
+        ``k_past``/``v_past`` [B, heads, C, head_dim] are read, never written (C may be 0); ``allowed``
+        [B, 1, T_q, C + T_q] says which cache slots and which new positions each query may see. Written out
+        (not SDPA) so the exported graph is plain MatMul/Softmax on every runtime; every query row always
+        has at least one allowed key, so the softmax never sees a row of −inf only.
         """
         scale = 1.0 / math.sqrt(self.head_dim)
         past = torch.matmul(q, k_past.transpose(-1, -2)) * scale
@@ -301,21 +291,18 @@ class Text2SemanticDecoder(nn.Module):
         then goes to slot ``N + P`` with audio position ``P``.
         """
         hidden = self.embed_prefill(phoneme_ids, bert_features, prompt_tokens)
-        total_len = hidden.shape[1]
-        allowed = prefill_attention_mask(phoneme_ids.shape[1], total_len, hidden.device)
-        keys, values = [], []
-        for layer in self.h.layers:
-            q, k, v = layer.self_attn.project(hidden)
-            hidden = layer.finish(hidden, layer.self_attn.attend(q, k, v, allowed))
-            keys.append(k)
-            values.append(v)
+        batch, total_len = hidden.shape[:2]
+        allowed = prefill_attention_mask(phoneme_ids.shape[1], total_len, hidden.device).expand(batch, -1, -1)
+        c = self.config
+        empty = [hidden.new_zeros(batch, c.num_heads, 0, c.head_dim)] * c.num_layers
+        logits, keys, values = self.forward_cached(hidden, empty, empty, allowed)
         k_cache, v_cache = torch.stack(keys), torch.stack(values)
         if cache_capacity is not None:
             if cache_capacity < total_len:
                 raise ValueError(f"cache_capacity {cache_capacity} < prompt length {total_len}")
             pad = (0, 0, 0, cache_capacity - total_len)
             k_cache, v_cache = F.pad(k_cache, pad), F.pad(v_cache, pad)
-        return self.ar_predict_layer(hidden[:, -1]), k_cache, v_cache
+        return logits, k_cache, v_cache
 
     # -- one decode step ----------------------------------------------------------------------------------
 
@@ -332,35 +319,31 @@ class Text2SemanticDecoder(nn.Module):
         hidden = self.embed_audio(token.reshape(-1, 1), position.reshape(-1, 1))
         slots = torch.arange(k_cache.shape[3], device=k_cache.device)
         index = cache_index.reshape(-1, 1, 1)                      # [B, 1, 1]
+        # The slots before each row's index, then the new position itself.
+        allowed = torch.cat(((slots < index), torch.ones_like(index, dtype=torch.bool)), dim=-1)  # [B, 1, capacity + 1]
+        logits, keys, values = self.forward_cached(hidden, list(k_cache), list(v_cache), allowed)
         write = (slots == index).unsqueeze(-1)                     # [B, 1, capacity, 1]   (broadcast over heads)
-        visible = (slots <= index).unsqueeze(1)                    # [B, 1, 1, capacity]  (broadcast over heads, query)
-        new_keys, new_values = [], []
-        for i, layer in enumerate(self.h.layers):
-            q, k, v = layer.self_attn.project(hidden)
-            layer_k = torch.where(write, k, k_cache[i])
-            layer_v = torch.where(write, v, v_cache[i])
-            hidden = layer.finish(hidden, layer.self_attn.attend(q, layer_k, layer_v, visible))
-            new_keys.append(layer_k)
-            new_values.append(layer_v)
-        return self.ar_predict_layer(hidden[:, -1]), torch.stack(new_keys), torch.stack(new_values)
+        return (logits, torch.stack([torch.where(write, k, past) for k, past in zip(keys, k_cache, strict=True)]),
+                torch.stack([torch.where(write, v, past) for v, past in zip(values, v_cache, strict=True)]))
 
 
-    # -- the exported form: new positions over a caller-owned cache ------------------------------------
+    # -- the one transformer pass: new positions over a caller-owned cache -----------------------------
 
     def forward_cached(self, hidden: torch.Tensor, k_past: list[torch.Tensor], v_past: list[torch.Tensor],
                        allowed: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Run ``S`` new positions (embedded, [B, S, D]) against per-layer caches ``[B, heads, C, head_dim]``.
 
         Returns the logits of the last new position and the new positions' K/V per layer
-        ([B, heads, S, head_dim]); the caller writes them into its cache. The prefill is this with all
-        cache slots masked (``allowed`` = the prefill mask on the new part); a decode step is S = 1 with
-        the filled slots allowed. The cache is only read: nothing is copied per step.
+        ([B, heads, S, head_dim]); the caller writes them into its cache. It is the only transformer pass:
+        :meth:`prefill` is it over an empty cache with the prefill mask, :meth:`decode_step` with S = 1 and
+        the filled slots allowed, and the exported ``gpt_transformer`` graph is it with flat tensors. The
+        cache is only read: nothing is copied per step.
         """
         allowed = allowed.unsqueeze(1)
         new_keys, new_values = [], []
         for layer, k_cache, v_cache in zip(self.h.layers, k_past, v_past, strict=True):
             q, k, v = layer.self_attn.project(hidden)
-            hidden = layer.finish(hidden, layer.self_attn.attend_cached(q, k, v, k_cache, v_cache, allowed))
+            hidden = layer.finish(hidden, layer.self_attn.attend(q, k, v, k_cache, v_cache, allowed))
             new_keys.append(k)
             new_values.append(v)
         return self.ar_predict_layer(hidden[:, -1]), new_keys, new_values
@@ -369,35 +352,6 @@ class Text2SemanticDecoder(nn.Module):
 # ------------------------------------------------------------------------------------------------------
 # Export-shaped wrappers and a host-side binding
 # ------------------------------------------------------------------------------------------------------
-
-
-class PrefillGraph(nn.Module):
-    """``forward(phoneme_ids, bert_features, prompt_tokens) -> (logits, k_cache, v_cache)`` at a fixed capacity.
-
-    The capacity is a constructor argument so it becomes a constant of an exported graph.
-    """
-
-    def __init__(self, model: Text2SemanticDecoder, cache_capacity: int):
-        super().__init__()
-        self.model = model
-        self.cache_capacity = cache_capacity
-
-    def forward(self, phoneme_ids: torch.Tensor, bert_features: torch.Tensor,
-                prompt_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.model.prefill(phoneme_ids, bert_features, prompt_tokens, self.cache_capacity)
-
-
-class DecodeStepGraph(nn.Module):
-    """``forward(token, position, k_cache, v_cache, cache_index) -> (logits, k_cache, v_cache)``."""
-
-    def __init__(self, model: Text2SemanticDecoder):
-        super().__init__()
-        self.model = model
-
-    def forward(self, token: torch.Tensor, position: torch.Tensor, k_cache: torch.Tensor,
-                v_cache: torch.Tensor, cache_index: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.model.decode_step(token, position, k_cache, v_cache, cache_index)
 
 
 class TextEmbeddingGraph(nn.Module):

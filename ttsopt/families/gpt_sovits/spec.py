@@ -28,7 +28,6 @@ import torch
 from ttsopt.audio.io import read_wav
 from ttsopt.audio.mel import MelSettings
 from ttsopt.compiler.folding import remove_weight_norm
-from ttsopt.compiler.quantize import STATIC_INT8, WEIGHT_ONLY
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
@@ -44,9 +43,8 @@ from ttsopt.families.gpt_sovits.sovits_graphs import (
 from ttsopt.families.gpt_sovits.sovits_model import SoVITSConfig, SoVITSModel
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
 from ttsopt.runtime.arrays import read_int_array
-from ttsopt.runtime.package import Package
 from ttsopt.runtime.phonemes import PhonemeTable
-from ttsopt.runtime.sovits import SYMBOLS_FILE, VOICES_FILE, Synthesizer, reference_spectrogram
+from ttsopt.runtime.sovits import SYMBOLS_FILE, VOICES_FILE, reference_spectrogram
 
 FAMILY = "gpt_sovits"
 TASK = "sovits"
@@ -54,9 +52,6 @@ TTS_TASK = "tts"
 ROLE = "sovits"
 GPT_ROLE = "gpt"
 GPT_REFERENCE_FILE = "gpt_reference.npz"
-#: What ``ttsopt quantize --int8`` does to which graph (graphs not listed stay FP32): the generator is a
-#: HiFi-GAN-style convolution stack (most of the SoVITS FLOPs), the GPT decode step is memory-bound MatMuls.
-QUANTIZATION = {"generator": STATIC_INT8, "gpt_transformer": WEIGHT_ONLY}
 
 BATCH = DimRange(1, 1, 8)
 #: 25 Hz semantic tokens: up to 60 s of speech per call.
@@ -269,26 +264,6 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     )
 
 
-def calibration_feeds(package: Package, recordings: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Generator inputs for calibration recordings, made by the package's own FP32 graphs (the runtime).
-
-    Each recording gives a voice (``ge`` from the ``reference_encoder`` graph) and a length; ``z`` is the
-    ``latent`` graph's output for that voice and length. A package holds no HuBERT, so it cannot read a
-    recording's semantic tokens: they are drawn from the codebook and the phonemes from the symbol table
-    (seeded, so calibration is repeatable). Calibrating on real content means saving the generator's
-    inputs (``z``, ``ge``) as ``.npz`` files and passing them with ``--calib``.
-    """
-    synth = Synthesizer(package)
-    rng = np.random.default_rng(0)
-    feeds = []
-    for index, wav in enumerate(recordings):
-        ge = synth.voice_embedding([wav])
-        n_tokens = max(2, round(len(wav) / synth.sample_rate * synth.settings["token_rate_hz"]))
-        tokens = rng.integers(0, synth.codebook_size, n_tokens)
-        phonemes = rng.integers(1, len(synth.phonemes.symbols), max(1, n_tokens // 3))
-        z, _ = synth.latent(tokens, phonemes, ge, seed=index)
-        feeds.append({"z": z, "ge": ge})
-    return {"generator": feeds}
 
 
 class Synthesis(torch.nn.Module):

@@ -10,13 +10,11 @@ import torch
 
 from ttsopt.audio.mel import MelSettings, log_mel
 from ttsopt.compiler.folding import remove_weight_norm
-from ttsopt.compiler.quantize import STATIC_INT8
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.hifigan.checkpoint import LoadedHiFiGAN, load_hifigan
 from ttsopt.families.hifigan.model import HiFiGANGenerator
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
-from ttsopt.runtime.package import Package
 
 FAMILY = "hifigan"
 TASK = "vocoder"
@@ -26,8 +24,6 @@ ROLE = "generator"
 #: Mel frames a package accepts: 1 frame (≈ 12 ms) to 8192 frames (≈ 95 s at 22.05 kHz / hop 256).
 FRAMES = DimRange(min=1, opt=256, max=8192)
 BATCH = DimRange(min=1, opt=1, max=16)
-#: ``ttsopt quantize --int8``: the convolutions that fit the log-mel budget, searched layer by layer.
-QUANTIZATION = {GRAPH: STATIC_INT8}
 
 
 def _model_config(loaded: LoadedHiFiGAN) -> dict:
@@ -79,12 +75,6 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         graphs=[graph], golden=golden, original={GRAPH: _run_torch(loaded.model)},
         cost_example=(exported, (torch.zeros(1, n_mels, 860),), 860 * loaded.config.hop_size / loaded.config.sampling_rate),
     )
-
-
-def calibration_feeds(package: Package, recordings: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Calibration recordings as the vocoder's inputs: their log-mel spectrograms (the model's own front end)."""
-    mel = MelSettings(**package.manifest.audio["mel"])
-    return {GRAPH: [{"mel": log_mel(wav, mel)[None]} for wav in recordings]}
 
 
 def load_eager(manifest: Manifest, checkpoint: Path | None = None, config: Path | None = None):

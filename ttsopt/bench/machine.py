@@ -1,0 +1,62 @@
+"""This machine, measured now: its description, and its FP32 and INT8 peaks (the floors' denominators).
+
+Peaks are the best of a few runs of one large kernel: an SGEMM (numpy's BLAS, all cores) for FP32, and one
+onnxruntime QLinearConv (U8 × S8) for INT8.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ttsopt.hardware import describe_cpu
+from ttsopt.runtime.threads import use_shared_pool
+from ttsopt.versions import tool_versions
+
+
+def machine_description() -> dict:
+    cpu = describe_cpu()
+    return {"cpu": cpu["processor"], "cores": os.cpu_count(), "features": cpu["features"],
+            **tool_versions(("onnxruntime", "torch", "numpy"), missing=None)}
+
+
+def measure_peak_int8_gops(channels: int = 256, kernel: int = 7, length: int = 16384, repeat: int = 5) -> float:
+    """Best INT8 convolution rate of this machine right now: one large onnxruntime QLinearConv (U8 × S8)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-127, 128, (channels, channels, kernel), dtype=np.int8)
+    scalars = [numpy_helper.from_array(np.array(v, dtype=t), n) for n, v, t in (
+        ("xs", 0.02, np.float32), ("xz", 128, np.uint8), ("ws", 0.01, np.float32), ("wz", 0, np.int8),
+        ("ys", 0.5, np.float32), ("yz", 128, np.uint8))]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], pads=[kernel // 2] * 2)
+    graph = helper.make_graph([node], "int8_peak", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, channels, length])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, channels, length])],
+                              [numpy_helper.from_array(weight, "w"), *scalars])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    options = ort.SessionOptions()
+    use_shared_pool(options)
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x = rng.integers(0, 256, (1, channels, length), dtype=np.uint8)
+    session.run(None, {"x": x})
+    best = min(timed(lambda: session.run(None, {"x": x})) for _ in range(repeat))
+    return 2.0 * channels * channels * kernel * length / best / 1e9
+
+
+def measure_peak_gflops(size: int = 2048, repeat: int = 5) -> float:
+    """Best FP32 SGEMM rate of this machine right now (numpy's BLAS, all cores)."""
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((size, size), dtype=np.float32)
+    a @ b
+    best = min(timed(lambda: a @ b) for _ in range(repeat))
+    return 2.0 * size**3 / best / 1e9
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

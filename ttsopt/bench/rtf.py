@@ -1,0 +1,103 @@
+"""The default benchmark: real-time factor over audio lengths, against eager, the FP32 package and the floors.
+
+The floor is the package's arithmetic (FLOP per audio second, counted at export) divided by this machine's
+FP32 peak measured now; "% of floor" = floor RTF / RTF. An INT8 package is also timed against the FP32
+package it was quantized from (same run), and against an INT8 floor: the same arithmetic at this machine's
+INT8 convolution peak.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ttsopt.bench.machine import machine_description, measure_peak_gflops, measure_peak_int8_gops, timed
+from ttsopt.bench.memory import child_peak_rss_mb
+from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE, fp32_package, load_eager
+from ttsopt.families.contract import BenchOptions, Family
+from ttsopt.runtime import load
+
+
+@dataclass
+class BenchReport:
+    package: str
+    machine: dict
+    peak_gflops: float
+    flop_per_audio_second: float | None
+    repeat: int
+    rows: list[dict] = field(default_factory=list)
+    memory_mb: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    int8_peak_gops: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_rtf_bench(family: Family, path: Path, options: BenchOptions,
+                  step: Callable[[str], None] = lambda message: None) -> BenchReport:
+    """RTF of the package, the eager original and (for a quantized package) its FP32 package at each of
+    ``options.seconds``, interleaved, medians of ``options.repeat``; floors and peak memory beside them."""
+    seconds, repeat, original, original_config = options.seconds, options.repeat, options.original, options.original_config
+    model = load(path)
+    manifest = model.manifest
+    workloads = {}
+    for s in seconds:
+        workloads[s], package_fn = family.workload(model, s)
+    variants: dict[str, Callable] = {PACKAGE: package_fn}
+    notes: list[str] = []
+    step("loading the original checkpoint for PyTorch eager")
+    eager = load_eager(manifest, original, original_config, notes)
+    if eager is not None:
+        variants[EAGER] = eager
+    fp32 = fp32_package(manifest, notes)
+    if fp32 is not None:
+        variants[FP32_PACKAGE] = family.workload(load(fp32), seconds[0])[1]
+
+    step("measuring this machine's FP32 peak")
+    peak = measure_peak_gflops()
+    flop = manifest.cost.get("flop_per_audio_second")
+    inputs = {s: w.inputs for s, w in workloads.items()}
+    times: dict[tuple[str, float], list[float]] = {(v, s): [] for v in variants for s in seconds}
+    for fn in variants.values():  # warm-up: first calls allocate and plan
+        for s in seconds:
+            fn(inputs[s])
+    for r in range(repeat):
+        step(f"timing, repetition {r + 1}/{repeat}")
+        for s in seconds:
+            for name, fn in variants.items():
+                times[(name, s)].append(timed(functools.partial(fn, inputs[s])))
+    peak = max(peak, measure_peak_gflops())  # once more after, in case the machine was busy before
+    int8_peak = None
+    if manifest.precision == "int8":
+        try:
+            int8_peak = max(measure_peak_int8_gops(), measure_peak_int8_gops())
+        except ImportError:  # the probe graph is built with onnx, a build-side dependency
+            notes.append("INT8 floor not measured: onnx is not installed (pip install 'ttsopt[build]')")
+
+    report = BenchReport(str(path), machine_description(), peak, flop, repeat, notes=notes, int8_peak_gops=int8_peak)
+    for s in seconds:
+        audio_seconds = workloads[s].audio_seconds
+        row = {"seconds": s, "audio_seconds": audio_seconds}
+        for name in variants:
+            row[name] = {"rtf": statistics.median(times[(name, s)]) / audio_seconds,
+                         "rtf_all": [t / audio_seconds for t in times[(name, s)]]}
+        if EAGER in variants:
+            row["speedup_vs_eager"] = row[EAGER]["rtf"] / row[PACKAGE]["rtf"]
+        if FP32_PACKAGE in variants:
+            row["speedup_vs_fp32_package"] = row[FP32_PACKAGE]["rtf"] / row[PACKAGE]["rtf"]
+        if flop:
+            row["floor_rtf"] = flop / (peak * 1e9)
+            row["percent_of_floor"] = 100.0 * row["floor_rtf"] / row[PACKAGE]["rtf"]
+            if int8_peak:
+                row["int8_floor_rtf"] = flop / (int8_peak * 1e9)
+                row["percent_of_int8_floor"] = 100.0 * row["int8_floor_rtf"] / row[PACKAGE]["rtf"]
+        report.rows.append(row)
+
+    step("measuring peak memory in fresh processes")
+    for name in (v for v in variants if v != FP32_PACKAGE):
+        report.memory_mb[name] = child_peak_rss_mb(name, Path(path), max(seconds), original, original_config)
+    return report

@@ -1,0 +1,135 @@
+"""The text-to-speech benchmark: latency of each stage (prefill, decode, SoVITS, time to first audio, whole
+RTF) for a short and a long sentence, the package against the original checkpoints (PyTorch eager, same
+KV-cache algorithm) and against its FP32 package, interleaved in one run."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ttsopt.bench.machine import machine_description
+from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE, fp32_package, load_eager
+from ttsopt.runtime import load
+from ttsopt.runtime.sampling import SamplingParams, generate
+
+#: (name, times the golden sentence is repeated, semantic tokens to generate: 25 per second of speech).
+SENTENCES = (("short", 1, 100), ("long", 4, 500))
+#: Latent frames of the first vocoded chunk (0.5 s): what "time to first audio" waits for.
+FIRST_CHUNK_FRAMES = 25
+
+
+@dataclass
+class TTSBenchReport:
+    package: str
+    machine: dict
+    repeat: int
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _tts_request(tts, repeats: int, tokens: int) -> dict:
+    """A fixed request: the golden sentence ``repeats`` times, the first voice, ``tokens`` tokens (EOS held off)."""
+    golden = tts.package.golden.inputs(tts.package.golden.first("latent"))
+    phonemes, ge = golden["phonemes"][0], golden["ge"]
+    voice = next((name for name in tts.voices if f"{name}/prompt_tokens" in tts.voice_data), None)
+    prompt_tokens, prompt_ids = tts.prompt(voice)
+    text = np.tile(phonemes, repeats)
+    return {"ids": np.concatenate((prompt_ids, text)), "text": text, "context_frames": tts.context_frames, "prompt": prompt_tokens,
+            "sample_rate": tts.sample_rate,
+            "ge": tts.voices[voice] if voice else ge,
+            "params": SamplingParams(top_k=tts.gpt.default_top_k, max_new_tokens=tokens, eos_suppress_steps=tokens, seed=0)}
+
+
+def _time_tts(gpt, latent, vocode, request: dict, inter: int) -> dict:
+    """One request through (gpt, latent, vocode); seconds of each stage."""
+    params = request["params"]
+    clock = {}
+
+    def prefill():
+        start = time.perf_counter()
+        logits = gpt.prefill(request["ids"], None, request["prompt"], params.max_new_tokens)
+        clock["prefill"] = time.perf_counter() - start
+        return logits
+
+    start = time.perf_counter()
+    result = generate(prefill, gpt.step, request["prompt"], params)
+    clock["gpt"] = time.perf_counter() - start
+    tokens = result.tokens[None]
+    inputs = {"tokens": tokens, "phonemes": request["text"][None], "ge": request["ge"],
+              "noise": np.random.default_rng(0).standard_normal((1, inter, 2 * tokens.shape[1]), dtype=np.float32),
+              "noise_scale": np.array([0.5], np.float32)}
+    start = time.perf_counter()
+    z = latent(inputs)
+    clock["latent"] = time.perf_counter() - start
+    start = time.perf_counter()
+    vocode(z[:, :, : FIRST_CHUNK_FRAMES + request["context_frames"]], request["ge"])
+    clock["first_chunk"] = time.perf_counter() - start
+    start = time.perf_counter()
+    audio = vocode(z, request["ge"])
+    clock["generator"] = time.perf_counter() - start
+    clock["tokens"] = tokens.shape[1]
+    clock["audio_seconds"] = audio.size / request["sample_rate"]
+    return clock
+
+
+def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = None,
+                  step: Callable[[str], None] = lambda message: None) -> TTSBenchReport:
+    """Prefill latency, decode tokens/s, SoVITS RTF, time to first audio and whole RTF for a short and a
+    long sentence, the package (onnxruntime) and the original checkpoints (PyTorch eager, same KV-cache
+    algorithm) interleaved in one run; medians of ``repeat``."""
+    tts = load(path)
+    inter = tts.inter_channels
+    variants = {PACKAGE: _tts_functions(tts)}
+    notes = []
+    step("loading the original checkpoints for PyTorch eager")
+    eager = load_eager(tts.manifest, original, None, notes)
+    if eager is not None:
+        variants[EAGER] = (eager.gpt, eager.latent, eager.vocode)
+    fp32 = fp32_package(tts.manifest, notes)
+    if fp32 is not None:
+        variants[FP32_PACKAGE] = _tts_functions(load(fp32))
+    requests = {name: _tts_request(tts, repeats, tokens) for name, repeats, tokens in SENTENCES}
+    clocks: dict[tuple[str, str], list[dict]] = {(v, s): [] for v in variants for s in requests}
+    for fns in variants.values():  # warm-up
+        _time_tts(*fns, requests["short"], inter)
+    for r in range(repeat):
+        step(f"timing, repetition {r + 1}/{repeat}")
+        for sentence, request in requests.items():
+            for name, fns in variants.items():
+                clocks[(name, sentence)].append(_time_tts(*fns, request, inter))
+    report = TTSBenchReport(str(path), machine_description(), repeat, notes=notes)
+    for sentence, request in requests.items():
+        prompt = request["prompt"]
+        row = {"sentence": sentence, "phonemes": int(request["text"].size), "prompt_tokens": 0 if prompt is None else int(prompt.size),
+               "tokens": request["params"].max_new_tokens}
+        for name in variants:
+            runs = clocks[(name, sentence)]
+            med = {key: statistics.median(run[key] for run in runs)
+                   for key in ("prefill", "gpt", "latent", "first_chunk", "generator", "audio_seconds")}
+            decode = med["gpt"] - med["prefill"]
+            row[name] = {"prefill_ms": 1000 * med["prefill"], "decode_tokens_per_s": (row["tokens"] - 1) / decode,
+                         "sovits_rtf": (med["latent"] + med["generator"]) / med["audio_seconds"],
+                         "time_to_first_audio_s": med["gpt"] + med["latent"] + med["first_chunk"],
+                         "rtf": (med["gpt"] + med["latent"] + med["generator"]) / med["audio_seconds"],
+                         "audio_seconds": med["audio_seconds"]}
+        for name, key in ((EAGER, "eager"), (FP32_PACKAGE, "fp32_package")):
+            if name in variants:
+                row[f"decode_speedup_vs_{key}"] = row[PACKAGE]["decode_tokens_per_s"] / row[name]["decode_tokens_per_s"]
+                row[f"sovits_speedup_vs_{key}"] = row[name]["sovits_rtf"] / row[PACKAGE]["sovits_rtf"]
+                row[f"rtf_speedup_vs_{key}"] = row[name]["rtf"] / row[PACKAGE]["rtf"]
+        report.rows.append(row)
+    return report
+
+
+def _tts_functions(tts) -> tuple:
+    """A text-to-speech package as the (gpt, latent, vocode) that :func:`_time_tts` runs."""
+    return (tts.gpt, lambda inputs: tts.package.run("latent", inputs)["z"],
+            lambda z, ge: tts.package.run("generator", {"z": z, "ge": ge})["audio"].reshape(-1))

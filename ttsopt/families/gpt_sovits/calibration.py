@@ -1,0 +1,32 @@
+"""Calibration inputs of the SoVITS generator, made from recordings by the package's own FP32 graphs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ttsopt.runtime.package import Package
+from ttsopt.runtime.sovits import Synthesizer
+
+
+def generator_feeds(package: Package, recordings: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Generator inputs for calibration recordings, made by the package's own FP32 graphs (the runtime).
+
+    Each recording gives a voice (``ge`` from the ``reference_encoder`` graph) and a length; ``z`` is the
+    ``latent`` graph's output for that voice and length. A package holds no HuBERT, so it cannot read a
+    recording's semantic tokens: they are drawn from the codebook and the phonemes from the symbol table
+    (seeded, so calibration is repeatable). Calibrating on real content means saving the generator's
+    inputs (``z``, ``ge``) as ``.npz`` files and passing them with ``--calib``.
+    """
+    synth = Synthesizer(package)
+    rng = np.random.default_rng(0)
+    feeds = []
+    for index, wav in enumerate(recordings):
+        ge = synth.voice_embedding([wav])
+        n_tokens = max(2, round(len(wav) / synth.sample_rate * synth.settings["token_rate_hz"]))
+        tokens = rng.integers(0, synth.codebook_size, n_tokens)
+        phonemes = rng.integers(1, len(synth.phonemes.symbols), max(1, n_tokens // 3))
+        z, _ = synth.latent(tokens, phonemes, ge, seed=index)
+        feeds.append({"z": z, "ge": ge})
+    return feeds

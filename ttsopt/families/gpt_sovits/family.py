@@ -1,0 +1,88 @@
+"""The GPT-SoVITS family: SoVITS packages (semantic tokens + phonemes + voice → speech) and text-to-speech
+packages (with the GPT). Verified by voices and the GPT's replayed generation, benchmarked per stage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ttsopt.errors import TtsoptError
+from ttsopt.families.contract import Family, Feed, Workload
+
+SOVITS, GPT = "sovits", "gpt"
+#: The gates that verify the GPT decode graph (what its weight-only candidates are held to).
+GPT_GATES = ("GPT greedy agreement (teacher-forced)", "GPT logits SNR dB (teacher-forced)")
+
+
+class GPTSoVITS(Family):
+    name = "gpt_sovits"
+    roles = (SOVITS, GPT)
+    usage = "--sovits s2.pth"
+
+    def check_roles(self, roles: set[str]) -> None:
+        if GPT in roles and SOVITS not in roles:
+            raise TtsoptError("--gpt needs --sovits too: a GPT-SoVITS package holds the GPT and the SoVITS model that speaks its tokens")
+
+    def plan(self, sources, speech):
+        from ttsopt.families.gpt_sovits import spec
+
+        return spec.plan(sources, speech)
+
+    def load_eager(self, manifest, checkpoint=None, config=None):
+        from ttsopt.families.gpt_sovits import spec
+
+        return spec.load_eager(manifest, checkpoint, config)
+
+    def quantization(self):
+        """The generator is a HiFi-GAN-style convolution stack (most of the SoVITS FLOPs); the GPT decode step is
+        memory-bound MatMuls, so narrow weights are what makes it faster."""
+        from ttsopt.compiler.passes import StaticInt8, WeightOnly
+        from ttsopt.families.gpt_sovits.timing import decode_step_timer
+
+        return {"generator": StaticInt8(), "gpt_transformer": WeightOnly(gates=GPT_GATES, timer=decode_step_timer)}
+
+    def calibration_feeds(self, package, recordings: Sequence[np.ndarray]) -> dict[str, list[Feed]]:
+        from ttsopt.families.gpt_sovits.calibration import generator_feeds
+
+        return {"generator": generator_feeds(package, recordings)}
+
+    def golden_checks(self, package, report) -> None:
+        if package.manifest.task == "tts":
+            from ttsopt.families.gpt_sovits.verification import check_gpt
+
+            check_gpt(package, report)
+
+    def reference_checks(self, model, report, references, original, original_config):
+        from ttsopt.families.gpt_sovits.verification import check_voices
+
+        return check_voices(model, report, references, original, original_config)
+
+    def workload(self, model: Any, seconds: float) -> tuple[Workload, Callable[[Any], Any]]:
+        """``seconds`` of speech at 25 tokens per second with about 12 phonemes per second (the golden sentence
+        repeated), the first golden voice, seeded noise, noise scale 0.5: the decode the runtime does per request."""
+        tokens = max(1, round(seconds * int(model.settings["token_rate_hz"])))
+        golden = model.package.golden.inputs(model.package.golden.first("latent"))
+        count = max(1, min(model.max_phonemes, round(seconds * 12)))
+        rng = np.random.default_rng(0)
+        inputs = {"tokens": rng.integers(0, model.codebook_size, (1, tokens), dtype=np.int64),
+                  "phonemes": np.resize(golden["phonemes"][0], count)[None], "ge": golden["ge"],
+                  "noise": rng.standard_normal((1, model.inter_channels, 2 * tokens), dtype=np.float32),
+                  "noise_scale": np.array([0.5], dtype=np.float32)}
+        return Workload(inputs, 2 * tokens * model.hop / model.sample_rate), model.decode
+
+    def benchmark(self, path, options, step):
+        """Text-to-speech packages: per stage (:mod:`.bench`); SoVITS packages: RTF over audio lengths."""
+        from ttsopt.package import read_manifest
+
+        if read_manifest(path, check_files=False).task != "tts":
+            return super().benchmark(path, options, step)
+        if options.original_config is not None:
+            raise TtsoptError("--original-config is for HiFi-GAN packages")
+        from ttsopt.families.gpt_sovits.bench import run_tts_bench
+
+        return run_tts_bench(path, options.repeat, options.original, step)
+
+
+FAMILY = GPTSoVITS()

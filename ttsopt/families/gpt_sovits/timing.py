@@ -1,0 +1,30 @@
+"""How long one GPT decode step of a package takes: what the weight-only candidates are timed by."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ttsopt.runtime.gpt import GPT
+from ttsopt.runtime.package import Package
+
+
+def decode_step_timer(package: Package, repeat: int = 15) -> Callable[[], float]:
+    """A probe of ``package``'s decode step, its sessions created now (so the package's graph files may change
+    afterwards): each call returns the median milliseconds of ``repeat`` steps at 256 cache slots (the
+    runtime's smallest capacity)."""
+    gpt = GPT(package)
+
+    def median_ms() -> float:
+        gpt.prefill(np.arange(20) % 100, None, np.arange(50) % 1000, reserve=200)
+        times = []
+        for position in range(50, 50 + repeat):
+            start = time.perf_counter()
+            gpt.step(position % 1000, position)
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    return median_ms
