@@ -68,6 +68,46 @@ def test_static_int8_search_meets_budget_and_records_it(small_package: Path, tmp
     assert ttsopt("run", out, "--wav", str(Path(__file__).parents[1] / "examples" / "speech.wav"), "-o", wav).returncode == 0
 
 
+def test_static_int8_search_backs_off_when_the_package_gate_refuses(small_package: Path, tmp_path: Path):
+    """The search's choice is held to the package's gate: a refused prefix (and every longer one) is dropped for
+    a shorter one, which must pass the gate and still beat FP32; refused prefixes are recorded."""
+    from ttsopt.audio.metrics import logmel_l1
+    from ttsopt.compiler.passes.static_int8 import window_axes
+    from ttsopt.compiler.quantize import calibration_feeds
+
+    package = Package(small_package)
+    entry = package.manifest.graphs["vocoder"]
+    feeds = calibration_feeds(package, "vocoder", calibration_recordings(None))[:2]
+    axes, _ = window_axes(entry)
+    windows = static_int8.fixed_windows(feeds, axes, 256)
+    search_feeds = [static_int8.fixed_windows([f], axes, 256)[0] for f in feeds]
+    source = small_package / "vocoder.onnx"
+    reference = run_all(source, search_feeds)
+    mel = package.manifest.audio["mel"]
+    from ttsopt.audio.mel import MelSettings
+
+    def score(outputs):
+        return max(logmel_l1(w["audio"], g["audio"], MelSettings(**mel)) for w, g in zip(reference, outputs, strict=True))
+
+    seen: list[int] = []
+
+    def gate(candidate: Path) -> tuple[bool, float]:
+        layers = sum(n.op_type == "DequantizeLinear" and n.input[0].endswith(".weight_quantized")
+                     for n in onnx.load(str(candidate)).graph.node)
+        seen.append(layers)
+        return len(seen) > 1, float(layers)  # refuses the first prefix it is shown
+
+    result = static_int8.search(source, tmp_path / "int8.onnx", windows, search_feeds, score, 0.27, search_feeds[0], gate=gate)
+    assert result.fitting_layers and len(result.gate_rejected) >= 1
+    refused = result.gate_rejected[0]["layers"]
+    assert refused == seen[0] and all(len(result.quantized) < r["layers"] for r in result.gate_rejected)
+    if result.quantized:  # a shorter prefix passed the gate and was measured faster than FP32
+        assert result.fp32_seconds / result.seconds >= static_int8.MIN_SPEEDUP
+        assert (tmp_path / "int8.onnx").is_file()
+    else:
+        assert not (tmp_path / "int8.onnx").exists()
+
+
 def test_fastest_prefix_keeps_fp32_unless_int8_is_clearly_faster():
     assert static_int8.fastest_prefix(1.0, {20: 0.7, 15: 0.6, 10: 0.8}) == 15
     assert static_int8.fastest_prefix(1.0, {20: 1.3, 10: 0.99}) == 0  # within the timing noise: FP32

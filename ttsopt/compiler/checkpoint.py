@@ -16,24 +16,21 @@ from typing import Any
 
 from ttsopt.errors import TtsoptError
 
-#: GPT-SoVITS SoVITS files: the two bytes ``process_ckpt.my_save2`` writes in place of the zip magic ``PK``.
-SOVITS_HEADER_TAGS = {b"00": "v1", b"01": "v2", b"02": "v3", b"03": "v3", b"04": "v4", b"05": "v2Pro",
-                      b"06": "v2ProPlus"}
-#: The tags of LoRA-only files (v3/v4 LoRA), which hold no full model.
-SOVITS_LORA_TAGS = {b"03", b"04"}
+
+def _recognized(method: str, value: Any) -> str | None:
+    """What the first registered family that knows ``value`` calls it (``Family.recognize_*``)."""
+    from ttsopt.families import FAMILIES, get_family
+
+    return next((name for name in (getattr(get_family(f), method)(value) for f in FAMILIES) if name), None)
 
 
 def describe_checkpoint(state: Any) -> str:
     """Name what a loaded checkpoint looks like, for "this is X, not Y" errors of every loader."""
     if not isinstance(state, Mapping):
         return f"a pickled {type(state).__name__}"
-    weights = state.get("weight")
-    if isinstance(weights, Mapping) and any(str(k).startswith("model.") for k in weights):
-        return "a GPT-SoVITS GPT (s1, .ckpt) checkpoint"
-    if isinstance(weights, Mapping) and any(str(k).startswith(("enc_p.", "dec.", "flow.", "cfm.")) for k in weights):
-        return "a GPT-SoVITS SoVITS (s2, .pth) checkpoint"
-    if "generator" in state or any(str(k).startswith(("conv_pre.", "ups.0.")) for k in state):
-        return "a HiFi-GAN generator/vocoder checkpoint"
+    known = _recognized("recognize_state", state)
+    if known:
+        return known
     if "state_dict" in state or "model" in state:
         return "a training checkpoint of some other model"
     if state and all(hasattr(v, "shape") for v in state.values()):
@@ -60,10 +57,9 @@ def load_checkpoint(path: str | Path, expected: str) -> Any:
 
     path = Path(path)
     head = checkpoint_head(path)
-    if head[:2] in SOVITS_HEADER_TAGS:
-        version = SOVITS_HEADER_TAGS[head[:2]] + (" LoRA" if head[:2] in SOVITS_LORA_TAGS else "")
-        raise TtsoptError(f"{path} is a GPT-SoVITS SoVITS {version} checkpoint (header tag {head[:2].decode()}), "
-                          f"not {expected}: give {expected}")
+    known = _recognized("recognize_header", head)
+    if known:
+        raise TtsoptError(f"{path} is {known}, not {expected}: give {expected}")
     if head[:2] != b"PK" and head[:1] != b"\x80":
         raise TtsoptError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle): give {expected}")
     try:

@@ -8,6 +8,7 @@ into place.  A package that fails its target's gates is not written.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from ttsopt.compiler.tensorrt import engine_plan
 from ttsopt.families import Family
 from ttsopt.package import GraphEntry, Manifest, PackageWriter
 from ttsopt.package.golden import GOLDEN_FILE, write_golden
-from ttsopt.package.manifest import json_safe, sha256_file
+from ttsopt.package.manifest import GraphSignature, ModelFacts, json_safe, sha256_file
 from ttsopt.targets import load_target, resolve_precision
 from ttsopt.verify import verify_golden
 from ttsopt.versions import tool_versions
@@ -62,20 +63,19 @@ def export_package(family: Family, sources: ExportSources, target: str, out: Pat
                 context = PassContext(graph=graph.name, gates=profile["gates"]["fp16"], step=step,
                                       feeds=[item.inputs for item in plan.golden if item.graph == graph.name])
                 conversions[graph.name] = FP16().apply(writer.path(file), writer.path(file), context).to_dict()
-            graphs[graph.name] = GraphEntry(file=file, inputs=graph.inputs, outputs=graph.outputs,
-                                            dims=graph.dims, opset=OPSET)
+            graphs[graph.name] = GraphEntry(file=file, opset=OPSET, **{f.name: getattr(graph, f.name) for f in fields(GraphSignature)})
         cost = {}
         if plan.cost_example is not None:
             module, inputs, seconds = plan.cost_example
             cost["flop_per_audio_second"] = count_flops(module, *inputs) / seconds
 
+        facts = {f.name: getattr(plan, f.name) for f in fields(ModelFacts)}
+        facts["source"] = {"checkpoints": {role: str(path.resolve()) for role, path in sources.checkpoints.items()},
+                           "sha256": {role: sha256_file(path) for role, path in sources.checkpoints.items()}, **plan.source}
         manifest = Manifest(
-            family=plan.family, task=plan.task, model_config=plan.model_config, audio=plan.audio,
-            target=profile, precision=precision,
-            source={"checkpoints": {role: str(path.resolve()) for role, path in sources.checkpoints.items()},
-                    "sha256": {role: sha256_file(path) for role, path in sources.checkpoints.items()}, **plan.source},
-            graphs=graphs, golden={"file": GOLDEN_FILE, "items": [{"name": i.name, "graph": i.graph} for i in plan.golden]},
-            cost=cost, tools=tool_versions(), runtime=plan.runtime, quantization=conversions,
+            **facts, target=profile, precision=precision, graphs=graphs,
+            golden={"file": GOLDEN_FILE, "items": [{"name": i.name, "graph": i.graph} for i in plan.golden]},
+            cost=cost, tools=tool_versions(), quantization=conversions,
         )
         manifest.tensorrt = engine_plan(manifest)
         writer.write_manifest(manifest)

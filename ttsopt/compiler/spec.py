@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from ttsopt.package.manifest import DimRange, TensorSpec
+from ttsopt.package.manifest import GraphSignature, ModelFacts
 
 
 @dataclass(frozen=True)
@@ -39,16 +38,13 @@ class ExportSources:
     voices: dict[str, VoiceSource] = field(default_factory=dict)
 
 
-@dataclass
-class GraphExport:
-    """One ONNX graph to export: the module computing it and the contract of its inputs and outputs."""
+@dataclass(frozen=True, kw_only=True)
+class GraphExport(GraphSignature):
+    """One ONNX graph to export: the module computing it, an example input, and its contract (the signature)."""
 
     name: str
     module: torch.nn.Module
     example_inputs: tuple[torch.Tensor, ...]
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    dims: dict[str, DimRange]
     #: Sizes of the symbolic dims to test the exported graph on, chosen to differ from the example's.
     check_sizes: tuple[dict[str, int], ...] = ()
 
@@ -62,13 +58,8 @@ class GoldenItem:
     inputs: dict[str, np.ndarray]
 
 
-@dataclass
-class ExportPlan:
-    family: str
-    task: str
-    model_config: dict[str, Any]
-    audio: dict[str, Any]
-    source: dict[str, Any]
+@dataclass(kw_only=True)
+class ExportPlan(ModelFacts):
     graphs: list[GraphExport]
     golden: list[GoldenItem]
     #: The original (unfolded) model, run on the golden inputs: name of graph -> callable(inputs) -> outputs.
@@ -77,5 +68,3 @@ class ExportPlan:
     cost_example: tuple[torch.nn.Module, tuple[torch.Tensor, ...], float] | None = None
     #: Payload files beside the graphs (name -> bytes): symbol tables, voice embeddings, ...
     files: dict[str, bytes] = field(default_factory=dict)
-    #: What the family's runtime reads from the manifest beyond the graphs (voices, chunking context, ...).
-    runtime: dict[str, Any] = field(default_factory=dict)

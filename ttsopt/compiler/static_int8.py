@@ -269,8 +269,8 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
 
         remaining = dict(timed)
         size = fastest_prefix(fp32_seconds, remaining)
-        while size and not gated(size):  # the next fastest that is still fast enough
-            del remaining[size]
+        while size and not gated(size):  # the fastest shorter prefix that is still fast enough (prefixes nest:
+            remaining = {n: s for n, s in remaining.items() if n < size}  # a longer one fails where this one did)
             size = fastest_prefix(fp32_seconds, remaining)
         if not size and rejected:  # every fast prefix failed the gate: back off below the shortest timed one
             size = min(timed) // 2

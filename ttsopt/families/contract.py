@@ -52,6 +52,16 @@ class Family(ABC):
     #: How a user names this family's inputs on the command line, for "give X or Y" errors.
     usage: str
 
+    # -- recognizing files (torch-free) --------------------------------------------------------------
+
+    def recognize_header(self, head: bytes) -> str | None:
+        """What this family calls a checkpoint file starting with ``head`` (e.g. a format tag), or None."""
+        return None
+
+    def recognize_state(self, state: Any) -> str | None:
+        """What this family calls a loaded checkpoint object (by its keys), or None: for "this is X, not Y" errors."""
+        return None
+
     # -- export (build side) --------------------------------------------------------------------------
 
     def check_roles(self, roles: set[str]) -> None:

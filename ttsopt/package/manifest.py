@@ -61,12 +61,19 @@ class DimRange:
         return self.min <= size <= self.max
 
 
-@dataclass(frozen=True)
-class GraphEntry:
-    file: str
+@dataclass(frozen=True, kw_only=True)
+class GraphSignature:
+    """A graph's contract: its inputs and outputs, and the sizes its symbolic dims may take. Declared once by
+    the family's export spec (``GraphExport``), stored with the graph's file in the manifest (``GraphEntry``)."""
+
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     dims: dict[str, DimRange]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GraphEntry(GraphSignature):
+    file: str
     opset: int
 
     @classmethod
@@ -89,19 +96,27 @@ class GraphEntry:
         }
 
 
-@dataclass
-class Manifest:
+@dataclass(kw_only=True)
+class ModelFacts:
+    """What a family's export plan says about the model, copied as they are into the manifest."""
+
     family: str
     task: str
     model_config: dict[str, Any]
     audio: dict[str, Any]
+    #: The family's extras about where the model came from (the manifest adds checkpoints and their hashes).
+    source: dict[str, Any]
+    #: What the family's runtime reads beyond the graphs (voices, chunking context, ...).
+    runtime: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class Manifest(ModelFacts):
     target: dict[str, Any]
     precision: str
-    source: dict[str, Any]
     graphs: dict[str, GraphEntry]
     golden: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
-    runtime: dict[str, Any] = field(default_factory=dict)
     #: Per graph, how its precision was changed and measured (INT8 search, FP16 islands); empty for FP32.
     quantization: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)

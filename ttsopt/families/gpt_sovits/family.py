@@ -10,6 +10,7 @@ import numpy as np
 
 from ttsopt.errors import TtsoptError
 from ttsopt.families.contract import Family, Feed, Workload
+from ttsopt.families.gpt_sovits import formats
 
 SOVITS, GPT = "sovits", "gpt"
 #: The gates that verify the GPT decode graph (what its weight-only candidates are held to).
@@ -20,6 +21,12 @@ class GPTSoVITS(Family):
     name = "gpt_sovits"
     roles = (SOVITS, GPT)
     usage = "--sovits s2.pth"
+
+    def recognize_header(self, head: bytes) -> str | None:
+        return formats.recognize_header(head)
+
+    def recognize_state(self, state: Any) -> str | None:
+        return formats.recognize_state(state)
 
     def check_roles(self, roles: set[str]) -> None:
         if GPT in roles and SOVITS not in roles:

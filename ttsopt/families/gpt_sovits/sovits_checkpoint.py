@@ -35,8 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ttsopt.compiler.checkpoint import SOVITS_HEADER_TAGS, SOVITS_LORA_TAGS, checkpoint_head, describe_checkpoint
+from ttsopt.compiler.checkpoint import checkpoint_head, describe_checkpoint
 from ttsopt.errors import TtsoptError
+from ttsopt.families.gpt_sovits.formats import SOVITS_HEADER_TAGS, SOVITS_LORA_TAGS, SOVITS_PREFIXES
 from ttsopt.families.gpt_sovits.sovits_model import SUPPORTED_VERSIONS, SYMBOLS_PER_VERSION, SoVITSConfig, SoVITSModel
 
 EXPECTED = "a GPT-SoVITS SoVITS (s2) .pth checkpoint"
@@ -222,7 +223,7 @@ def read_sovits_checkpoint(path: str | Path) -> SoVITSCheckpoint:
 
     state = restricted_torch_load(data, str(path))
     is_sovits = (isinstance(state, Mapping) and isinstance(state.get("weight"), Mapping)
-                 and any(str(k).startswith(("enc_p.", "dec.", "flow.", "cfm.")) for k in state["weight"]))
+                 and any(str(k).startswith(SOVITS_PREFIXES) for k in state["weight"]))
     if not is_sovits:
         raise TtsoptError(f"{path} is {describe_checkpoint(state)}, not {EXPECTED}: give the SoVITS weights "
                           f"(the .pth from SoVITS_weights*/)")

@@ -3,7 +3,7 @@ audio lengths of real speech."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,11 @@ class HiFiGAN(Family):
     name = "hifigan"
     roles = ("generator",)
     usage = "a HiFi-GAN checkpoint (ttsopt export generator.pth.tar)"
+
+    def recognize_state(self, state: Any) -> str | None:
+        if isinstance(state, Mapping) and ("generator" in state or any(str(k).startswith(("conv_pre.", "ups.0.")) for k in state)):
+            return "a HiFi-GAN generator/vocoder checkpoint"
+        return None
 
     def plan(self, sources, speech):
         from ttsopt.families.hifigan import spec
