@@ -49,3 +49,19 @@ def test_bench_without_torch_says_why_eager_is_missing(package: Path):
     done = _run_without_torch(f"from ttsopt.cli import app; app(['bench', {str(package)!r}, '--seconds', '0.5', '--repeat', '1'])")
     assert done.returncode == 0, done.stderr
     assert "PyTorch eager not measured: torch is not installed" in done.stdout
+
+
+def test_build_commands_on_a_runtime_only_install_name_the_extra(universal: Path, tmp_path: Path):
+    """``pip install ttsopt`` (no build extra) then ``ttsopt export``: one line naming the extra, no traceback."""
+    blocked = """import sys
+class _Absent:  # as on a machine without the build extra: the modules are not there
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "onnxslim"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Absent())
+"""
+    code = f"from ttsopt.cli import app; app(['export', {str(universal)!r}, '-o', {str(tmp_path / 'p')!r}])"
+    done = subprocess.run([sys.executable, "-c", blocked + code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "pip install 'ttsopt[build]'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p").exists()

@@ -60,8 +60,8 @@ def command(fn: Callable) -> Callable:
             extra = _EXTRAS.get((exc.name or "").partition(".")[0])
             if extra is None:
                 raise
-            err.print(f"[red]error:[/] ttsopt {fn.__name__} needs {exc.name}, which is not installed: "
-                      f"pip install 'ttsopt[{extra}]'", highlight=False, soft_wrap=True)
+            message = f"ttsopt {fn.__name__} needs {exc.name}, which is not installed: pip install 'ttsopt[{extra}]'"
+            err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]: nothing was written")
