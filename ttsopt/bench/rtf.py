@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rich.table import Table
+
 from ttsopt.bench.machine import machine_description, measure_peak_gflops, measure_peak_int8_gops, timed
 from ttsopt.bench.memory import child_peak_rss_mb
 from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE, fp32_package, load_eager
@@ -35,6 +37,42 @@ class BenchReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def render(self) -> list:
+        """What ``ttsopt bench`` prints: rich tables and lines (notes are printed by the CLI)."""
+        shown: list = []
+        machine = self.machine
+        int8 = self.int8_peak_gops is not None
+        table = Table(title=f"RTF (median of {self.repeat}, interleaved) on {machine['cpu']}, {machine['cores']} cores")
+        columns = ["audio", PACKAGE, EAGER, "speed-up vs eager", "floor RTF", "% of floor"]
+        if int8:
+            columns[3:3] = [FP32_PACKAGE, "speed-up vs FP32 package"]
+            columns += ["INT8 floor RTF", "% of INT8 floor"]
+        for column in columns:
+            table.add_column(column, justify="right")
+        for row in self.rows:
+            eager = row.get(EAGER)
+            cells = [f"{row['seconds']:g} s", f"{row[PACKAGE]['rtf']:.3f}", f"{eager['rtf']:.3f}" if eager else "—",
+                     f"{row['speedup_vs_eager']:.2f}×" if eager else "—",
+                     f"{row['floor_rtf']:.3f}" if "floor_rtf" in row else "—",
+                     f"{row['percent_of_floor']:.0f} %" if "percent_of_floor" in row else "—"]
+            if int8:
+                fp32 = row.get(FP32_PACKAGE)
+                cells[3:3] = [f"{fp32['rtf']:.3f}" if fp32 else "—",
+                              f"{row['speedup_vs_fp32_package']:.2f}×" if fp32 else "—"]
+                cells += [f"{row['int8_floor_rtf']:.3f}" if "int8_floor_rtf" in row else "—",
+                          f"{row['percent_of_int8_floor']:.0f} %" if "percent_of_int8_floor" in row else "—"]
+            table.add_row(*cells)
+        shown.append(table)
+        flop = self.flop_per_audio_second
+        shown.append(f"floor = {flop / 1e9:.1f} GFLOP per audio second / measured FP32 peak {self.peak_gflops:.0f} GFLOP/s"
+                  if flop else f"measured FP32 peak {self.peak_gflops:.0f} GFLOP/s (the package records no FLOP count)")
+        if int8 and flop:
+            shown.append(f"INT8 floor = the same arithmetic / measured INT8 convolution peak {self.int8_peak_gops:.0f} GOP/s")
+        shown.append("CPU features: " + (", ".join(machine["features"]) or "none detected"))
+        shown.append("peak memory (fresh process, longest length): " +
+                  ", ".join(f"{name} {mb:.0f} MB" for name, mb in self.memory_mb.items()))
+        return shown
 
 
 def run_rtf_bench(family: Family, path: Path, options: BenchOptions,

@@ -109,7 +109,8 @@ class Family(ABC):
         raise NotImplementedError(f"{self.name} packages have no audio-length workload")
 
     def benchmark(self, path: Path, options: BenchOptions, step: Callable[[str], None]) -> Any:
-        """``ttsopt bench``: by default the real-time factor over audio lengths (:meth:`workload`) against the
+        """``ttsopt bench``: a report with ``to_dict()``, ``render()`` (rich tables and lines) and ``notes``; by
+        default the real-time factor over audio lengths (:meth:`workload`) against the
         eager original and the machine's floor; a family whose packages have stages of their own overrides it."""
         from ttsopt.bench.rtf import run_rtf_bench
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.table import Table
 
 from ttsopt.bench.machine import machine_description
 from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE, fp32_package, load_eager
@@ -33,6 +34,28 @@ class TTSBenchReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def render(self) -> list:
+        """What ``ttsopt bench`` prints: rich tables and lines (notes are printed by the CLI)."""
+        shown: list = []
+        machine = self.machine
+        table = Table(title=f"text to speech (medians of {self.repeat}, interleaved) on {machine['cpu']}, {machine['cores']} cores")
+        for column in ("sentence", "variant", "prefill ms", "decode tokens/s", "SoVITS RTF", "first audio s", "whole RTF",
+                       "package speed-up vs this"):
+            table.add_column(column, justify="left" if column in ("sentence", "variant") else "right")
+        for row in self.rows:
+            label = f"{row['sentence']}: {row['phonemes']} phonemes, {row['tokens']} tokens ({row['tokens'] / 25:g} s)"
+            for name in (PACKAGE, FP32_PACKAGE, EAGER):
+                if name not in row:
+                    continue
+                r = row[name]
+                key = {FP32_PACKAGE: "fp32_package", EAGER: "eager"}.get(name)
+                speedup = (f"decode {row[f'decode_speedup_vs_{key}']:.2f}×, SoVITS {row[f'sovits_speedup_vs_{key}']:.2f}×, "
+                           f"RTF {row[f'rtf_speedup_vs_{key}']:.2f}×" if key else "")
+                table.add_row(label if name == PACKAGE else "", name, f"{r['prefill_ms']:.0f}", f"{r['decode_tokens_per_s']:.1f}",
+                              f"{r['sovits_rtf']:.3f}", f"{r['time_to_first_audio_s']:.2f}", f"{r['rtf']:.3f}", speedup)
+        shown.append(table)
+        return shown
 
 
 def _tts_request(tts, repeats: int, tokens: int) -> dict:
