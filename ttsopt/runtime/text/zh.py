@@ -73,16 +73,26 @@ def _verbalise_numbers(sentence: str) -> str:
     return re.sub(r"(-?)(\d+)(?:\.(\d+))?", _number, sentence)
 
 
-def normalize(text: str) -> str:
-    """Normalised Mandarin: hanzi and the six marks ``!?…,.-`` only."""
+def verbalise(text: str) -> str:
+    """The script-level normalisation Mandarin and Cantonese share: simplified characters, half-width
+    letters and digits, numbers read out, spaces and brackets removed."""
     text = text.replace(" ", "")
     text = re.sub(r"[——《》【】<>{}()（）#&@“”^_|\\]", "", text)
     text = text.translate(_simplified())
-    text = "".join(chr(ord(c) - 0xFEE0) if "！" <= c <= "～" and (c.isalnum()) else c for c in text).replace("\u3000", " ")
-    text = _verbalise_numbers(text)
-    text = text.replace("嗯", "恩").replace("呣", "母")
-    text = re.sub("|".join(re.escape(m) for m in MARKS), lambda m: MARKS[m.group()], text)
-    text = re.sub(r"[^\u4e00-\u9fa5" + re.escape(PUNCTUATION) + r"]+", "", text)
+    text = "".join(chr(ord(c) - 0xFEE0) if "！" <= c <= "～" and c.isalnum() else c for c in text).replace("\u3000", " ")
+    return _verbalise_numbers(text)
+
+
+def keep_hanzi_and_marks(text: str, marks: dict[str, str]) -> str:
+    """Marks mapped to the six phone marks ``!?…,.-``; everything else that is not a hanzi removed."""
+    text = re.sub("|".join(re.escape(m) for m in marks), lambda m: marks[m.group()], text)
+    return re.sub(r"[^\u4e00-\u9fa5" + re.escape(PUNCTUATION) + r"]+", "", text)
+
+
+def normalize(text: str) -> str:
+    """Normalised Mandarin: hanzi and the six marks ``!?…,.-`` only, no mark repeated."""
+    text = verbalise(text).replace("嗯", "恩").replace("呣", "母")
+    text = keep_hanzi_and_marks(text, MARKS)
     escaped = re.escape(PUNCTUATION)
     return re.sub(f"([{escaped}])([{escaped}])+", r"\1", text)
 
