@@ -49,3 +49,17 @@ def test_bench_without_torch_says_why_eager_is_missing(package: Path):
     done = _run_without_torch(f"from ttsopt.cli import app; app(['bench', {str(package)!r}, '--seconds', '0.5', '--repeat', '1'])")
     assert done.returncode == 0, done.stderr
     assert "PyTorch eager not measured: torch is not installed" in done.stdout
+
+
+def test_text_front_end_without_torch():
+    done = _run_without_torch("""
+import json, sys
+from ttsopt.runtime.text import phonemize
+symbols = json.load(open('ttsopt/families/gpt_sovits/symbols/v2.json'))
+for lang, text in [('en', 'Hello, world.'), ('zh', '你好，世界。'), ('ja', 'こんにちは。'), ('ko', '안녕하세요.'), ('yue', '你好，世界。')]:
+    assert phonemize(text, lang, symbols)[0].phones, lang
+assert 'torch' not in sys.modules
+print('ok')
+""")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")

@@ -62,7 +62,7 @@ def cut1(text: str) -> str:
     pieces = _after_each_mark(text)
     bounds = list(range(0, len(pieces), 4))
     bounds[-1] = None
-    joined = ["".join(pieces[a:b]) for a, b in zip(bounds, bounds[1:])] if len(bounds) > 1 else [text]
+    joined = ["".join(pieces[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)] if len(bounds) > 1 else [text]
     return "\n".join(p for p in joined if not _only_punctuation(p))
 
 

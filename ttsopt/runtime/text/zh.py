@@ -52,7 +52,7 @@ def _simplified() -> dict[int, str]:
     strings = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
     simplified, traditional = strings["simplified_charcters"], strings["traditional_characters"]
-    return {ord(t): s for t, s in zip(traditional, simplified)}
+    return {ord(t): s for t, s in zip(traditional, simplified, strict=False)}
 
 
 def _cardinal(digits: str) -> str:
@@ -124,7 +124,7 @@ def g2p(norm_text: str) -> tuple[list[str], list[int]]:
                 continue
             initials = lazy_pinyin(word, neutral_tone_with_five=True, style=Style.INITIALS)
             finals = zh_tones.apply(word, pos, lazy_pinyin(word, neutral_tone_with_five=True, style=Style.FINALS_TONE3))
-            for initial, final in zip(initials, finals):
+            for initial, final in zip(initials, finals, strict=False):
                 if initial == final:  # a punctuation mark
                     phones.append(initial)
                     word2ph.append(1)

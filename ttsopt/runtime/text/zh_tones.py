@@ -76,7 +76,7 @@ def _neutral(word: str, pos: str, finals: list[str]) -> list[str]:
         finals[-1] = _retone(finals[-1], "5")
     parts = _two_parts(word)
     split = [finals[:len(parts[0])], finals[len(parts[0]):]]
-    for part, part_finals in zip(parts, split):
+    for part, part_finals in zip(parts, split, strict=True):
         if part in must or part[-2:] in must:
             part_finals[-1] = _retone(part_finals[-1], "5")
     return split[0] + split[1]
