@@ -1,4 +1,6 @@
-"""Writes ``expected_official.json``: what the official GPT-SoVITS front end gives for ``sentences.json``.
+"""Writes ``expected_official.json``: what the official GPT-SoVITS front end gives for ``sentences.json`` (the
+development set, written while building the front end) and ``heldout.json`` (written afterwards and run once,
+unseen, to measure exactness).
 
 Run once, offline, by hand (not a test): it imports the official text code that PyPI's
 ``gpt-sovits-cpufast==0.1.0`` ships (``TTS_infer_pack.TextPreprocessor.preprocess``, i.e. cutting with
@@ -65,17 +67,19 @@ def main(wheel: Path) -> None:
     from text import symbols2
 
     pre = TextPreprocessor(None, None, "cpu")
-    cases = json.loads((HERE / "sentences.json").read_text(encoding="utf-8"))
+    sets = {name: json.loads((HERE / f"{file}.json").read_text(encoding="utf-8"))
+            for name, file in (("development", "sentences"), ("held-out", "heldout"))}
     expected = {"generated_by": "tests/text/make_expected.py (official GPT_SoVITS/text + TTS_infer_pack of gpt-sovits-cpufast)",
                 "cut_method": "cut5",
                 "versions": {name: importlib.metadata.version(name) for name in PINNED},
                 "cases": []}
-    for lang, version in (("en", "v2"), ("zh", "v1"), ("ja", "v2"), ("ko", "v2"), ("yue", "v2")):
-        for text in cases[lang]:
-            pieces = pre.preprocess(text, lang, "cut5", version)
-            expected["cases"].append({"lang": lang, "version": version, "text": text, "sentences": [
-                {"norm_text": p["norm_text"], "phones": " ".join(symbols2.symbols[i] for i in p["phones"])} for p in pieces]})
-            print(lang, text, "→", [p["norm_text"] for p in pieces], flush=True)
+    for set_name, cases in sets.items():
+        for lang, version in (("en", "v2"), ("zh", "v1"), ("ja", "v2"), ("ko", "v2"), ("yue", "v2")):
+            for text in cases[lang]:
+                pieces = pre.preprocess(text, lang, "cut5", version)
+                expected["cases"].append({"set": set_name, "lang": lang, "version": version, "text": text, "sentences": [
+                    {"norm_text": p["norm_text"], "phones": " ".join(symbols2.symbols[i] for i in p["phones"])} for p in pieces]})
+                print(lang, text, "→", [p["norm_text"] for p in pieces], flush=True)
     (HERE / "expected_official.json").write_text(json.dumps(expected, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 

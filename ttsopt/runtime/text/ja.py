@@ -12,9 +12,11 @@ byte-identical ``open-jtalk-mecab-naist-jdic`` instead (``$OPEN_JTALK_DICT_DIR``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -31,6 +33,19 @@ PUNCTUATION = "!?…,.-"
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ttsopt" / "ja"
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Point file descriptor 1 at stderr for a while (C code writes there directly, past sys.stdout)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @cache
@@ -52,7 +67,8 @@ def _openjtalk():
         if not compiled.is_file():
             compiled.parent.mkdir(parents=True, exist_ok=True)
             partial = compiled.with_suffix(f".{os.getpid()}.tmp")
-            pyopenjtalk.mecab_dict_index(str(user_csv), str(partial))
+            with _stdout_to_stderr():  # mecab prints its progress on stdout, where --json output goes
+                pyopenjtalk.mecab_dict_index(str(user_csv), str(partial))
             partial.replace(compiled)
         pyopenjtalk.update_global_jtalk_with_user_dict(str(compiled))
     return pyopenjtalk
