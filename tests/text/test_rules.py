@@ -73,6 +73,8 @@ def test_phones_no_table_knows_become_unk():
     ("Hello.", "fr", "v2", "unsupported language 'fr'"),
     ("Hello.", "auto", "v2", "language identification is not supported"),
     ("안녕하세요.", "ko", "v1", "use one of zh, ja, en"),
+    ("こんにちは。", "en", "v2", "nothing in the text can be read as 'en'"),
+    ("😀😀，😀。", "zh", "v2", "nothing to speak"),
     ("hello", "en", "v2", None),
 ])
 def test_bad_text_is_one_clear_error(text: str, lang: str, version: str, fragment: str | None):

@@ -25,6 +25,7 @@ from ttsopt.runtime.text import cutting
 LANGUAGES = {"v1": ("zh", "ja", "en"), "v2": ("zh", "ja", "en", "ko", "yue")}
 MIN_PHONES = 6
 MIN_ENGLISH_PHONES = 4
+PUNCTUATION_PHONES = frozenset("!?…,.-_")
 _LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z'\- ]*[A-Za-z]|[A-Za-z]")
 
 
@@ -144,8 +145,11 @@ def phonemize(text: str, lang: str, symbols: list[str] | set[str], version: str 
     if not pieces:
         raise TtsoptError("the text has nothing to speak (it is empty or only punctuation): give some words")
     table = set(symbols)
-    result = [sentence_phones(piece, lang, version, table) for piece in pieces]
-    return [s for s in result if s.norm_text and s.phones]
+    result = [s for s in (sentence_phones(piece, lang, version, table) for piece in pieces) if s.norm_text and s.phones]
+    if not any(set(s.phones) - PUNCTUATION_PHONES for s in result):
+        raise TtsoptError(f"nothing in the text can be read as {lang!r} (only marks are left after normalisation): "
+                          "check --lang, or write the words out")
+    return result
 
 
 __all__ = ["LANGUAGES", "Segment", "Sentence", "check_language", "phonemize"]
