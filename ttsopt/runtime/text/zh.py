@@ -108,9 +108,18 @@ def _syllable_phones(initial: str, final_with_tone: str) -> list[str]:
     return [phone_initial, phone_final + tone]
 
 
+@cache
+def _segmenter():
+    """jieba_fast's POS segmenter, without its dictionary-loading chatter on stderr."""
+    import jieba_fast
+    import jieba_fast.posseg
+
+    jieba_fast.setLogLevel(logging.CRITICAL)
+    return jieba_fast.posseg
+
+
 def g2p(norm_text: str) -> tuple[list[str], list[int]]:
     """(phones, word2ph) of normalised Mandarin text."""
-    import jieba_fast.posseg
     from pypinyin import Style, lazy_pinyin
 
     phones: list[str] = []
@@ -118,7 +127,7 @@ def g2p(norm_text: str) -> tuple[list[str], list[int]]:
     for piece in re.split(f"(?<=[{re.escape(PUNCTUATION)}])\\s*", norm_text):
         if not piece.strip():
             continue
-        words = zh_tones.merge_for_sandhi([(w, p) for w, p in jieba_fast.posseg.lcut(re.sub("[a-zA-Z]+", "", piece))])
+        words = zh_tones.merge_for_sandhi([(w, p) for w, p in _segmenter().lcut(re.sub("[a-zA-Z]+", "", piece))])
         for word, pos in words:
             if pos == "eng":
                 continue
