@@ -74,7 +74,10 @@ def main(wheel: Path) -> None:
                 "versions": {name: importlib.metadata.version(name) for name in PINNED},
                 "cases": []}
     for set_name, cases in sets.items():
-        for lang, version in (("en", "v2"), ("zh", "v1"), ("ja", "v2"), ("ko", "v2"), ("yue", "v2")):
+        runs = (("en", "v2"), ("zh", "v1"), ("ja", "v2"), ("ko", "v2"), ("yue", "v2"))
+        if set_name == "held-out":  # v1 tables for the languages v1 has (Japanese pitch marks become UNK there)
+            runs += (("en", "v1"), ("ja", "v1"))
+        for lang, version in runs:
             for text in cases[lang]:
                 pieces = pre.preprocess(text, lang, "cut5", version)
                 expected["cases"].append({"set": set_name, "lang": lang, "version": version, "text": text, "sentences": [

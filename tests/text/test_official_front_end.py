@@ -13,8 +13,8 @@ from ttsopt.runtime.text import phonemize
 
 HERE = Path(__file__).parent
 EXPECTED = json.loads((HERE / "expected_official.json").read_text(encoding="utf-8"))
-# The official v2 table as every package ships it (the v1 table is its first 322 entries).
-SYMBOLS = json.loads((ROOT / "ttsopt/families/gpt_sovits/symbols/v2.json").read_text(encoding="utf-8"))
+# The official tables as every package ships them.
+SYMBOLS = {v: json.loads((ROOT / f"ttsopt/families/gpt_sovits/symbols/{v}.json").read_text(encoding="utf-8")) for v in ("v1", "v2")}
 
 
 @pytest.mark.parametrize("lang", ["en", "zh", "ja", "ko", "yue"])
@@ -23,7 +23,7 @@ def test_every_sentence_matches_the_official_front_end(lang: str):
     assert len(cases) >= 30
     mismatches = []
     for case in cases:
-        got = [{"norm_text": s.norm_text, "phones": " ".join(s.phones)} for s in phonemize(case["text"], lang, SYMBOLS, case["version"])]
+        got = [{"norm_text": s.norm_text, "phones": " ".join(s.phones)} for s in phonemize(case["text"], lang, SYMBOLS[case["version"]], case["version"])]
         if got != case["sentences"]:
             mismatches.append((case["text"], case["sentences"], got))
     assert not mismatches, mismatches
