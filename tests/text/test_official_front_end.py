@@ -23,7 +23,8 @@ def test_every_sentence_matches_the_official_front_end(lang: str):
     assert len(cases) >= 30
     mismatches = []
     for case in cases:
-        got = [{"norm_text": s.norm_text, "phones": " ".join(s.phones)} for s in phonemize(case["text"], lang, SYMBOLS[case["version"]], case["version"])]
+        sentences = phonemize(case["text"], lang, SYMBOLS[case["version"]], case["version"])
+        got = [{"norm_text": s.norm_text, "phones": " ".join(s.phones)} for s in sentences]
         if got != case["sentences"]:
             mismatches.append((case["text"], case["sentences"], got))
     assert not mismatches, mismatches
