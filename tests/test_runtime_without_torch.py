@@ -65,3 +65,17 @@ sys.meta_path.insert(0, _Absent())
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "pip install 'ttsopt[build]'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p").exists()
+
+
+def test_text_front_end_without_torch():
+    done = _run_without_torch("""
+import json, sys
+from ttsopt.runtime.text import phonemize
+symbols = json.load(open('ttsopt/families/gpt_sovits/symbols/v2.json'))
+for lang, text in [('en', 'Hello, world.'), ('zh', '你好，世界。'), ('ja', 'こんにちは。'), ('ko', '안녕하세요.'), ('yue', '你好，世界。')]:
+    assert phonemize(text, lang, symbols)[0].phones, lang
+assert 'torch' not in sys.modules
+print('ok')
+""")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")

@@ -153,6 +153,47 @@ def test_speak_bad_inputs(tts_package: Path, tmp_path: Path):
     fails("--phonemes", TEXT, "--voice", "fox", "--bert", str(bert), fragments=("BERT features must be",))
 
 
+def test_speak_text_cli_sentence_by_sentence(tts_package: Path, tmp_path: Path):
+    """--text/--lang: cut into sentences, each synthesised, joined with 0.3 s pauses; zh says once that BERT is zeros."""
+    for lang, text in (("en", "Hello, world. This is a test of the front end."), ("zh", "你好，世界。今天天气很好。")):
+        out = tmp_path / f"{lang}.wav"
+        done = ttsopt("run", tts_package, "--text", text, "--lang", lang, "--voice", "fox", "--seed", "1", "--max-tokens", "40", "-o", out)
+        assert done.returncode == 0, done.stderr
+        audio, rate = soundfile.read(out, dtype="float32")
+        sentences = int(done.stderr.split("text: ")[1].split(" sentence")[0])
+        assert sentences >= 2 and audio.size > sentences * int(0.3 * rate)
+        assert ("zero BERT features" in done.stderr) == (lang == "zh")
+
+
+def test_speak_text_api_keeps_every_sentence(tts: TextToSpeech):
+    paragraph = "The first sentence is here. The second one follows. And a third one ends it."
+    sentences = tts.phonemize(paragraph, "en")
+    audio, results = tts.speak(text=paragraph, lang="en", voice="fox", params=SamplingParams(seed=0, max_new_tokens=30))
+    assert len(results) == len(sentences) >= 3 and np.isfinite(audio).all()
+    assert audio.size == sum(r.tokens.size * 1280 for r in results) + len(results) * int(0.3 * tts.sample_rate)
+
+
+def test_phonemize_cli_prints_phones_ids_and_word2ph(tts_package: Path):
+    done = ttsopt("phonemize", tts_package, "--text", "你好，世界。", "--lang", "zh", "--json")
+    assert done.returncode == 0, done.stderr
+    (sentence,) = json.loads(done.stdout)["sentences"]
+    assert sentence["phones"] == "n i2 h ao3 , sh ir4 j ie4 ." and sentence["word2ph"] == [2, 2, 1, 2, 2, 1]
+    assert sentence["ids"][:4] == [227, 167, 158, 119] and sentence["norm_text"] == "你好,世界."
+    assert "front end" in ttsopt("phonemize", tts_package, "--text", "Hello.", "--lang", "en").stdout
+
+
+def test_speak_bad_text_is_one_line(tts_package: Path, tmp_path: Path):
+    out = tmp_path / "out.wav"
+    for args, fragment in ((["--text", "", "--lang", "en"], "nothing to speak"),
+                           (["--text", "。。！", "--lang", "zh"], "nothing to speak"),
+                           (["--text", "Bonjour.", "--lang", "fr"], "unsupported language 'fr'"),
+                           (["--text", "Hello."], "give --text with --lang"),
+                           (["--text", "Hello.", "--lang", "en", "--phonemes", TEXT], "give --text with --lang")):
+        assert_one_line_error(ttsopt("run", tts_package, *args, "--voice", "fox", "-o", out), fragment)
+        assert not out.exists()
+    assert_one_line_error(ttsopt("phonemize", tts_package, "--text", "Hi", "--lang", "xx"), "unsupported language 'xx'")
+
+
 def test_one_minute_utterance_is_not_capped_silently(tts: TextToSpeech, caplog):
     """EOS suppressed for 1500 steps: the GPT must produce all 1500 tokens (60 s) and SoVITS must speak them."""
     params = SamplingParams(greedy=True, max_new_tokens=1500, eos_suppress_steps=1500)

@@ -20,6 +20,9 @@ def run(
     mel: Annotated[Path | None, typer.Option("--mel", help="Vocoder: log-mel spectrogram .npy, [n_mels, frames].")] = None,
     tokens: Annotated[Path | None, typer.Option("--tokens", help="SoVITS: semantic tokens .npy (int, 25 Hz, EOS removed).")] = None,
     phonemes: Annotated[str | None, typer.Option("--phonemes", help='SoVITS: target phonemes, space-separated ("n i2 h ao3 .").')] = None,
+    text: Annotated[str | None, typer.Option("--text", help="TTS: the text to speak (cut into sentences, each synthesised).")] = None,
+    lang: Annotated[str | None, typer.Option("--lang", help="TTS: language of --text: en, zh, ja (v1/v2), ko, yue (v2).")] = None,
+    cut: Annotated[str, typer.Option("--cut", help="TTS: sentence cutting, official cut0..cut5 (cut5: at every mark).")] = "cut5",
     voice: Annotated[str | None, typer.Option("--voice", help="SoVITS: a voice stored in the package.")] = None,
     reference: Annotated[list[Path] | None, typer.Option("--reference", help="SoVITS: reference recording(s) instead of a stored voice.")] = None,
     noise_scale: Annotated[float, typer.Option("--noise-scale", help="SoVITS: prior temperature (official default 0.5).")] = 0.5,
@@ -46,9 +49,14 @@ def run(
     if isinstance(model, Synthesizer):
         if wav is not None or mel is not None:
             raise TtsoptError("--wav/--mel are for vocoder packages; a GPT-SoVITS package takes --phonemes (and --tokens)")
-        if phonemes is None or (tokens is None and not isinstance(model, TextToSpeech)):
+        if text is not None or lang is not None:
+            if not isinstance(model, TextToSpeech):
+                raise TtsoptError("--text/--lang need a text-to-speech package (exported with --gpt); this one takes --tokens and --phonemes")
+            if text is None or lang is None or phonemes is not None or tokens is not None or bert is not None:
+                raise TtsoptError("give --text with --lang (and no --phonemes, --tokens or --bert)")
+        elif phonemes is None or (tokens is None and not isinstance(model, TextToSpeech)):
             raise TtsoptError("a SoVITS package needs --tokens tokens.npy and --phonemes \"...\"" if not isinstance(model, TextToSpeech)
-                              else "give the text to speak as --phonemes \"...\"")
+                              else "give the text to speak as --text \"...\" --lang LANG, or as --phonemes \"...\"")
         if voice is not None and reference:
             raise TtsoptError("give --voice or --reference, not both")
         semantic = read_npy(tokens, "semantic tokens") if tokens is not None else None
@@ -60,11 +68,20 @@ def run(
         else:
             params = SamplingParams(top_k=top_k or model.gpt.default_top_k, top_p=top_p, temperature=temperature,
                                     repetition_penalty=repetition_penalty, max_new_tokens=max_tokens, seed=seed)
-            audio, result = model.speak(phonemes, ge, features, params, noise_scale=noise_scale, speed=speed)
-            err.print(f"GPT: {result.tokens.size} semantic tokens, stopped by {result.stop_reason}", highlight=False)
+            if text is not None:
+                front_start = time.perf_counter()
+                sentences = model.phonemize(text, lang, cut)
+                front_end = time.perf_counter() - front_start
+                audio, results = model.speak_sentences(sentences, ge, params, noise_scale=noise_scale, speed=speed)
+                stops = ", ".join(sorted({r.stop_reason for r in results}))
+                err.print(f"text: {len(sentences)} sentence(s), front end {front_end * 1000:.0f} ms; GPT: "
+                          f"{sum(r.tokens.size for r in results)} semantic tokens, stopped by {stops}", highlight=False)
+            else:
+                audio, result = model.speak(phonemes, ge, features, params, noise_scale=noise_scale, speed=speed)
+                err.print(f"GPT: {result.tokens.size} semantic tokens, stopped by {result.stop_reason}", highlight=False)
     else:
-        if tokens is not None or phonemes is not None or voice is not None or reference:
-            raise TtsoptError("--tokens/--phonemes/--voice/--reference are for GPT-SoVITS packages; a vocoder takes --wav or --mel")
+        if tokens is not None or phonemes is not None or text is not None or voice is not None or reference:
+            raise TtsoptError("--tokens/--phonemes/--text/--voice/--reference are for GPT-SoVITS packages; a vocoder takes --wav or --mel")
         if (wav is None) == (mel is None):
             raise TtsoptError("give exactly one of --wav or --mel")
         spectrogram = model.mel_from_wav(wav) if wav is not None else read_npy(mel, "mel")

@@ -7,6 +7,7 @@
     >>> audio = synth.synthesize(tokens, "n i2 h ao3 .", voice="alice", seed=0)
     >>> tts = ttsopt.runtime.load("build/gpt-sovits-cpu")
     >>> audio, result = tts.speak("n i2 h ao3 .", voice="alice")
+    >>> audio, results = tts.speak(text="你好，世界。", lang="zh", voice="alice")   # one result per sentence
 
 Several sessions in one process run faster on one shared thread pool: call
 ``ttsopt.runtime.share_thread_pool()`` first (see :mod:`ttsopt.runtime.threads` for when not to).

@@ -1,9 +1,9 @@
 """Phoneme strings → ids through a GPT-SoVITS symbol table (``symbols.json`` in the package).
 
 The table is the official one of the model's version (v1: 322 symbols, v2: 732; index = id), so
-``"n i2 h ao3 ,"`` maps to the ids the official ``cleaned_text_to_sequence`` gives. Text front ends
-(G2P, language split, BERT) are not part of ttsopt: callers pass phonemes, as the official
-front end would produce them, separated by spaces.
+``"n i2 h ao3 ,"`` maps to the ids the official ``cleaned_text_to_sequence`` gives. Phonemes come from
+the text front end (:mod:`ttsopt.runtime.text`) or from the caller, as the official front end writes
+them, separated by spaces.
 """
 
 from __future__ import annotations

@@ -8,6 +8,12 @@ the GPT on it, as the official inference does; a voice without one, or a recordi
 runs the GPT reference-free (text only). BERT features default to zeros, as the official code uses for
 non-Chinese text; pass ``bert`` (``[1024, phonemes]`` of the target text, or of prompt + target) for
 Chinese.
+
+Text goes in with ``speak(text=..., lang=...)``: the text front end (:mod:`ttsopt.runtime.text`) cuts it
+into sentences, each sentence is synthesised on its own (the GPT's token cap applies per sentence, so a
+paragraph is never cut short) and the pieces are joined with 0.3 s of silence, as the official API does.
+BERT features are zeros for every language (the official code uses zeros for non-Chinese text; for
+Chinese this is a quality loss, said once per process).
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from ttsopt.runtime.gpt import GPT
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.sampling import GenerationResult, SamplingParams
 from ttsopt.runtime.sovits import Synthesizer
+from ttsopt.runtime.text import Sentence, phonemize
+from ttsopt.runtime.text.cutting import DEFAULT_METHOD
+
+SENTENCE_PAUSE_S = 0.3  # the official fragment_interval
 
 log = logging.getLogger("ttsopt")
 
@@ -69,10 +79,27 @@ class TextToSpeech(Synthesizer):
     def _default_voice_name(self) -> str | None:
         return next(iter(self.voices)) if len(self.voices) == 1 else None
 
-    def speak(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None = None, bert: np.ndarray | None = None,
-              params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0
-              ) -> tuple[np.ndarray, GenerationResult]:
-        """Waveform at :attr:`sample_rate` and the GPT's result; ``params.seed`` also seeds the SoVITS noise."""
+    def phonemize(self, text: str, lang: str, cut: str = DEFAULT_METHOD) -> list[Sentence]:
+        """The sentences of ``text`` with their phones in this package's symbol table (see :func:`phonemize`)."""
+        return phonemize(text, lang, self.phonemes.symbols, self.phonemes.version, cut)
+
+    def speak(self, phonemes: str | np.ndarray | None = None, voice: str | np.ndarray | None = None, bert: np.ndarray | None = None,
+              params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0, *,
+              text: str | None = None, lang: str | None = None, cut: str = DEFAULT_METHOD
+              ) -> tuple[np.ndarray, GenerationResult | list[GenerationResult]]:
+        """Waveform at :attr:`sample_rate` and the GPT's result; ``params.seed`` also seeds the SoVITS noise.
+
+        Give either ``phonemes`` (one utterance) or ``text`` and ``lang`` (cut into sentences; the result is
+        then the list of per-sentence GPT results).
+        """
+        if (phonemes is None) == (text is None):
+            raise TtsoptError("give either phonemes or text (with lang) to speak")
+        if text is not None:
+            if lang is None:
+                raise TtsoptError("text needs its language: pass lang='en', 'zh', 'ja', 'ko' or 'yue'")
+            if bert is not None:
+                raise TtsoptError("bert features go with phonemes; text is spoken with zero BERT features")
+            return self.speak_sentences(self.phonemize(text, lang, cut), voice, params, noise_scale, speed)
         params = params or SamplingParams()
         ge = self._ge(voice)  # fails early, before the GPT runs, on an unknown voice
         result = self.semantic_tokens(phonemes, voice, bert, params)
@@ -80,3 +107,22 @@ class TextToSpeech(Synthesizer):
             raise TtsoptError("the GPT produced no semantic tokens for this text: check the phonemes")
         audio = self.synthesize(result.tokens, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=params.seed)
         return audio, result
+
+    _warned_zero_bert = False
+
+    def speak_sentences(self, sentences: list[Sentence], voice: str | np.ndarray | None = None,
+                        params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0
+                        ) -> tuple[np.ndarray, list[GenerationResult]]:
+        """Each sentence synthesised on its own, peaks above 1 normalised, joined with 0.3 s pauses."""
+        if any(s.is_chinese for s in sentences) and not TextToSpeech._warned_zero_bert:
+            log.warning("Chinese is spoken with zero BERT features (no BERT model in the package): expect flatter prosody "
+                        "than the official front end, which runs chinese-roberta-wwm-ext-large")
+            TextToSpeech._warned_zero_bert = True
+        pause = np.zeros(int(SENTENCE_PAUSE_S * self.sample_rate), np.float32)
+        pieces, results = [], []
+        for sentence in sentences:
+            audio, result = self.speak(" ".join(sentence.phones), voice, None, params, noise_scale, speed)
+            peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+            pieces += [audio / peak if peak > 1 else audio, pause]
+            results.append(result)
+        return np.concatenate(pieces).astype(np.float32), results

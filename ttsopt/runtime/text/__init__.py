@@ -1,0 +1,155 @@
+"""Text → GPT-SoVITS phonemes, the official v1/v2 front end rebuilt without torch.
+
+    >>> from ttsopt.runtime.text import phonemize
+    >>> [s.phones for s in phonemize("你好，世界。", "zh", symbols)]
+
+:func:`phonemize` cuts the text into the sentences the official API synthesises one by one
+(:mod:`~ttsopt.runtime.text.cutting`, ``cut5`` by default), then per sentence runs the language's
+normaliser and G2P, maps phones the symbol table lacks to ``UNK`` and applies the official small rules
+(a "," before English of fewer than 4 phones; a sentence of fewer than 6 phones is redone as "." + text).
+
+Languages: ``en``, ``zh``, ``ja`` (v1 and v2 models), ``ko`` and ``yue`` (v2). Within zh/ja/ko/yue text,
+runs of Latin letters are read as English, as the official segmenter does for them (the segmenter itself
+needs a language-identification model download; ttsopt splits at the script boundary). ``auto`` (language
+identification) is not supported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ttsopt.errors import TtsoptError
+from ttsopt.runtime.text import cutting
+
+LANGUAGES = {"v1": ("zh", "ja", "en"), "v2": ("zh", "ja", "en", "ko", "yue")}
+MIN_PHONES = 6
+MIN_ENGLISH_PHONES = 4
+PUNCTUATION_PHONES = frozenset("!?…,.-_")
+_LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z'\- ]*[A-Za-z]|[A-Za-z]")
+
+
+@dataclass
+class Segment:
+    """One language's stretch of a sentence after G2P."""
+
+    lang: str
+    norm_text: str
+    phones: list[str]
+    word2ph: list[int] | None  # phones per character of norm_text (zh, yue); None for the others
+
+
+@dataclass
+class Sentence:
+    """One synthesised unit: the cut text and its phones (what the GPT and SoVITS get)."""
+
+    text: str
+    segments: list[Segment]
+
+    @property
+    def phones(self) -> list[str]:
+        return [p for s in self.segments for p in s.phones]
+
+    @property
+    def norm_text(self) -> str:
+        return "".join(s.norm_text for s in self.segments)
+
+    @property
+    def word2ph(self) -> list[int] | None:
+        """Per character of :attr:`norm_text`; None when a segment has no per-character alignment."""
+        if any(s.word2ph is None for s in self.segments):
+            return None
+        return [n for s in self.segments for n in s.word2ph]
+
+    @property
+    def is_chinese(self) -> bool:
+        return any(s.lang == "zh" for s in self.segments)
+
+
+def _split_scripts(text: str, lang: str) -> list[tuple[str, str]]:
+    """(lang, text) stretches: Latin-letter runs as English, the rest in ``lang``; English text is one stretch."""
+    if lang == "en":
+        return [("en", text)]
+    stretches: list[tuple[str, str]] = []
+    position = 0
+    for match in _LATIN_RUN.finditer(text):
+        if match.start() > position:
+            stretches.append((lang, text[position:match.start()]))
+        stretches.append(("en", match.group()))
+        position = match.end()
+    if position < len(text):
+        stretches.append((lang, text[position:]))
+    merged: list[tuple[str, str]] = []
+    for stretch_lang, stretch in stretches:  # neighbours of one language, and marks, join up
+        if merged and (merged[-1][0] == stretch_lang or not re.search(r"\w", stretch)):
+            merged[-1] = (merged[-1][0], merged[-1][1] + stretch)
+        else:
+            merged.append((stretch_lang, stretch))
+    return merged
+
+
+def _g2p(lang: str, text: str, version: str, symbols: set[str]) -> Segment:
+    word2ph = None
+    if lang == "en":
+        from ttsopt.runtime.text import en
+
+        norm = en.normalize(text)
+        phones = en.g2p(norm, symbols)
+        if len(phones) < MIN_ENGLISH_PHONES:
+            phones = [","] + phones
+    elif lang == "zh":
+        from ttsopt.runtime.text import zh
+
+        norm = zh.normalize(text)
+        phones, word2ph = (zh.g2p if version == "v1" else zh.g2p_v2)(norm)
+    elif lang == "yue":
+        from ttsopt.runtime.text import yue
+
+        norm = yue.normalize(text)
+        phones, word2ph = yue.g2p(norm)
+    elif lang == "ja":
+        from ttsopt.runtime.text import ja
+
+        norm = ja.normalize(text)
+        phones = ja.g2p(norm)
+    else:
+        from ttsopt.runtime.text import ko
+
+        norm = ko.normalize(text)
+        phones = ko.g2p(norm, symbols)
+    return Segment(lang, norm, ["UNK" if p not in symbols else p for p in phones], word2ph)
+
+
+def sentence_phones(text: str, lang: str, version: str, symbols: set[str]) -> Sentence:
+    """One cut sentence → its phones, with the official retry: fewer than 6 phones → once more as "." + text."""
+    text = re.sub(" {2,}", " ", text)
+    sentence = Sentence(text, [_g2p(seg_lang, seg, version, symbols) for seg_lang, seg in _split_scripts(text, lang)])
+    if len(sentence.phones) < MIN_PHONES:
+        retried = "." + text
+        sentence = Sentence(text, [_g2p(seg_lang, seg, version, symbols) for seg_lang, seg in _split_scripts(retried, lang)])
+    return sentence
+
+
+def check_language(lang: str, version: str) -> None:
+    supported = LANGUAGES.get(version, LANGUAGES["v2"])
+    if lang not in supported:
+        hint = " (language identification is not supported: name the language)" if lang == "auto" else ""
+        raise TtsoptError(f"unsupported language {lang!r} for a {version} model{hint}: use one of {', '.join(supported)}")
+
+
+def phonemize(text: str, lang: str, symbols: list[str] | set[str], version: str = "v2",
+              cut: str = cutting.DEFAULT_METHOD) -> list[Sentence]:
+    """The sentences of ``text`` with their phones, as the official front end gives them."""
+    check_language(lang, version)
+    pieces = cutting.sentences(text, lang, cut)
+    if not pieces:
+        raise TtsoptError("the text has nothing to speak (it is empty or only punctuation): give some words")
+    table = set(symbols)
+    result = [s for s in (sentence_phones(piece, lang, version, table) for piece in pieces) if s.norm_text and s.phones]
+    if not any(set(s.phones) - PUNCTUATION_PHONES for s in result):
+        raise TtsoptError(f"nothing in the text can be read as {lang!r} (only marks are left after normalisation): "
+                          "check --lang, or write the words out")
+    return result
+
+
+__all__ = ["LANGUAGES", "Segment", "Sentence", "check_language", "phonemize"]

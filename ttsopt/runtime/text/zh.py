@@ -1,0 +1,155 @@
+"""Mandarin G2P (the official v1 path): normalise → jieba (POS) → pypinyin → tone sandhi → opencpop phones.
+
+Each hanzi becomes an initial and a final with its tone (``n i2``, from the official opencpop-strict
+table; zero-initial syllables use the table's ``y``/``w``/vowel initials), each punctuation mark one phone:
+``word2ph`` is 2 per hanzi and 1 per mark, which is what spreads BERT features over the phones.
+
+v2 models use g2pW (a BERT model, not on PyPI) for polyphones; without it the pypinyin readings of
+v1 are used and :func:`g2p` says so once. The normaliser covers what plain prose needs: traditional →
+simplified (the official character table), full-width letters and digits, integers, decimals,
+percentages, negative numbers and years ("2024年" → 二零二四年); dates with months, times, ranges,
+units and phone numbers are not verbalised the official way (their digits are read as a cardinal).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import re
+from functools import cache
+
+from ttsopt.runtime.text import zh_tones
+from ttsopt.runtime.text.data import data_file
+
+log = logging.getLogger("ttsopt")
+
+PUNCTUATION = "!?…,.-"
+MARKS = {"：": ",", "；": ",", "，": ",", "。": ".", "！": "!", "？": "?", "\n": ".", "·": ",", "、": ",", "...": "…",
+         "$": ".", "/": ",", "—": "-", "~": "…", "～": "…"}
+# Syllables without an initial, spelled the way the opencpop table lists them.
+ZERO_INITIAL = {"ing": "ying", "i": "yi", "in": "yin", "u": "wu"}
+ZERO_INITIAL_FIRST = {"v": "yu", "e": "e", "i": "y", "u": "w"}
+CONTRACTED_FINALS = {"uei": "ui", "iou": "iu", "uen": "un"}
+_DIGITS = "零一二三四五六七八九"
+
+
+@cache
+def pinyin_table() -> dict[str, tuple[str, str]]:
+    """Toneless pinyin → (initial, final) phones, the official ``opencpop-strict.txt``."""
+    table = {}
+    for line in data_file("opencpop-strict.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            syllable, phones = line.split("\t")
+            initial, final = phones.strip().split(" ")
+            table[syllable] = (initial, final)
+    return table
+
+
+@cache
+def _simplified() -> dict[int, str]:
+    """Traditional → simplified, the official character table (two aligned string literals)."""
+    tree = ast.parse(data_file("zh_normalization/char_convert.py").read_text(encoding="utf-8"))
+    strings = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+               for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+    simplified, traditional = strings["simplified_charcters"], strings["traditional_characters"]
+    return {ord(t): s for t, s in zip(traditional, simplified, strict=False)}
+
+
+def _cardinal(digits: str) -> str:
+    import cn2an
+
+    return cn2an.an2cn(digits, "low")
+
+
+def _number(m: re.Match) -> str:
+    sign, whole, fraction = m.group(1), m.group(2), m.group(3)
+    spoken = ("负" if sign else "") + _cardinal(whole.lstrip("0") or "0")
+    return spoken + ("点" + "".join(_DIGITS[int(d)] for d in fraction) if fraction else "")
+
+
+def _verbalise_numbers(sentence: str) -> str:
+    sentence = re.sub(r"(\d{4}|\d{2})年", lambda m: "".join(_DIGITS[int(d)] for d in m.group(1)) + "年", sentence)
+    sentence = re.sub(r"(-?)(\d+)(?:\.(\d+))?%", lambda m: "百分之" + _number(m), sentence)
+    return re.sub(r"(-?)(\d+)(?:\.(\d+))?", _number, sentence)
+
+
+def verbalise(text: str) -> str:
+    """The script-level normalisation Mandarin and Cantonese share: simplified characters, half-width
+    letters and digits, numbers read out, spaces and brackets removed."""
+    text = text.replace(" ", "")
+    text = re.sub(r"[——《》【】<>{}()（）#&@“”^_|\\]", "", text)
+    text = text.translate(_simplified())
+    text = "".join(chr(ord(c) - 0xFEE0) if "！" <= c <= "～" and c.isalnum() else c for c in text).replace("\u3000", " ")
+    return _verbalise_numbers(text)
+
+
+def keep_hanzi_and_marks(text: str, marks: dict[str, str]) -> str:
+    """Marks mapped to the six phone marks ``!?…,.-``; everything else that is not a hanzi removed."""
+    text = re.sub("|".join(re.escape(m) for m in marks), lambda m: marks[m.group()], text)
+    return re.sub(r"[^\u4e00-\u9fa5" + re.escape(PUNCTUATION) + r"]+", "", text)
+
+
+def normalize(text: str) -> str:
+    """Normalised Mandarin: hanzi and the six marks ``!?…,.-`` only, no mark repeated."""
+    text = verbalise(text).replace("嗯", "恩").replace("呣", "母")
+    text = keep_hanzi_and_marks(text, MARKS)
+    escaped = re.escape(PUNCTUATION)
+    return re.sub(f"([{escaped}])([{escaped}])+", r"\1", text)
+
+
+def _syllable_phones(initial: str, final_with_tone: str) -> list[str]:
+    final, tone = final_with_tone[:-1], final_with_tone[-1]
+    if initial:
+        syllable = initial + CONTRACTED_FINALS.get(final, final)
+    else:
+        syllable = final
+        syllable = ZERO_INITIAL.get(syllable) or (ZERO_INITIAL_FIRST.get(syllable[0], syllable[0]) + syllable[1:])
+    phone_initial, phone_final = pinyin_table()[syllable]
+    return [phone_initial, phone_final + tone]
+
+
+@cache
+def _segmenter():
+    """jieba_fast's POS segmenter, without its dictionary-loading chatter on stderr."""
+    import jieba_fast
+    import jieba_fast.posseg
+
+    jieba_fast.setLogLevel(logging.CRITICAL)
+    return jieba_fast.posseg
+
+
+def g2p(norm_text: str) -> tuple[list[str], list[int]]:
+    """(phones, word2ph) of normalised Mandarin text."""
+    from pypinyin import Style, lazy_pinyin
+
+    phones: list[str] = []
+    word2ph: list[int] = []
+    for piece in re.split(f"(?<=[{re.escape(PUNCTUATION)}])\\s*", norm_text):
+        if not piece.strip():
+            continue
+        words = zh_tones.merge_for_sandhi([(w, p) for w, p in _segmenter().lcut(re.sub("[a-zA-Z]+", "", piece))])
+        for word, pos in words:
+            if pos == "eng":
+                continue
+            initials = lazy_pinyin(word, neutral_tone_with_five=True, style=Style.INITIALS)
+            finals = zh_tones.apply(word, pos, lazy_pinyin(word, neutral_tone_with_five=True, style=Style.FINALS_TONE3))
+            for initial, final in zip(initials, finals, strict=False):
+                if initial == final:  # a punctuation mark
+                    phones.append(initial)
+                    word2ph.append(1)
+                else:
+                    phones += _syllable_phones(initial, final)
+                    word2ph.append(2)
+    return phones, word2ph
+
+
+_warned_g2pw = False
+
+
+def g2p_v2(norm_text: str) -> tuple[list[str], list[int]]:
+    """v2 without g2pW: the v1 readings, with a warning once per process."""
+    global _warned_g2pw
+    if not _warned_g2pw:
+        log.warning("zh (v2): g2pW is not available, polyphones use pypinyin's readings (the v1 front end)")
+        _warned_g2pw = True
+    return g2p(norm_text)
