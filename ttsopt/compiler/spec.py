@@ -1,10 +1,8 @@
 """What a model family hands the generic exporter: its graphs, their shapes, and golden inputs.
 
-A family (``ttsopt/families/<name>/``) is a model file plus a spec module with one function,
-``plan(sources, speech) -> ExportPlan``, and one ``load_eager(manifest, original)`` for benchmarks
-and ``verify --original``.
-The exporter, ``verify`` and the runtime never special-case a family beyond that (the same split as
-HuggingFace optimum's per-model ONNX configs).
+A family's ``Family.plan(sources, speech)`` (:mod:`ttsopt.families.contract`) returns an :class:`ExportPlan`:
+the graphs to export with their signatures, the golden inputs, the original model to run on them, and the
+model facts the manifest records. The exporter never special-cases a family beyond that.
 """
 
 from __future__ import annotations
