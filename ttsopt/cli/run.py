@@ -31,6 +31,9 @@ def run(
     temperature: Annotated[float, typer.Option("--temperature", help="TTS: sampling temperature.")] = 1.0,
     repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="TTS: official default 1.35.")] = 1.35,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="TTS: most semantic tokens to generate (25 per second).")] = 1500,
+    stream: Annotated[bool, typer.Option("--stream", help="TTS: write audio pieces as the GPT generates them; reports first-audio time.")] = False,
+    first_tokens: Annotated[int, typer.Option("--first-tokens", help="TTS --stream: tokens before the first piece.")] = 10,
+    chunk_tokens: Annotated[int, typer.Option("--chunk-tokens", help="TTS --stream: tokens per later piece.")] = 24,
 ) -> None:
     """Synthesise audio with a package (no torch needed)."""
     share_thread_pool()  # runtime-only command: every session may share one pool
@@ -43,6 +46,8 @@ def run(
 
     model = load(package)
     start = time.perf_counter()
+    if stream and not isinstance(model, TextToSpeech):
+        raise TtsoptError("--stream is for text-to-speech packages (GPT + SoVITS): this package has no GPT")
     if isinstance(model, Synthesizer):
         if wav is not None or mel is not None:
             raise TtsoptError("--wav/--mel are for vocoder packages; a GPT-SoVITS package takes --phonemes (and --tokens)")
@@ -60,6 +65,9 @@ def run(
         else:
             params = SamplingParams(top_k=top_k or model.gpt.default_top_k, top_p=top_p, temperature=temperature,
                                     repetition_penalty=repetition_penalty, max_new_tokens=max_tokens, seed=seed)
+            if stream:
+                _stream_to_file(model, output, phonemes, ge, features, params, noise_scale, speed, first_tokens, chunk_tokens)
+                return
             audio, result = model.speak(phonemes, ge, features, params, noise_scale=noise_scale, speed=speed)
             err.print(f"GPT: {result.tokens.size} semantic tokens, stopped by {result.stop_reason}", highlight=False)
     else:
@@ -74,3 +82,34 @@ def run(
     write_wav(output, audio, model.sample_rate)
     seconds = len(audio) / model.sample_rate
     out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
+
+
+def _stream_to_file(model, output: Path, phonemes: str, voice, features, params, noise_scale: float, speed: float,
+                    first_tokens: int, chunk_tokens: int) -> None:
+    """Write each piece to ``output`` as it arrives (soundfile fixes the WAV header's sizes on close),
+    so a player following the file, or a pipe reader, gets audio before the GPT is done."""
+    import time
+
+    import numpy as np
+    import soundfile
+
+    from ttsopt.runtime.streaming import StreamSettings
+
+    settings = StreamSettings(first_tokens=first_tokens, chunk_tokens=chunk_tokens)
+    speech = model.stream(phonemes, voice, features, params, noise_scale=noise_scale, speed=speed, settings=settings)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        with soundfile.SoundFile(str(output), "w", samplerate=model.sample_rate, channels=1, subtype="PCM_16") as sink:
+            for piece in speech:
+                sink.write(np.clip(piece, -1.0, 1.0))
+                sink.flush()
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    elapsed = time.perf_counter() - start
+    stats = speech.stats
+    seconds = stats.samples / model.sample_rate
+    err.print(f"GPT: {stats.tokens.size} semantic tokens, stopped by {stats.result.stop_reason}", highlight=False)
+    out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f}; "
+              f"streamed in {stats.pieces} pieces, first audio after {stats.first_audio_s * 1000:.0f} ms)")

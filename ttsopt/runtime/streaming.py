@@ -1,7 +1,10 @@
 """Token-level streaming: audio pieces while the GPT is still generating (numpy + onnxruntime).
 
 Every time a chunk of new semantic tokens is in (``first_tokens`` for the first piece, so first audio
-comes early, then ``chunk_tokens``), the SoVITS ``latent`` graph is re-run on the whole token prefix.
+comes early, then ``chunk_tokens``, growing to ``growth`` times the tokens so far: each piece re-runs
+the latent graph on the whole prefix, so fixed chunks would cost O(T²) on long utterances, while
+geometric ones keep the total within a few whole-utterance runs; the audio already sent covers the
+longer wait, since decoding runs faster than real time), the SoVITS ``latent`` graph is re-run on the whole token prefix.
 It is not causal (its text encoder attends over all tokens), so the latent frames near the end of a
 prefix still change as tokens arrive: the last ``lookahead_frames`` are held back, and only frames
 before them are committed. The generator then runs on the new committed frames with its measured
@@ -35,12 +38,15 @@ class StreamSettings:
     chunk_tokens: int = 24
     lookahead_frames: int = 12
     crossfade_frames: int = 2
+    growth: float = 0.5
 
     def __post_init__(self) -> None:
         if self.first_tokens < 1 or self.chunk_tokens < 1:
             raise TtsoptError(f"stream chunks must be at least one token, got {self.first_tokens} / {self.chunk_tokens}")
         if self.lookahead_frames < 0 or self.crossfade_frames < 0:
             raise TtsoptError("stream lookahead and crossfade must be >= 0 frames")
+        if self.growth < 0:
+            raise TtsoptError(f"stream chunk growth must be >= 0, got {self.growth}")
 
 
 class FrameNoise:
@@ -121,7 +127,7 @@ def stream_pieces(synth, token_iter, phoneme_ids: np.ndarray, ge: np.ndarray, no
             stats.result = done.value
             break
         if len(tokens) >= next_cut:
-            next_cut += settings.chunk_tokens
+            next_cut += max(settings.chunk_tokens, int(settings.growth * len(tokens)))
             audio = piece(final=False)
             if audio.size:
                 yield _count(audio, stats)
