@@ -32,7 +32,7 @@ from ttsopt.runtime.sampling import GenerationResult
 
 @dataclass(frozen=True)
 class StreamSettings:
-    """When pieces are cut and how they are joined (defaults measured: BENCHMARKS.md, "Streaming")."""
+    """When pieces are cut and how they are joined (defaults measured: BENCHMARKS.md, "Streaming and serving")."""
 
     first_tokens: int = 10
     chunk_tokens: int = 24
