@@ -9,9 +9,11 @@ decode step (S = 1), so the GPT weights are stored once.
 The cache: one array per layer for K and for V, ``[1, heads, capacity, head_dim]``, owned here. A step
 feeds the arrays as they are (onnxruntime reads numpy memory in place) with a mask that shows the filled
 slots, and writes the one new K/V row back in place: no step copies the cache. The capacity grows by
-doubling (one copy each time) from what the prefill fills, so the attention reads at most twice the
-filled slots (nothing is reserved for the token cap: attention cost follows the capacity, not the filled length). ``ttsopt bench``
-and BENCHMARKS.md have the measurements behind this choice (vs writing the cache inside the graph).
+doubling (one copy each time) from what the prefill fills (at least ``MIN_CAPACITY`` slots), so the
+attention reads at most twice the filled slots. Nothing is reserved for the token cap: attention cost
+follows the capacity, not the filled length (a 1500-slot reserve made a short sentence's steps 1.67x
+slower). ``ttsopt bench`` and BENCHMARKS.md have the measurements behind this choice (vs writing the
+cache inside the graph).
 """
 
 from __future__ import annotations
