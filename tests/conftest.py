@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-v2-tiny"
 SPEECH = ROOT / "examples" / "speech.wav"
+TTS_PROMPT_PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
 
 V1 = {"resblock": "1", "upsample_rates": [8, 8, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4],
       "upsample_initial_channel": 512, "resblock_kernel_sizes": [3, 7, 11],
@@ -79,4 +80,23 @@ def package(tmp_path_factory: pytest.TempPathFactory, universal: Path) -> Path:
     """The real universal HiFi-GAN exported once, through the CLI, for the whole session."""
     out = tmp_path_factory.mktemp("pkg") / "hifigan-cpu"
     ttsopt("export", universal, "--target", "cpu", "-o", out, check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The official tiny GPT + SoVITS oracle exported once per session through the CLI (exports cost CPU), with a
+    voice whose prompt is the oracle's ("fox") and one without a prompt ("plain")."""
+    import numpy as np
+
+    gpt, sovits = ORACLE / "gpt_tiny.ckpt", ORACLE / "sovits_tiny.pth"
+    if not (gpt.is_file() and sovits.is_file()):
+        pytest.skip(f"oracle not found under {ORACLE}")
+    work = tmp_path_factory.mktemp("tts")
+    with np.load(ORACLE / "gpt_tiny.npz") as data:
+        np.save(work / "prompt.npy", data["prompt_semantic"][0])
+    fox = ROOT / "ttsopt/assets/speech/fox_en-us.wav"
+    out = work / "tts-cpu"
+    ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--voice", f"fox={fox}:{work / 'prompt.npy'}:{TTS_PROMPT_PHONEMES}",
+           "--voice", f"plain={fox}", "-o", out, check=True)
     return out

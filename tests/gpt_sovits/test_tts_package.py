@@ -12,7 +12,7 @@ import onnx
 import pytest
 import soundfile
 
-from tests.conftest import ORACLE, SPEECH, assert_one_line_error, ttsopt
+from tests.conftest import ORACLE, SPEECH, TTS_PROMPT_PHONEMES, assert_one_line_error, ttsopt
 from tests.gpt_sovits.test_gpt_oracle import RUNS, _inputs
 from ttsopt.runtime import TextToSpeech, load
 from ttsopt.runtime.sampling import SamplingParams
@@ -20,7 +20,7 @@ from ttsopt.runtime.sampling import SamplingParams
 SOVITS_PTH, GPT_CKPT = ORACLE / "sovits_tiny.pth", ORACLE / "gpt_tiny.ckpt"
 FOX = Path(__file__).resolve().parents[2] / "ttsopt/assets/speech/fox_en-us.wav"
 ATOL = 1e-4
-PROMPT_PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
+PROMPT_PHONEMES = TTS_PROMPT_PHONEMES  # the voice 'fox' of the session's tts_package (tests/conftest.py)
 TEXT = "j in1 t ian1 t ian1 q i4 h en3 h ao3 , w o3 m en5 q v4 g ong1 y van2 b a5 ."
 
 pytestmark = pytest.mark.skipif(not (SOVITS_PTH.is_file() and GPT_CKPT.is_file()), reason=f"oracle not found under {ORACLE}")
@@ -30,17 +30,6 @@ pytestmark = pytest.mark.skipif(not (SOVITS_PTH.is_file() and GPT_CKPT.is_file()
 def oracle() -> dict[str, np.ndarray]:
     with np.load(ORACLE / "gpt_tiny.npz") as data:
         return {key: data[key] for key in data.files}
-
-
-@pytest.fixture(scope="module")
-def tts_package(tmp_path_factory: pytest.TempPathFactory, oracle) -> Path:
-    """The official tiny GPT + SoVITS exported once through the CLI, with a voice whose prompt is the oracle's."""
-    work = tmp_path_factory.mktemp("tts")
-    np.save(work / "prompt.npy", oracle["prompt_semantic"][0])
-    out = work / "tts-cpu"
-    ttsopt("export", "--gpt", GPT_CKPT, "--sovits", SOVITS_PTH, "--voice", f"fox={FOX}:{work / 'prompt.npy'}:{PROMPT_PHONEMES}",
-           "--voice", f"plain={FOX}", "-o", out, check=True)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,9 @@ def run(
     temperature: Annotated[float, typer.Option("--temperature", help="TTS: sampling temperature.")] = 1.0,
     repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="TTS: official default 1.35.")] = 1.35,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="TTS: most semantic tokens to generate (25 per second).")] = 1500,
+    stream: Annotated[bool, typer.Option("--stream", help="TTS: write audio pieces as the GPT generates them; reports first-audio time.")] = False,
+    first_tokens: Annotated[int, typer.Option("--first-tokens", help="TTS --stream: tokens before the first piece.")] = 10,
+    chunk_tokens: Annotated[int, typer.Option("--chunk-tokens", help="TTS --stream: tokens per later piece.")] = 24,
 ) -> None:
     """Synthesise audio with a package (no torch needed)."""
     share_thread_pool()  # runtime-only command: every session may share one pool
@@ -46,6 +49,8 @@ def run(
 
     model = load(package)
     start = time.perf_counter()
+    if stream and not isinstance(model, TextToSpeech):
+        raise TtsoptError("--stream is for text-to-speech packages (GPT + SoVITS): this package has no GPT")
     if isinstance(model, Synthesizer):
         if wav is not None or mel is not None:
             raise TtsoptError("--wav/--mel are for vocoder packages; a GPT-SoVITS package takes --phonemes (and --tokens)")
@@ -72,10 +77,17 @@ def run(
                 front_start = time.perf_counter()
                 sentences = model.phonemize(text, lang, cut)
                 front_end = time.perf_counter() - front_start
+                if stream:
+                    _stream_to_file(model, output, [" ".join(s.phones) for s in sentences], ge, None, params, noise_scale, speed,
+                                    first_tokens, chunk_tokens)
+                    return
                 audio, results = model.speak_sentences(sentences, ge, params, noise_scale=noise_scale, speed=speed)
                 stops = ", ".join(sorted({r.stop_reason for r in results}))
                 err.print(f"text: {len(sentences)} sentence(s), front end {front_end * 1000:.0f} ms; GPT: "
                           f"{sum(r.tokens.size for r in results)} semantic tokens, stopped by {stops}", highlight=False)
+            elif stream:
+                _stream_to_file(model, output, [phonemes], ge, features, params, noise_scale, speed, first_tokens, chunk_tokens)
+                return
             else:
                 audio, result = model.speak(phonemes, ge, features, params, noise_scale=noise_scale, speed=speed)
                 err.print(f"GPT: {result.tokens.size} semantic tokens, stopped by {result.stop_reason}", highlight=False)
@@ -91,3 +103,44 @@ def run(
     write_wav(output, audio, model.sample_rate)
     seconds = len(audio) / model.sample_rate
     out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
+
+
+def _stream_to_file(model, output: Path, utterances: list[str], voice, features, params, noise_scale: float, speed: float,
+                    first_tokens: int, chunk_tokens: int) -> None:
+    """Write each piece to ``output`` as it arrives (soundfile fixes the WAV header's sizes on close),
+    so a player following the file, or a pipe reader, gets audio before the GPT is done. ``utterances``:
+    phonemes of each sentence, streamed one after the other with the sentence pause between them."""
+    import time
+
+    import numpy as np
+    import soundfile
+
+    from ttsopt.runtime.streaming import StreamSettings
+    from ttsopt.runtime.tts import SENTENCE_PAUSE_S
+
+    settings = StreamSettings(first_tokens=first_tokens, chunk_tokens=chunk_tokens)
+    streams = [model.stream(phonemes, voice, features, params, noise_scale=noise_scale, speed=speed, settings=settings)
+               for phonemes in utterances]  # every input checked before anything is written
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    first_audio = None
+    try:
+        with soundfile.SoundFile(str(output), "w", samplerate=model.sample_rate, channels=1, subtype="PCM_16") as sink:
+            for index, speech in enumerate(streams):
+                if index:
+                    sink.write(np.zeros(int(SENTENCE_PAUSE_S * model.sample_rate), np.float32))
+                for piece in speech:
+                    first_audio = first_audio if first_audio is not None else time.perf_counter() - start
+                    sink.write(np.clip(piece, -1.0, 1.0))
+                    sink.flush()
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    elapsed = time.perf_counter() - start
+    samples = soundfile.info(str(output)).frames
+    seconds = samples / model.sample_rate
+    tokens = sum(speech.stats.tokens.size for speech in streams)
+    stops = ", ".join(sorted({speech.stats.result.stop_reason for speech in streams}))
+    err.print(f"GPT: {tokens} semantic tokens in {len(streams)} sentence(s), stopped by {stops}", highlight=False)
+    out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f}; "
+              f"streamed in {sum(speech.stats.pieces for speech in streams)} pieces, first audio after {first_audio * 1000:.0f} ms)")

@@ -9,17 +9,22 @@ decode step (S = 1), so the GPT weights are stored once.
 The cache: one array per layer for K and for V, ``[1, heads, capacity, head_dim]``, owned here. A step
 feeds the arrays as they are (onnxruntime reads numpy memory in place) with a mask that shows the filled
 slots, and writes the one new K/V row back in place: no step copies the cache. The capacity grows by
-doubling (one copy each time), so the attention reads at most twice the filled slots. ``ttsopt bench``
-and BENCHMARKS.md have the measurements behind this choice (vs writing the cache inside the graph).
+doubling (one copy each time) from what the prefill fills (at least ``MIN_CAPACITY`` slots), so the
+attention reads at most twice the filled slots. Nothing is reserved for the token cap: attention cost
+follows the capacity, not the filled length (a 1500-slot reserve made a short sentence's steps 1.67x
+slower). ``ttsopt bench`` and BENCHMARKS.md have the measurements behind this choice (vs writing the
+cache inside the graph).
 """
 
 from __future__ import annotations
+
+from collections.abc import Generator
 
 import numpy as np
 
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.package import Package
-from ttsopt.runtime.sampling import GenerationResult, SamplingParams, generate
+from ttsopt.runtime.sampling import GenerationResult, SamplingParams, StopFn, iterate_tokens
 
 TEXT_EMBEDDING, AUDIO_EMBEDDING, TRANSFORMER = "gpt_text_embedding", "gpt_audio_embedding", "gpt_transformer"
 MIN_CAPACITY = 256
@@ -83,8 +88,62 @@ class KVCache:
         self.length += new
 
 
+class Decoder:
+    """One request's decoding state: its own KV cache and text length. A :class:`GPT` is shared by
+    requests (its onnxruntime sessions are thread-safe); each request gets a fresh decoder, so no
+    state passes from one request to another, even when they run at the same time."""
+
+    def __init__(self, gpt: GPT):
+        self.gpt = gpt
+        self.cache: KVCache | None = None
+        self.text_len = 0
+
+    def _transformer(self, hidden: np.ndarray, allowed_new: np.ndarray) -> np.ndarray:
+        cache = self.cache
+        cache.reserve(hidden.shape[1])
+        outputs = self.gpt.package.run(TRANSFORMER, cache.feed(hidden, allowed_new))
+        cache.append(outputs)
+        return outputs["logits"][0]
+
+    def prefill(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
+                reserve: int = 0) -> np.ndarray:
+        """Raw logits ``[vocab]`` of loop index 0; ``reserve`` pre-sizes the cache for that many new tokens.
+
+        Reserve nothing for a generation of unknown length: every step's attention reads the whole
+        capacity (filled or not), so a cache sized for the 1500-token cap made each step of a short
+        sentence 1.5x slower (real-size GPT: 74 vs 49 ms); growing by doubling keeps the capacity
+        within twice the filled length."""
+        gpt = self.gpt
+        ids = np.asarray(phoneme_ids, dtype=np.int64).reshape(1, -1)
+        bert = np.zeros((1, gpt.bert_dim, ids.shape[1]), np.float32) if bert_features is None else bert_features
+        if bert.shape != (1, gpt.bert_dim, ids.shape[1]):
+            raise TtsoptError(f"BERT features must be [{gpt.bert_dim}, {ids.shape[1]}] (one column per phoneme, prompt "
+                              f"phonemes first), got {list(bert.shape[1:] if bert.ndim == 3 else bert.shape)}")
+        parts = [gpt.package.run(TEXT_EMBEDDING, {"phoneme_ids": ids, "bert_features": bert})["hidden"]]
+        prompt = np.asarray([] if prompt_tokens is None else prompt_tokens, dtype=np.int64).reshape(1, -1)
+        if prompt.size:
+            positions = np.arange(prompt.shape[1], dtype=np.int64)[None]
+            parts.append(gpt.package.run(AUDIO_EMBEDDING, {"tokens": prompt, "positions": positions})["hidden"])
+        hidden = np.concatenate(parts, axis=1)
+        total = hidden.shape[1]
+        if total > gpt.max_new_positions:
+            raise TtsoptError(f"prompt + text are {total} positions; this package's prefill takes at most "
+                              f"{gpt.max_new_positions}: shorten the text or the prompt")
+        self.text_len = ids.shape[1]
+        capacity = max(MIN_CAPACITY, min(gpt.max_capacity, total + reserve))
+        self.cache = KVCache(gpt.layers, gpt.heads, gpt.head_dim, capacity, gpt.max_capacity)
+        return self._transformer(hidden, prefill_mask(self.text_len, total))
+
+    def step(self, token: int, position: int) -> np.ndarray:
+        """Feed the token chosen at the previous loop index at audio ``position``; raw logits of the next."""
+        hidden = self.gpt.package.run(AUDIO_EMBEDDING, {"tokens": np.array([[token]], np.int64),
+                                                        "positions": np.array([[position]], np.int64)})["hidden"]
+        return self._transformer(hidden, np.ones((1, 1), dtype=bool))
+
+
 class GPT:
-    """One request at a time (batch 1): :meth:`prefill`, :meth:`step`, or the whole loop in :meth:`generate`."""
+    """The GPT's graphs. :meth:`generate` and :meth:`tokens` run one request each on a fresh
+    :class:`Decoder`; :meth:`prefill` / :meth:`step` drive a default decoder by hand (tests, benchmarks)."""
 
     def __init__(self, package: Package):
         self.package = package
@@ -95,49 +154,40 @@ class GPT:
         transformer = package.manifest.graphs[TRANSFORMER]
         self.max_capacity = transformer.dims["slots"].max
         self.max_new_positions = transformer.dims["new"].max
-        self.cache: KVCache | None = None
-        self.text_len = 0
+        self._decoder = Decoder(self)
         for graph in (TEXT_EMBEDDING, AUDIO_EMBEDDING, TRANSFORMER):
             package.session(graph)
 
-    def _transformer(self, hidden: np.ndarray, allowed_new: np.ndarray) -> np.ndarray:
-        cache = self.cache
-        cache.reserve(hidden.shape[1])
-        outputs = self.package.run(TRANSFORMER, cache.feed(hidden, allowed_new))
-        cache.append(outputs)
-        return outputs["logits"][0]
+    @property
+    def cache(self) -> KVCache | None:
+        return self._decoder.cache
+
+    @property
+    def text_len(self) -> int:
+        return self._decoder.text_len
 
     def prefill(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
                 reserve: int = 0) -> np.ndarray:
-        """Raw logits ``[vocab]`` of loop index 0; ``reserve`` pre-sizes the cache for that many new tokens."""
-        ids = np.asarray(phoneme_ids, dtype=np.int64).reshape(1, -1)
-        bert = np.zeros((1, self.bert_dim, ids.shape[1]), np.float32) if bert_features is None else bert_features
-        if bert.shape != (1, self.bert_dim, ids.shape[1]):
-            raise TtsoptError(f"BERT features must be [{self.bert_dim}, {ids.shape[1]}] (one column per phoneme, prompt "
-                              f"phonemes first), got {list(bert.shape[1:] if bert.ndim == 3 else bert.shape)}")
-        parts = [self.package.run(TEXT_EMBEDDING, {"phoneme_ids": ids, "bert_features": bert})["hidden"]]
-        prompt = np.asarray([] if prompt_tokens is None else prompt_tokens, dtype=np.int64).reshape(1, -1)
-        if prompt.size:
-            positions = np.arange(prompt.shape[1], dtype=np.int64)[None]
-            parts.append(self.package.run(AUDIO_EMBEDDING, {"tokens": prompt, "positions": positions})["hidden"])
-        hidden = np.concatenate(parts, axis=1)
-        total = hidden.shape[1]
-        if total > self.max_new_positions:
-            raise TtsoptError(f"prompt + text are {total} positions; this package's prefill takes at most "
-                              f"{self.max_new_positions}: shorten the text or the prompt")
-        self.text_len = ids.shape[1]
-        capacity = max(MIN_CAPACITY, min(self.max_capacity, total + reserve))
-        self.cache = KVCache(self.layers, self.heads, self.head_dim, capacity, self.max_capacity)
-        return self._transformer(hidden, prefill_mask(self.text_len, total))
+        """:meth:`Decoder.prefill` on the default decoder."""
+        self._decoder = Decoder(self)
+        return self._decoder.prefill(phoneme_ids, bert_features, prompt_tokens, reserve)
 
     def step(self, token: int, position: int) -> np.ndarray:
-        """Feed the token chosen at the previous loop index at audio ``position``; raw logits of the next."""
-        hidden = self.package.run(AUDIO_EMBEDDING, {"tokens": np.array([[token]], np.int64),
-                                                    "positions": np.array([[position]], np.int64)})["hidden"]
-        return self._transformer(hidden, np.ones((1, 1), dtype=bool))
+        return self._decoder.step(token, position)
+
+    def tokens(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
+               params: SamplingParams, record_logits: bool = False,
+               stop: StopFn | None = None) -> Generator[int, None, GenerationResult]:
+        """One request on its own decoder: yields tokens as they are drawn, returns the result."""
+        decoder = Decoder(self)
+        return iterate_tokens(lambda: decoder.prefill(phoneme_ids, bert_features, prompt_tokens), decoder.step,
+                              prompt_tokens, params, record_logits=record_logits, stop=stop)
 
     def generate(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
-                 params: SamplingParams, record_logits: bool = False) -> GenerationResult:
-        reserve = params.max_new_tokens
-        return generate(lambda: self.prefill(phoneme_ids, bert_features, prompt_tokens, reserve), self.step,
-                        prompt_tokens, params, record_logits=record_logits)
+                 params: SamplingParams, record_logits: bool = False, stop: StopFn | None = None) -> GenerationResult:
+        tokens = self.tokens(phoneme_ids, bert_features, prompt_tokens, params, record_logits, stop)
+        while True:
+            try:
+                next(tokens)
+            except StopIteration as done:
+                return done.value

@@ -33,7 +33,7 @@ Deliberate differences from the official code (its quirks, not its semantics):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -214,6 +214,11 @@ class GenerationResult:
 
 PrefillFn = Callable[[], np.ndarray]
 StepFn = Callable[[int, int], np.ndarray]
+StopFn = Callable[[], bool]
+
+
+class Cancelled(TtsoptError):
+    """The caller's ``stop()`` asked generation to end (a client went away, a request timed out)."""
 
 
 def generate(prefill: PrefillFn, step: StepFn, prompt_tokens: np.ndarray | Sequence[int] | None,
@@ -226,6 +231,20 @@ def generate(prefill: PrefillFn, step: StepFn, prompt_tokens: np.ndarray | Seque
     reference-free mode) and returns the raw logits of loop index ``j + 1``; the callable owns its
     KV cache.  ``rng`` defaults to ``params.make_rng()``.
     """
+    tokens = iterate_tokens(prefill, step, prompt_tokens, params, rng, record_logits=record_logits)
+    while True:
+        try:
+            next(tokens)
+        except StopIteration as done:
+            return done.value
+
+
+def iterate_tokens(prefill: PrefillFn, step: StepFn, prompt_tokens: np.ndarray | Sequence[int] | None,
+                   params: SamplingParams, rng: np.random.Generator | None = None, *,
+                   record_logits: bool = False, stop: StopFn | None = None) -> Generator[int, None, GenerationResult]:
+    """:func:`generate` as a generator: yields each kept token as soon as it is drawn (what streaming
+    needs) and returns the :class:`GenerationResult`. ``stop()``, checked before every step, raises
+    :class:`Cancelled` when it returns true."""
     prompt = np.asarray([] if prompt_tokens is None else prompt_tokens, dtype=np.int64).reshape(-1)
     if prompt.size and (prompt.min() < 0 or prompt.max() >= params.eos_token):
         raise TtsoptError(f"prompt semantic tokens must lie in [0, {params.eos_token}), "
@@ -248,6 +267,7 @@ def generate(prefill: PrefillFn, step: StepFn, prompt_tokens: np.ndarray | Seque
         else:
             history[prompt.size + generated] = decision.token
             generated += 1
+            yield decision.token
             if params.early_stop_num != -1 and generated > params.early_stop_num:
                 reason = "early_stop"
             elif generated >= params.max_new_tokens:
@@ -256,5 +276,7 @@ def generate(prefill: PrefillFn, step: StepFn, prompt_tokens: np.ndarray | Seque
             return GenerationResult(tokens=history[prompt.size:prompt.size + generated].copy(),
                                     stop_reason=reason, steps=idx,
                                     logits=np.stack(recorded) if record_logits else None)
+        if stop is not None and stop():
+            raise Cancelled("generation was cancelled: the request was stopped or timed out")
         logits = step(decision.token, prompt.size + idx)
         idx += 1

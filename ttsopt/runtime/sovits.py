@@ -46,6 +46,14 @@ def latent_frames(tokens: int, speed: float) -> int:
     return 2 * tokens if speed == 1 else int(2 * tokens / speed) + 1
 
 
+def check_synthesis(speed: float, noise_scale: float) -> None:
+    """Refuse a speed or noise scale the graphs cannot use, before any work is done."""
+    if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
+        raise TtsoptError(f"speed {speed:g} is outside {SPEED_RANGE[0]:g}..{SPEED_RANGE[1]:g}")
+    if noise_scale < 0 or not np.isfinite(noise_scale):
+        raise TtsoptError(f"noise scale must be >= 0, got {noise_scale}")
+
+
 class Synthesizer:
     def __init__(self, package: Package):
         self.package = package
@@ -130,10 +138,7 @@ class Synthesizer:
                noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(z [1, inter, frames], ge)``: everything before the generator."""
         tokens, ids, ge = self._tokens(tokens), self.phoneme_ids(phonemes), self._ge(voice)
-        if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
-            raise TtsoptError(f"speed {speed:g} is outside {SPEED_RANGE[0]:g}..{SPEED_RANGE[1]:g}")
-        if noise_scale < 0 or not np.isfinite(noise_scale):
-            raise TtsoptError(f"noise scale must be >= 0, got {noise_scale}")
+        check_synthesis(speed, noise_scale)
         frames = latent_frames(tokens.size, speed)
         if frames > self.max_frames:
             raise TtsoptError(f"{tokens.size} tokens at speed {speed:g} make {frames} frames; this package takes at "
@@ -146,6 +151,13 @@ class Synthesizer:
         inputs = {"tokens": tokens[None], "phonemes": ids[None], "ge": ge, "noise": noise,
                   "noise_scale": np.array([noise_scale], dtype=np.float32)}
         return self.package.run("latent", inputs)["z"], ge
+
+    def latent_prefix(self, tokens: np.ndarray, phoneme_ids: np.ndarray, ge: np.ndarray, noise: np.ndarray,
+                      noise_scale: float) -> np.ndarray:
+        """``z`` of checked inputs (streaming re-runs this on every token prefix; :meth:`latent` checks)."""
+        inputs = {"tokens": tokens[None], "phonemes": phoneme_ids[None], "ge": ge, "noise": noise,
+                  "noise_scale": np.array([noise_scale], dtype=np.float32)}
+        return self.package.run("latent", inputs)["z"]
 
     def vocode_chunks(self, z: np.ndarray, ge: np.ndarray, chunk_frames: int) -> Iterator[np.ndarray]:
         """Waveform of ``z`` in pieces of ``chunk_frames`` latent frames (the last may be shorter).

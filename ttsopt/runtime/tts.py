@@ -19,14 +19,17 @@ Chinese this is a quality loss, said once per process).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
 
 import numpy as np
 
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.gpt import GPT
 from ttsopt.runtime.package import Package
-from ttsopt.runtime.sampling import GenerationResult, SamplingParams
-from ttsopt.runtime.sovits import Synthesizer
+from ttsopt.runtime.sampling import GenerationResult, SamplingParams, StopFn
+from ttsopt.runtime.sovits import Synthesizer, check_synthesis, latent_frames
+from ttsopt.runtime.streaming import FrameNoise, StreamSettings, StreamStats, stream_pieces
 from ttsopt.runtime.text import Sentence, phonemize
 from ttsopt.runtime.text.cutting import DEFAULT_METHOD
 
@@ -59,21 +62,30 @@ class TextToSpeech(Synthesizer):
             bert = np.concatenate((np.zeros((self.gpt.bert_dim, prompt_len), np.float32), bert), axis=1)
         return bert[None]
 
-    def semantic_tokens(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None = None,
-                        bert: np.ndarray | None = None, params: SamplingParams | None = None) -> GenerationResult:
-        """The GPT's tokens for the target ``phonemes`` (EOS removed), continuing the voice's prompt."""
-        params = params or SamplingParams()
+    def _gpt_inputs(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None, bert: np.ndarray | None,
+                    params: SamplingParams) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(target ids, prompt + target ids, BERT features, prompt tokens), checked before anything runs."""
         ids = self.phoneme_ids(phonemes)
         prompt_tokens, prompt_ids = self.prompt(voice if voice is not None else self._default_voice_name())
-        all_ids = np.concatenate((prompt_ids, ids))
         if params.max_new_tokens > self.max_tokens:
             raise TtsoptError(f"max new tokens {params.max_new_tokens} exceeds what the SoVITS graphs take ({self.max_tokens})")
-        result = self.gpt.generate(all_ids, self._bert(bert, prompt_ids.size, ids.size), prompt_tokens, params)
+        return ids, np.concatenate((prompt_ids, ids)), self._bert(bert, prompt_ids.size, ids.size), prompt_tokens
+
+    def _report(self, result: GenerationResult, params: SamplingParams) -> None:
         if result.stop_reason == "max_new_tokens":
             log.warning("the GPT reached the %d-token cap (%.0f s) without producing EOS; the audio is cut there: "
                         "split long text into sentences", params.max_new_tokens, params.max_new_tokens / self.token_rate)
         elif result.stop_reason == "early_stop":
             log.warning("the GPT stopped at early_stop_num = %d tokens", params.early_stop_num)
+
+    def semantic_tokens(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None = None,
+                        bert: np.ndarray | None = None, params: SamplingParams | None = None,
+                        stop: StopFn | None = None) -> GenerationResult:
+        """The GPT's tokens for the target ``phonemes`` (EOS removed), continuing the voice's prompt."""
+        params = params or SamplingParams()
+        _, all_ids, features, prompt_tokens = self._gpt_inputs(phonemes, voice, bert, params)
+        result = self.gpt.generate(all_ids, features, prompt_tokens, params, stop=stop)
+        self._report(result, params)
         return result
 
     def _default_voice_name(self) -> str | None:
@@ -84,10 +96,11 @@ class TextToSpeech(Synthesizer):
         return phonemize(text, lang, self.phonemes.symbols, self.phonemes.version, cut)
 
     def speak(self, phonemes: str | np.ndarray | None = None, voice: str | np.ndarray | None = None, bert: np.ndarray | None = None,
-              params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0, *,
-              text: str | None = None, lang: str | None = None, cut: str = DEFAULT_METHOD
+              params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
+              stop: StopFn | None = None, *, text: str | None = None, lang: str | None = None, cut: str = DEFAULT_METHOD
               ) -> tuple[np.ndarray, GenerationResult | list[GenerationResult]]:
-        """Waveform at :attr:`sample_rate` and the GPT's result; ``params.seed`` also seeds the SoVITS noise.
+        """Waveform at :attr:`sample_rate` and the GPT's result; ``params.seed`` also seeds the SoVITS noise
+        (drawn frame by frame, as :meth:`stream` draws it: same seed and tokens, same noise).
 
         Give either ``phonemes`` (one utterance) or ``text`` and ``lang`` (cut into sentences; the result is
         then the list of per-sentence GPT results).
@@ -99,20 +112,22 @@ class TextToSpeech(Synthesizer):
                 raise TtsoptError("text needs its language: pass lang='en', 'zh', 'ja', 'ko' or 'yue'")
             if bert is not None:
                 raise TtsoptError("bert features go with phonemes; text is spoken with zero BERT features")
-            return self.speak_sentences(self.phonemize(text, lang, cut), voice, params, noise_scale, speed)
+            return self.speak_sentences(self.phonemize(text, lang, cut), voice, params, noise_scale, speed, stop)
         params = params or SamplingParams()
         ge = self._ge(voice)  # fails early, before the GPT runs, on an unknown voice
-        result = self.semantic_tokens(phonemes, voice, bert, params)
+        check_synthesis(speed, noise_scale)
+        result = self.semantic_tokens(phonemes, voice, bert, params, stop=stop)
         if result.tokens.size == 0:
             raise TtsoptError("the GPT produced no semantic tokens for this text: check the phonemes")
-        audio = self.synthesize(result.tokens, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=params.seed)
+        noise = FrameNoise(self.inter_channels, params.seed)(latent_frames(result.tokens.size, speed))
+        audio = self.synthesize(result.tokens, phonemes, ge, noise_scale=noise_scale, speed=speed, noise=noise)
         return audio, result
 
     _warned_zero_bert = False
 
     def speak_sentences(self, sentences: list[Sentence], voice: str | np.ndarray | None = None,
-                        params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0
-                        ) -> tuple[np.ndarray, list[GenerationResult]]:
+                        params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
+                        stop: StopFn | None = None) -> tuple[np.ndarray, list[GenerationResult]]:
         """Each sentence synthesised on its own, peaks above 1 normalised, joined with 0.3 s pauses."""
         if any(s.is_chinese for s in sentences) and not TextToSpeech._warned_zero_bert:
             log.warning("Chinese is spoken with zero BERT features (no BERT model in the package): expect flatter prosody "
@@ -121,8 +136,43 @@ class TextToSpeech(Synthesizer):
         pause = np.zeros(int(SENTENCE_PAUSE_S * self.sample_rate), np.float32)
         pieces, results = [], []
         for sentence in sentences:
-            audio, result = self.speak(" ".join(sentence.phones), voice, None, params, noise_scale, speed)
+            audio, result = self.speak(" ".join(sentence.phones), voice, None, params, noise_scale, speed, stop)
             peak = float(np.max(np.abs(audio))) if audio.size else 0.0
             pieces += [audio / peak if peak > 1 else audio, pause]
             results.append(result)
         return np.concatenate(pieces).astype(np.float32), results
+
+    def stream(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None = None, bert: np.ndarray | None = None,
+               params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
+               settings: StreamSettings | None = None, stop: StopFn | None = None) -> SpeechStream:
+        """Audio pieces while the GPT generates (see :mod:`ttsopt.runtime.streaming`). Inputs are checked
+        now; the work runs as the returned stream is iterated (``stream.stats`` has first-audio time and
+        the GPT result once it is done); closing the iterator early stops the GPT."""
+        params = params or SamplingParams()
+        ge = self._ge(voice)
+        check_synthesis(speed, noise_scale)
+        ids, all_ids, features, prompt_tokens = self._gpt_inputs(phonemes, voice, bert, params)
+        return SpeechStream(self, ids, all_ids, features, prompt_tokens, ge, params, noise_scale, speed,
+                            settings or StreamSettings(), stop)
+
+
+class SpeechStream:
+    """An iterable of float32 pieces at the package's sample rate; :attr:`stats` fills in as it runs."""
+
+    def __init__(self, tts: TextToSpeech, ids: np.ndarray, all_ids: np.ndarray, features: np.ndarray | None,
+                 prompt_tokens: np.ndarray | None, ge: np.ndarray, params: SamplingParams, noise_scale: float,
+                 speed: float, settings: StreamSettings, stop: StopFn | None):
+        self.tts, self.params, self.sample_rate = tts, params, tts.sample_rate
+        self.stats = StreamStats()
+        tokens = tts.gpt.tokens(all_ids, features, prompt_tokens, params, stop=stop)
+        self._pieces = stream_pieces(tts, tokens, ids, ge, FrameNoise(tts.inter_channels, params.seed), noise_scale,
+                                     speed, settings, self.stats)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self.stats.started = time.perf_counter()
+        yield from self._pieces
+        self.tts._report(self.stats.result, self.params)
+
+    def close(self) -> None:
+        """Stop generating (the GPT stops at its next token)."""
+        self._pieces.close()

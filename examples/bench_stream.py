@@ -1,0 +1,130 @@
+"""Streaming benchmarks on a text-to-speech package (interleaved, medians):
+
+1. one GPT decode step with the KV cache sized to the filled length vs reserved for the 1500-token cap;
+2. first audio (p50 / p95) and RTF, streamed (``tts.stream``) vs whole utterance (``tts.speak``);
+3. with ``--server``: first audio through ``ttsopt serve`` (HTTP, streamed PCM) vs in process, and
+   RTF of N concurrent streams.
+
+    python examples/bench_stream.py build/real-tts-int8 --repeat 10 --server
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+import ttsopt.runtime
+from ttsopt.runtime.gpt import Decoder
+from ttsopt.runtime.sampling import SamplingParams
+
+SHORT = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."  # 你好，我是白夜。: a 20-character sentence's worth of phonemes
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def kv_steps(tts, repeat: int) -> None:
+    ids = tts.phoneme_ids(SHORT)
+    prompt_tokens, prompt_ids = tts.prompt(next(iter(tts.voices)))
+    all_ids = np.concatenate((prompt_ids, ids))
+    times = {0: [], 1500: []}
+    for _ in range(repeat):
+        for reserve in times:
+            decoder = Decoder(tts.gpt)
+            decoder.prefill(all_ids, None, prompt_tokens, reserve=reserve)
+            for j in range(20):
+                start = time.perf_counter()
+                decoder.step(j % 1000, (0 if prompt_tokens is None else prompt_tokens.size) + j)
+                times[reserve].append(time.perf_counter() - start)
+    filled = all_ids.size + (0 if prompt_tokens is None else prompt_tokens.size)
+    for reserve, values in times.items():
+        print(f"decode step, {filled} filled, reserve {reserve:4d} (capacity {max(256, filled + reserve)}): "
+              f"median {statistics.median(values) * 1000:.1f} ms")
+
+
+def first_audio(tts, repeat: int, tokens: int) -> None:
+    voice = next(iter(tts.voices))
+    firsts, stream_rtf, whole_first, whole_rtf = [], [], [], []
+    for i in range(repeat):
+        params = SamplingParams(top_k=tts.gpt.default_top_k, seed=i, max_new_tokens=tokens, eos_suppress_steps=tokens)
+        start = time.perf_counter()
+        speech = tts.stream(SHORT, voice, params=params)
+        samples = sum(piece.size for piece in speech)
+        stream_rtf.append((time.perf_counter() - start) / (samples / tts.sample_rate))
+        firsts.append(speech.stats.first_audio_s)
+        start = time.perf_counter()
+        audio, _ = tts.speak(SHORT, voice, params=params)
+        elapsed = time.perf_counter() - start
+        whole_first.append(elapsed)
+        whole_rtf.append(elapsed / (audio.size / tts.sample_rate))
+    print(f"{tokens} tokens ({tokens / 25:.1f} s): streamed first audio p50 {pct(firsts, 50) * 1000:.0f} ms, "
+          f"p95 {pct(firsts, 95) * 1000:.0f} ms, RTF {statistics.median(stream_rtf):.3f}; whole utterance: first audio "
+          f"p50 {pct(whole_first, 50) * 1000:.0f} ms, RTF {statistics.median(whole_rtf):.3f}")
+
+
+def server(package: str, tts, repeat: int, tokens: int, concurrency: list[int]) -> None:
+    import httpx
+
+    from tests.serve.conftest import running_server
+
+    voice = next(iter(tts.voices))
+    with running_server(package, "--workers", str(max(concurrency)), "--max-concurrent", str(2 * max(concurrency)),
+                        "--cache-mb", "0") as url:
+        def request(seed: int) -> tuple[float, float, float]:
+            body = {"model": "m", "input": SHORT, "voice": voice, "response_format": "pcm", "seed": seed,
+                    "max_tokens": tokens}
+            start = time.perf_counter()
+            first, size = None, 0
+            with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=300) as response:
+                for chunk in response.iter_bytes():
+                    first = first or time.perf_counter() - start
+                    size += len(chunk)
+            return first, time.perf_counter() - start, size / 2 / tts.sample_rate
+
+        request(0)
+        http, local = [], []
+        for i in range(repeat):
+            http.append(request(100 + i)[0])
+            params = SamplingParams(top_k=tts.gpt.default_top_k, seed=100 + i, max_new_tokens=tokens)
+            speech = tts.stream(SHORT, voice, params=params)
+            for _ in speech:
+                pass
+            local.append(speech.stats.first_audio_s)
+        print(f"first audio over HTTP p50 {pct(http, 50) * 1000:.0f} ms (p95 {pct(http, 95) * 1000:.0f}) vs in process "
+              f"p50 {pct(local, 50) * 1000:.0f} ms (p95 {pct(local, 95) * 1000:.0f}): server adds "
+              f"{(pct(http, 50) - pct(local, 50)) * 1000:.0f} ms at p50")
+        for n in concurrency:
+            with ThreadPoolExecutor(n) as pool:
+                results = list(pool.map(request, range(1000, 1000 + 2 * n)))
+            rtfs = [total / seconds for _, total, seconds in results]
+            print(f"{n} concurrent streams: first audio p50 {pct([r[0] for r in results], 50) * 1000:.0f} ms, "
+                  f"per-stream RTF p50 {pct(rtfs, 50):.2f}, max {max(rtfs):.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("package")
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--kv", action="store_true")
+    parser.add_argument("--server", action="store_true")
+    parser.add_argument("--concurrency", default="1,2,3,4")
+    args = parser.parse_args()
+    ttsopt.runtime.share_thread_pool()
+    tts = ttsopt.runtime.load(args.package)
+    if args.kv:
+        kv_steps(tts, max(3, args.repeat // 2))
+    first_audio(tts, args.repeat, args.tokens)
+    if args.server:
+        server(args.package, tts, args.repeat, args.tokens, [int(n) for n in args.concurrency.split(",")])
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""A real server: ``python -m ttsopt serve`` on 127.0.0.1 and a free port, stopped by its own pid."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+
+pytest.importorskip("fastapi", reason="the server extra is not installed: pip install 'ttsopt[serve]'")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(package: Path, *args: str, env: dict | None = None) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "ttsopt", "serve", str(package), "--host", "127.0.0.1", "--port", str(port), *args],
+                               cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited ({process.returncode}): {process.stdout.read()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not come up in 90 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()  # our own pid only
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def server(tts_package: Path) -> Iterator[str]:
+    # Inputs are phonemes unless a request names its language (test_text_input_through_the_front_end).
+    with running_server(tts_package, "--workers", "2", "--max-concurrent", "8", "--max-input", "2000", "--max-tokens", "400",
+                        "--cache-mb", "0", "--lang", "phonemes") as url:  # no cache: the load test must exercise synthesis
+        yield url

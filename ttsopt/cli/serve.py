@@ -1,0 +1,55 @@
+"""``ttsopt serve``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ttsopt.cli._common import command, err
+from ttsopt.errors import TtsoptError
+
+
+@command
+def serve(
+    package: Annotated[Path, typer.Argument(help="Text-to-speech package directory (GPT + SoVITS).")],
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Requests synthesized at once (threads over one loaded package).")] = 2,
+    max_concurrent: Annotated[int | None, typer.Option("--max-concurrent", help="Requests admitted at once, running or waiting "
+                                                       "(default 2 × workers); beyond: 429 with Retry-After.")] = None,
+    max_input: Annotated[int, typer.Option("--max-input", help="Longest input accepted, in characters.")] = 4096,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most semantic tokens per request (25 per second).")] = 1500,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a request may take before it is stopped.")] = 300.0,
+    cache_mb: Annotated[float, typer.Option("--cache-mb", help="Finished-audio cache for seeded requests, MB (0: off).")] = 64.0,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="TTSOPT_API_KEY",
+                                                help="Require Authorization: Bearer KEY (or set TTSOPT_API_KEY).")] = None,
+    lang: Annotated[str, typer.Option("--lang", help="Language of a request's input when it names none: en, zh, ja, ko, yue, "
+                                                      "or phonemes (input is space-separated phonemes).")] = "en",
+    name: Annotated[str | None, typer.Option("--name", help="Model name reported by /v1/models (default: the directory name).")] = None,
+) -> None:
+    """Serve a text-to-speech package over HTTP: OpenAI's /v1/audio/speech (streamed), voices, health, metrics."""
+    try:
+        import uvicorn
+
+        from ttsopt.serve.app import create_app
+        from ttsopt.serve.engine import Engine, ServeSettings
+        from ttsopt.serve.text import server_lang
+    except ImportError as exc:
+        raise TtsoptError(f"the server needs its extra ({exc.name} is missing): pip install 'ttsopt[serve]'") from None
+    from ttsopt.runtime import TextToSpeech, load, share_thread_pool
+
+    if workers < 1 or (max_concurrent is not None and max_concurrent < 1):
+        raise TtsoptError("--workers and --max-concurrent must be at least 1")
+    share_thread_pool()
+    tts = load(package)
+    if not isinstance(tts, TextToSpeech):
+        raise TtsoptError(f"{package} is a {tts.manifest.task} package: serve needs a text-to-speech package (export --gpt ... --sovits ...)")
+    settings = ServeSettings(workers=workers, max_concurrent=max_concurrent, max_input_chars=max_input, max_tokens=max_tokens,
+                             timeout_s=timeout, cache_mb=cache_mb, api_key=api_key, lang=server_lang(lang, tts))
+    engine = Engine(tts, settings, name or Path(package).resolve().name)
+    err.print(f"serving {package} on http://{host}:{port} (pid {os.getpid()}; {workers} workers, "
+              f"{settings.admitted()} requests admitted; voices: {', '.join(sorted(tts.voices))})", highlight=False)
+    uvicorn.run(create_app(engine), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

@@ -1,0 +1,147 @@
+"""Token-level streaming: audio pieces while the GPT is still generating (numpy + onnxruntime).
+
+Every time a chunk of new semantic tokens is in (``first_tokens`` for the first piece, so first audio
+comes early, then ``chunk_tokens``, growing to ``growth`` times the tokens so far: each piece re-runs
+the latent graph on the whole prefix, so fixed chunks would cost O(T²) on long utterances, while
+geometric ones keep the total within a few whole-utterance runs; the audio already sent covers the
+longer wait, since decoding runs faster than real time), the SoVITS ``latent`` graph is re-run on the whole token prefix.
+It is not causal (its text encoder attends over all tokens), so the latent frames near the end of a
+prefix still change as tokens arrive: the last ``lookahead_frames`` are held back, and only frames
+before them are committed. The generator then runs on the new committed frames with its measured
+context (``generator_context_frames``) on the left taken from the committed frames (what earlier
+pieces were made of) and on the right from the newest latent; ``crossfade_frames`` extra frames are
+decoded past the end of each piece and crossfaded (linearly) into the head of the next, which hides
+the small change between the two estimates.
+
+The noise of the prior comes from one per-request draw, frame by frame (:class:`FrameNoise`), so every
+prefix sees the same noise on the same frames as the whole utterance does; ``TextToSpeech.speak`` uses
+the same draw, so a streamed request and a whole one with the same tokens differ only at the seams.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ttsopt.errors import TtsoptError
+from ttsopt.runtime.sampling import GenerationResult
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """When pieces are cut and how they are joined (defaults measured: BENCHMARKS.md, "Streaming and serving")."""
+
+    first_tokens: int = 10
+    chunk_tokens: int = 24
+    lookahead_frames: int = 12
+    crossfade_frames: int = 2
+    growth: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.first_tokens < 1 or self.chunk_tokens < 1:
+            raise TtsoptError(f"stream chunks must be at least one token, got {self.first_tokens} / {self.chunk_tokens}")
+        if self.lookahead_frames < 0 or self.crossfade_frames < 0:
+            raise TtsoptError("stream lookahead and crossfade must be >= 0 frames")
+        if self.growth < 0:
+            raise TtsoptError(f"stream chunk growth must be >= 0, got {self.growth}")
+
+
+class FrameNoise:
+    """One request's prior noise ``[1, channels, frames]``, drawn frame by frame from one generator, so a
+    prefix of ``n`` frames is the same whatever the final length (a ``[1, C, F]`` draw in C order is not)."""
+
+    def __init__(self, channels: int, seed: int | None):
+        self.channels = channels
+        self.rng = np.random.default_rng(seed)
+        self._frames = np.zeros((0, channels), np.float32)
+
+    def __call__(self, frames: int) -> np.ndarray:
+        missing = frames - self._frames.shape[0]
+        if missing > 0:
+            more = self.rng.standard_normal((missing, self.channels), dtype=np.float32)
+            self._frames = np.concatenate((self._frames, more))
+        return np.ascontiguousarray(self._frames[:frames].T[None])
+
+
+def linear_fade(samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fade-out, fade-in) weights summing to 1: the two sides are estimates of the same signal (highly
+    correlated), where an equal-power fade would swell by up to 3 dB mid-seam."""
+    fade_in = (np.arange(samples, dtype=np.float32) + 0.5) / max(samples, 1)
+    return 1.0 - fade_in, fade_in
+
+
+@dataclass
+class StreamStats:
+    """Filled in while a stream runs: seconds from the call to the first piece, and the GPT result."""
+
+    started: float = field(default_factory=time.perf_counter)
+    first_audio_s: float | None = None
+    pieces: int = 0
+    samples: int = 0
+    result: GenerationResult | None = None
+    tokens: np.ndarray | None = None
+
+
+def stream_pieces(synth, token_iter, phoneme_ids: np.ndarray, ge: np.ndarray, noise: FrameNoise, noise_scale: float,
+                  speed: float, settings: StreamSettings, stats: StreamStats) -> Iterator[np.ndarray]:
+    """Float32 audio pieces of the tokens ``token_iter`` yields (a generator returning a GenerationResult);
+    ``synth`` is the package's :class:`~ttsopt.runtime.sovits.Synthesizer`."""
+    from ttsopt.runtime.sovits import latent_frames
+
+    hop, context = synth.hop, synth.context_frames
+    tokens: list[int] = []
+    committed = np.zeros((1, synth.inter_channels, 0), np.float32)  # latent frames pieces were made of
+    tail = np.zeros(0, np.float32)  # audio decoded past the last piece, to crossfade into the next
+    next_cut = settings.first_tokens
+
+    def piece(final: bool) -> np.ndarray:
+        nonlocal committed, tail
+        frames = latent_frames(len(tokens), speed)
+        z = synth.latent_prefix(np.asarray(tokens, np.int64), phoneme_ids, ge, noise(frames), noise_scale)
+        start = committed.shape[-1]
+        stop = frames if final else max(start, frames - settings.lookahead_frames)
+        if stop <= start:
+            return np.zeros(0, np.float32)
+        committed = np.concatenate((committed, z[:, :, start:stop]), axis=-1)
+        extra = 0 if final else min(settings.crossfade_frames, frames - stop)
+        lo = max(0, start - context)
+        hi = min(frames, stop + extra + context)
+        window = np.concatenate((committed[:, :, lo:stop], z[:, :, stop:hi]), axis=-1)
+        audio = synth.package.run("generator", {"z": window, "ge": ge})["audio"].reshape(-1)
+        audio = audio[(start - lo) * hop: (stop + extra - lo) * hop]
+        if tail.size:  # crossfade the previous piece's look-past into this piece's head
+            n = min(tail.size, audio.size)
+            fade_out, fade_in = linear_fade(n)
+            audio = audio.copy()
+            audio[:n] = tail[:n] * fade_out + audio[:n] * fade_in
+        body, tail = (audio, np.zeros(0, np.float32)) if final else (audio[: (stop - start) * hop], audio[(stop - start) * hop:])
+        return body
+
+    while True:
+        try:
+            tokens.append(next(token_iter))
+        except StopIteration as done:
+            stats.result = done.value
+            break
+        if len(tokens) >= next_cut:
+            next_cut += max(settings.chunk_tokens, int(settings.growth * len(tokens)))
+            audio = piece(final=False)
+            if audio.size:
+                yield _count(audio, stats)
+    if not tokens:
+        raise TtsoptError("the GPT produced no semantic tokens for this text: check the phonemes")
+    stats.tokens = np.asarray(tokens, np.int64)
+    audio = piece(final=True)
+    if audio.size:
+        yield _count(audio, stats)
+
+
+def _count(audio: np.ndarray, stats: StreamStats) -> np.ndarray:
+    if stats.first_audio_s is None:
+        stats.first_audio_s = time.perf_counter() - stats.started
+    stats.pieces += 1
+    stats.samples += audio.size
+    return audio
