@@ -16,7 +16,7 @@ from ttsopt.compiler import fp16, static_int8
 from ttsopt.compiler.ort_runs import run_all
 from ttsopt.compiler.quantize import calibration_recordings
 from ttsopt.compiler.tensorrt import optimization_profiles, tensorrt_available
-from ttsopt.hardware import FLAGS, cpu_flags, describe_cpu
+from ttsopt.hardware import FLAGS, cpu_flags, describe_cpu, has_int8_dot_product
 from ttsopt.package.manifest import read_manifest
 from ttsopt.runtime.engines import engine_problem, profile_for
 from ttsopt.runtime.package import Package
@@ -68,44 +68,24 @@ def test_static_int8_search_meets_budget_and_records_it(small_package: Path, tmp
     assert ttsopt("run", out, "--wav", str(Path(__file__).parents[1] / "examples" / "speech.wav"), "-o", wav).returncode == 0
 
 
-def test_static_int8_search_backs_off_when_the_package_gate_refuses(small_package: Path, tmp_path: Path):
-    """The search's choice is held to the package's gate: a refused prefix (and every longer one) is dropped for
-    a shorter one, which must pass the gate and still beat FP32; refused prefixes are recorded."""
-    from ttsopt.audio.metrics import logmel_l1
-    from ttsopt.compiler.passes.static_int8 import window_axes
-    from ttsopt.compiler.quantize import calibration_feeds
+def test_package_gate_backs_off_to_a_shorter_prefix_that_is_still_faster():
+    """Step 5 of the INT8 search: a prefix the package's gate refuses drops every longer one; below the shortest
+    timed prefix the search halves; what is kept passes the gate and beats FP32 by the margin, else FP32."""
+    timed = {40: 0.50, 30: 0.55, 20: 0.60, 10: 0.80}
 
-    package = Package(small_package)
-    entry = package.manifest.graphs["vocoder"]
-    feeds = calibration_feeds(package, "vocoder", calibration_recordings(None))[:2]
-    axes, _ = window_axes(entry)
-    windows = static_int8.fixed_windows(feeds, axes, 256)
-    search_feeds = [static_int8.fixed_windows([f], axes, 256)[0] for f in feeds]
-    source = small_package / "vocoder.onnx"
-    reference = run_all(source, search_feeds)
-    mel = package.manifest.audio["mel"]
-    from ttsopt.audio.mel import MelSettings
+    def never_timed(layers: int):
+        raise AssertionError(f"{layers} layers should not need timing")
 
-    def score(outputs):
-        return max(logmel_l1(w["audio"], g["audio"], MelSettings(**mel)) for w, g in zip(reference, outputs, strict=True))
-
-    seen: list[int] = []
-
-    def gate(candidate: Path) -> tuple[bool, float]:
-        layers = sum(n.op_type == "DequantizeLinear" and n.input[0].endswith(".weight_quantized")
-                     for n in onnx.load(str(candidate)).graph.node)
-        seen.append(layers)
-        return len(seen) > 1, float(layers)  # refuses the first prefix it is shown
-
-    result = static_int8.search(source, tmp_path / "int8.onnx", windows, search_feeds, score, 0.27, search_feeds[0], gate=gate)
-    assert result.fitting_layers and len(result.gate_rejected) >= 1
-    refused = result.gate_rejected[0]["layers"]
-    assert refused == seen[0] and all(len(result.quantized) < r["layers"] for r in result.gate_rejected)
-    if result.quantized:  # a shorter prefix passed the gate and was measured faster than FP32
-        assert result.fp32_seconds / result.seconds >= static_int8.MIN_SPEEDUP
-        assert (tmp_path / "int8.onnx").is_file()
-    else:
-        assert not (tmp_path / "int8.onnx").exists()
+    asked: list[int] = []
+    size, _ = static_int8.gated_prefix(1.0, dict(timed), lambda n: asked.append(n) or n <= 20, never_timed)
+    assert size == 20 and asked == [40, 30, 20]
+    asked.clear()
+    grown = dict(timed)
+    size, fp32 = static_int8.gated_prefix(1.0, grown, lambda n: asked.append(n) or n <= 3, lambda n: (0.98, 0.9))
+    assert size == 2 and asked == [40, 30, 20, 10, 5, 2] and grown[2] == 0.9 and fp32 == 0.98
+    assert static_int8.gated_prefix(1.0, dict(timed), lambda n: n <= 3, lambda n: (1.0, 0.99))[0] == 0  # passes, not faster
+    assert static_int8.gated_prefix(1.0, dict(timed), lambda n: False, lambda n: (1.0, 0.5))[0] == 0   # nothing passes
+    assert static_int8.gated_prefix(1.0, {8: 1.2}, never_timed, never_timed)[0] == 0  # INT8 slower: the gate is not asked
 
 
 def test_fastest_prefix_keeps_fp32_unless_int8_is_clearly_faster():
@@ -182,7 +162,10 @@ def test_equalization_is_exact_in_fp32_and_halves_the_int8_error_of_the_real_voc
                    for w, g in zip(want, run_all(quantized, items), strict=True))
 
     plain, equalized = int8_error(source), int8_error(tmp_path / "equalized.onnx")
-    assert plain > 0.06 and equalized < 0.05 and equalized < 0.7 * plain, (plain, equalized)
+    # Measured: 0.077 → 0.041 on a CPU with VNNI; 0.075 → 0.050 on one without (AVX2 only; onnxruntime's
+    # U8S8 kernels there round differently), so the absolute bound depends on the CPU, the ratio does not.
+    bound = 0.05 if has_int8_dot_product() else 0.055
+    assert plain > 0.06 and equalized < bound and equalized < 0.7 * plain, (plain, equalized)
 
 
 def read_manifest_unchecked(path: Path):

@@ -191,6 +191,32 @@ def fastest_prefix(fp32_seconds: float, timings: dict[int, float]) -> int:
     return best if best and fp32_seconds / timings[best] >= MIN_SPEEDUP else 0
 
 
+def gated_prefix(fp32_seconds: float, timed: dict[int, float], passes: Callable[[int], bool],
+                 time_prefix: Callable[[int], tuple[float, float]]) -> tuple[int, float]:
+    """Step 5: how many INT8 layers to keep, and the FP32 time they were measured against.
+
+    The fastest timed prefix that beats FP32 (:func:`fastest_prefix`) and ``passes(layers)`` the package's gate.
+    A refused prefix drops every longer one too (prefixes nest); when every fast timed prefix is refused, the
+    search backs off below the shortest by halving, and the first that passes is timed (``time_prefix`` →
+    (FP32 s, INT8 s), added to ``timed``) and kept only if it still beats FP32. 0: keep FP32.
+    """
+    remaining, refused = dict(timed), False
+    size = fastest_prefix(fp32_seconds, remaining)
+    while size and not passes(size):
+        refused = True
+        remaining = {layers: seconds for layers, seconds in remaining.items() if layers < size}
+        size = fastest_prefix(fp32_seconds, remaining)
+    if size or not refused:
+        return size, fp32_seconds
+    size = min(timed) // 2
+    while size:
+        if passes(size):
+            fp32_seconds, timed[size] = time_prefix(size)
+            return fastest_prefix(fp32_seconds, {size: timed[size]}), fp32_seconds  # shorter ones save even less
+        size //= 2
+    return 0, fp32_seconds
+
+
 def search(source: Path, destination: Path, windows: Sequence[Feed], search_feeds: Sequence[Feed], score: Score,
            budget: float, timing_feed: Feed, reduce_range: bool = False,
            step: Callable[[str], None] = lambda message: None, gate: Gate | None = None) -> SearchResult:
@@ -260,28 +286,21 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
         gate = gate or (lambda path: (True, 0.0))
         rejected: list[dict] = []
 
-        def gated(size: int) -> bool:
+        def passes(size: int) -> bool:
+            if size not in paths:
+                paths[size] = scratch / f"prefix-{size}.onnx"
+                build([cost.node for cost in order[:size]], calibration, paths[size])
             step(f"checking {size} INT8 layers against the package's gate")
             passed, value = gate(paths[size])
             if not passed:
                 rejected.append({"layers": size, "value": value})
             return passed
 
-        remaining = dict(timed)
-        size = fastest_prefix(fp32_seconds, remaining)
-        while size and not gated(size):  # the fastest shorter prefix that is still fast enough (prefixes nest:
-            remaining = {n: s for n, s in remaining.items() if n < size}  # a longer one fails where this one did)
-            size = fastest_prefix(fp32_seconds, remaining)
-        if not size and rejected:  # every fast prefix failed the gate: back off below the shortest timed one
-            size = min(timed) // 2
-            while size:
-                paths[size] = scratch / f"prefix-{size}.onnx"
-                build([cost.node for cost in order[:size]], calibration, paths[size])
-                if gated(size):
-                    fp32_seconds, timed[size] = median_seconds([source, paths[size]], timing_feed)
-                    size = fastest_prefix(fp32_seconds, {size: timed[size]})
-                    break  # shorter prefixes save even less time
-                size //= 2
+        def time_prefix(size: int) -> tuple[float, float]:
+            fp32, int8 = median_seconds([source, paths[size]], timing_feed)
+            return fp32, int8
+
+        size, fp32_seconds = gated_prefix(fp32_seconds, timed, passes, time_prefix)
         chosen = order[:size]
         if chosen:
             shutil.move(paths[size], destination)
