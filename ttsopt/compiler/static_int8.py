@@ -297,8 +297,7 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
             return passed
 
         def time_prefix(size: int) -> tuple[float, float]:
-            fp32, int8 = median_seconds([source, paths[size]], timing_feed)
-            return fp32, int8
+            return tuple(median_seconds([source, paths[size]], timing_feed))
 
         size, fp32_seconds = gated_prefix(fp32_seconds, timed, passes, time_prefix)
         chosen = order[:size]
