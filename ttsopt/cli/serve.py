@@ -29,6 +29,11 @@ def serve(
     lang: Annotated[str, typer.Option("--lang", help="Language of a request's input when it names none: en, zh, ja, ko, yue, "
                                                       "or phonemes (input is space-separated phonemes).")] = "en",
     name: Annotated[str | None, typer.Option("--name", help="Model name reported by /v1/models (default: the directory name).")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Serve through Ray Serve, from --replicas copies that each own the package "
+                                                    "(pip install 'ttsopt[cluster]').")] = False,
+    replicas: Annotated[int, typer.Option("--replicas", help="With --ray: package runtimes serving requests (each with --workers).")] = 1,
+    address: Annotated[str | None, typer.Option("--address", help="With --ray: join this Ray cluster (e.g. auto, or ray://head:10001) "
+                                                                   "instead of starting a local Ray instance.")] = None,
 ) -> None:
     """Serve a text-to-speech package over HTTP: OpenAI's /v1/audio/speech (streamed), voices, health, metrics."""
     try:
@@ -43,13 +48,25 @@ def serve(
 
     if workers < 1 or (max_concurrent is not None and max_concurrent < 1):
         raise TtsoptError("--workers and --max-concurrent must be at least 1")
+    if (replicas != 1 or address is not None) and not ray:
+        raise TtsoptError("--replicas and --address apply to --ray: add --ray")
     share_thread_pool()
     tts = load(package)
     if not isinstance(tts, TextToSpeech):
         raise TtsoptError(f"{package} is a {tts.manifest.task} package: serve needs a text-to-speech package (export --gpt ... --sovits ...)")
     settings = ServeSettings(workers=workers, max_concurrent=max_concurrent, max_input_chars=max_input, max_tokens=max_tokens,
                              timeout_s=timeout, cache_mb=cache_mb, api_key=api_key, lang=server_lang(lang, tts))
-    engine = Engine(tts, settings, name or Path(package).resolve().name)
+    name = name or Path(package).resolve().name
+    voices = ", ".join(sorted(tts.voices))
+    if ray:
+        from ttsopt.serve.cluster import serve_on_ray
+
+        del tts  # each replica loads its own
+        serve_on_ray(package, settings, name, host, port, replicas, address, lambda url: err.print(
+            f"serving {package} on {url} through Ray Serve (pid {os.getpid()}; {replicas} replicas × {workers} workers, "
+            f"{settings.admitted()} requests admitted per replica; voices: {voices})", highlight=False))
+        return
+    engine = Engine(tts, settings, name)
     err.print(f"serving {package} on http://{host}:{port} (pid {os.getpid()}; {workers} workers, "
-              f"{settings.admitted()} requests admitted; voices: {', '.join(sorted(tts.voices))})", highlight=False)
+              f"{settings.admitted()} requests admitted; voices: {voices})", highlight=False)
     uvicorn.run(create_app(engine), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

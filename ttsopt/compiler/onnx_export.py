@@ -3,7 +3,8 @@
 Steps: ``torch.onnx.export`` (the torch.export-based exporter, dynamic dims from the spec) → ONNX
 checker with full shape inference → onnxslim (a maintained pure-Python simplifier: constant folding,
 dead-node and identity removal) → metadata → a fidelity check in onnxruntime against the PyTorch
-module on sizes the export never saw.
+module on sizes the export never saw. The first four steps are skipped when the trace cache holds the
+same module's graph; the fidelity check never is.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ import torch
 
 from ttsopt.audio.metrics import snr_db
 from ttsopt.compiler.spec import GraphExport
+from ttsopt.compiler.trace_cache import TraceCache, trace_key
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.threads import use_shared_pool
 
 OPSET = 18
+#: The files whose code decides what a trace produces (besides the model's own): part of every cache key.
+_PROCEDURE = (Path(__file__), Path(__file__).with_name("trace_cache.py"))
 log = logging.getLogger("ttsopt")
 
 
@@ -37,8 +41,28 @@ def _dynamic_shapes(graph: GraphExport) -> tuple:
     return shapes if varargs is None else (*shapes[:varargs], shapes[varargs:])
 
 
-def export_onnx(graph: GraphExport, path: Path, metadata: dict[str, object]) -> dict[str, float]:
-    """Write ``graph`` to ``path``; returns the fidelity check's worst figures."""
+def export_onnx(graph: GraphExport, path: Path, metadata: dict[str, object]) -> dict[str, float | str]:
+    """Write ``graph`` to ``path``; returns the fidelity check's worst figures and whether it was traced now
+    or taken from the trace cache (:mod:`ttsopt.compiler.trace_cache`)."""
+    cache = TraceCache.from_environment()
+    key = trace_key(graph, _PROCEDURE) if cache is not None else ""
+    stored = cache.fetch(key, path) if cache is not None else None
+    if stored is not None:
+        _write_metadata(path, metadata)
+        fidelity = check_fidelity(graph, path)
+        if cache.faithful(stored, fidelity):
+            return fidelity | {"traced": "cache"}
+        cache.discard(key)
+    _trace(graph, path)
+    _write_metadata(path, metadata)
+    fidelity = check_fidelity(graph, path)
+    if cache is not None:
+        cache.store(key, path, fidelity)
+    return fidelity | {"traced": "now"}
+
+
+def _trace(graph: GraphExport, path: Path) -> None:
+    """torch.onnx.export → full check → onnxslim → full check → the spec's dim names."""
     import onnxslim
 
     # The exporter logs a warning per torchvision op it cannot register; none of them matters here.
@@ -56,12 +80,16 @@ def export_onnx(graph: GraphExport, path: Path, metadata: dict[str, object]) -> 
     model = onnxslim.slim(model)
     onnx.checker.check_model(model, full_check=True)
     _name_symbolic_dims(model, graph)
+    onnx.save(model, str(path))
+
+
+def _write_metadata(path: Path, metadata: dict[str, object]) -> None:
+    model = onnx.load(str(path))
     del model.metadata_props[:]
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
     onnx.save(model, str(path))
-    return check_fidelity(graph, path)
 
 
 def _name_symbolic_dims(model: onnx.ModelProto, graph: GraphExport) -> None:

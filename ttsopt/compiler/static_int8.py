@@ -128,15 +128,16 @@ def _reader(feeds: Sequence[Feed]):
     return FeedReader()
 
 
-def calibrate(model_path: Path, windows: Sequence[Feed], scratch: Path) -> dict[str, Path]:
-    """One calibration cache per candidate in :data:`CALIBRATIONS` (onnxruntime's JSON format): one MinMax
-    pass over the windows, and one histogram pass whose histograms serve every percentile. A method whose
+def calibrate(model_path: Path, windows: Sequence[Feed], scratch: Path,
+              candidates: Sequence[str] = tuple(CALIBRATIONS)) -> dict[str, Path]:
+    """One calibration cache per candidate (default: all of :data:`CALIBRATIONS`; onnxruntime's JSON format):
+    one MinMax pass over the windows, and one histogram pass whose histograms serve every percentile. A method whose
     statistics cannot be formed on these windows (onnxruntime's histograms refuse a tensor whose range is
     too narrow for their bins, seen with a single short recording) is left out of the candidates."""
     from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
 
     collected = {}
-    for method in sorted({method for method, _ in CALIBRATIONS.values()}):
+    for method in sorted({CALIBRATIONS[name][0] for name in candidates}):
         calibrator = create_calibrator(model_path, ["Conv"], augmented_model_path=str(scratch / f"augmented-{method}.onnx"),
                                        calibrate_method=getattr(CalibrationMethod, method))
         try:
@@ -146,7 +147,8 @@ def calibrate(model_path: Path, windows: Sequence[Feed], scratch: Path) -> dict[
             continue
         collected[method] = calibrator
     caches = {}
-    for name, (method, percentile) in CALIBRATIONS.items():
+    for name in candidates:
+        method, percentile = CALIBRATIONS[name]
         calibrator = collected.get(method)
         if calibrator is None:
             continue

@@ -14,6 +14,8 @@ from ttsopt.package.manifest import GraphEntry, Manifest, read_manifest
 from ttsopt.runtime.threads import use_shared_pool
 
 log = logging.getLogger("ttsopt")
+#: Missing execution providers already reported in this process.
+_SAID_MISSING: set[tuple[str, ...]] = set()
 
 _OPT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -69,9 +71,11 @@ class Package:
         options.log_severity_level = 3
         available = set(ort.get_available_providers())
         providers = [p for p in settings["providers"] if p in available]
-        if providers != settings["providers"][: len(providers)] or not providers:
+        missing = tuple(p for p in settings["providers"] if p not in available)
+        if (providers != settings["providers"][: len(providers)] or not providers) and missing not in _SAID_MISSING:
+            _SAID_MISSING.add(missing)  # said once per process, not once per graph
             log.warning("execution providers %s are not available here; running on %s",
-                        [p for p in settings["providers"] if p not in available], providers or ["CPUExecutionProvider"])
+                        list(missing), providers or ["CPUExecutionProvider"])
         try:
             return ort.InferenceSession(str(self.path / entry.file), options,
                                         providers=providers or ["CPUExecutionProvider"])

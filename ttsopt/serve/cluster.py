@@ -1,0 +1,97 @@
+"""``ttsopt serve --ray``: the same FastAPI app, served by Ray Serve from N replicas that each own a package runtime.
+
+Each replica loads the package and builds :func:`ttsopt.serve.app.create_app` over its own :class:`Engine`
+(Ray Serve's deferred ingress: ``__serve_build_asgi_app__`` runs in the replica, after its constructor), so a
+request is answered exactly as by ``ttsopt serve`` on one machine — same endpoints, limits, errors and
+streaming — and Ray's proxy spreads requests over the replicas. Ray hands a replica up to twice what it
+admits, so overflow gets the app's own 429 rather than Ray's queue.
+
+Local mode (no ``--address``) starts a Ray instance for this process and stops it on exit. With ``--address``
+the app joins an existing cluster and, on exit, deletes only its own application. Every node that runs a
+replica needs ttsopt installed and the package at the same path (shared storage). Ray's internal ports
+listen on all interfaces: run it on a private network.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+
+from ttsopt.errors import TtsoptError
+from ttsopt.serve.engine import ServeSettings
+
+APP_NAME = "ttsopt"
+
+
+class Replica:
+    """One package runtime behind one copy of the app (made a Ray Serve ingress by :func:`serve_on_ray`)."""
+
+    def __init__(self, package: str, settings: ServeSettings, name: str) -> None:
+        from ttsopt.runtime import load, share_thread_pool
+        from ttsopt.serve.engine import Engine
+
+        if not Path(package).is_dir():
+            raise TtsoptError(f"package {package} is not on this node: put it at the same path on every node")
+        share_thread_pool()
+        self.engine = Engine(load(package), settings, name)
+
+    def __serve_build_asgi_app__(self):
+        from ttsopt.serve.app import create_app
+
+        return create_app(self.engine)
+
+    def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.close()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (how a supervisor or a test stops us) unwinds like Ctrl-C, so Ray is shut down, not orphaned."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def serve_on_ray(package: Path, settings: ServeSettings, name: str, host: str, port: int, replicas: int,
+                 address: str | None, announce) -> None:
+    """Run the app on Ray Serve until interrupted; ``announce(url)`` is called once it answers."""
+    try:
+        import ray
+        from ray import serve
+    except ImportError:
+        raise TtsoptError("--ray needs Ray Serve, which is not installed: pip install 'ttsopt[cluster]'") from None
+    if replicas < 1:
+        raise TtsoptError("--replicas must be at least 1")
+
+    _stop_on_sigterm()
+    local = address is None
+    quiet = {"log_level": "WARNING", "enable_access_log": False}
+    try:
+        if local:
+            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, logging_level=logging.WARNING)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise TtsoptError(f"cannot start or reach Ray{'' if local else f' at {address}'}: {str(exc).splitlines()[0]}") from None
+    try:
+        serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
+        deployment = serve.deployment(
+            serve.ingress()(Replica), name=APP_NAME, num_replicas=replicas, ray_actor_options={"num_cpus": 1},
+            max_ongoing_requests=2 * settings.admitted(), logging_config=quiet,
+        )
+        serve.run(deployment.bind(str(Path(package).resolve()), settings, name), name=APP_NAME, route_prefix="/",
+                  logging_config=quiet)
+        announce(f"http://{host}:{port}")
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if local:
+            serve.shutdown()
+        else:
+            serve.delete(APP_NAME)
+        ray.shutdown()
