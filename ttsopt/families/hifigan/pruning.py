@@ -190,7 +190,7 @@ def _move_into_place(scratch: Path, out: Path) -> None:
 def prune_checkpoint(checkpoint: Path, config: Path | None, ratio: str, out: Path, *, scope: str = "hidden",
                      budget: dict[str, float] | None = None, minutes: float = 0.0, data: Path | None = None,
                      target: str = "cpu", export: bool = False, importance: str = "auto", lr: float | None = None,
-                     step: Callable[[str], None] = lambda m: None,
+                     max_crops: int = MAX_CROPS, step: Callable[[str], None] = lambda m: None,
                      progress: Callable[[float, str], None] = lambda f, t: None) -> dict:
     """The whole of ``ttsopt prune`` for a HiFi-GAN checkpoint; returns the record written into the config
     (and, with ``export``, into the package's manifest). Unmet gates raise :class:`QualityGateError` and nothing
@@ -222,7 +222,7 @@ def prune_checkpoint(checkpoint: Path, config: Path | None, ratio: str, out: Pat
     mel = MelSettings(**loaded.config.mel_settings())
     rate = loaded.config.sampling_rate
     calibration = [read_wav(p, rate) for p in bundled_recordings(CALIBRATION) + extra]
-    mels, audio = crops(calibration, mel)
+    mels, audio = crops(calibration, mel, limit=max_crops)
     teacher_audio = _teacher_audio(teacher, mels)
 
     started = time.perf_counter()
