@@ -34,6 +34,7 @@ class BenchReport:
     memory_mb: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     int8_peak_gops: float | None = None
+    compared: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +65,14 @@ class BenchReport:
                           f"{row['percent_of_int8_floor']:.0f} %" if "percent_of_int8_floor" in row else "—"]
             table.add_row(*cells)
         shown.append(table)
+        if self.compared:
+            other = Table(title="the same run: this package against the --compare packages (RTF, speed-up of this package)")
+            for column in ("audio", PACKAGE, *self.compared):
+                other.add_column(column, justify="right")
+            for row in self.rows:
+                other.add_row(f"{row['seconds']:g} s", f"{row[PACKAGE]['rtf']:.3f}",
+                              *(f"{row[name]['rtf']:.3f} ({row[name]['rtf'] / row[PACKAGE]['rtf']:.2f}×)" for name in self.compared))
+            shown.append(other)
         flop = self.flop_per_audio_second
         shown.append(f"floor = {flop / 1e9:.1f} GFLOP per audio second / measured FP32 peak {self.peak_gflops:.0f} GFLOP/s"
                   if flop else f"measured FP32 peak {self.peak_gflops:.0f} GFLOP/s (the package records no FLOP count)")
@@ -94,6 +103,11 @@ def run_rtf_bench(family: Family, path: Path, options: BenchOptions,
     fp32 = fp32_package(manifest, notes)
     if fp32 is not None:
         variants[FP32_PACKAGE] = family.workload(load(fp32), seconds[0])[1]
+    compared = []
+    for other in options.compare:
+        name = f"compare: {other}"
+        variants[name] = family.workload(load(other), seconds[0])[1]
+        compared.append(name)
 
     step("measuring this machine's FP32 peak")
     peak = measure_peak_gflops()
@@ -116,7 +130,8 @@ def run_rtf_bench(family: Family, path: Path, options: BenchOptions,
         except ImportError:  # the probe graph is built with onnx, a build-side dependency
             notes.append("INT8 floor not measured: onnx is not installed (pip install 'ttsopt[build]')")
 
-    report = BenchReport(str(path), machine_description(), peak, flop, repeat, notes=notes, int8_peak_gops=int8_peak)
+    report = BenchReport(str(path), machine_description(), peak, flop, repeat, notes=notes, int8_peak_gops=int8_peak,
+                         compared=compared)
     for s in seconds:
         audio_seconds = workloads[s].audio_seconds
         row = {"seconds": s, "audio_seconds": audio_seconds}
@@ -136,6 +151,6 @@ def run_rtf_bench(family: Family, path: Path, options: BenchOptions,
         report.rows.append(row)
 
     step("measuring peak memory in fresh processes")
-    for name in (v for v in variants if v != FP32_PACKAGE):
+    for name in (v for v in variants if v != FP32_PACKAGE and v not in compared):
         report.memory_mb[name] = child_peak_rss_mb(name, Path(path), max(seconds), original, original_config)
     return report

@@ -21,6 +21,8 @@ def bench(
     repeat: Annotated[int, typer.Option("--repeat", help="Interleaved repetitions per length (medians reported).")] = 5,
     original: Annotated[Path | None, typer.Option("--original", help="Original checkpoint (default: the one the package was exported from).")] = None,
     original_config: Annotated[Path | None, typer.Option("--original-config", help="config.json of --original.")] = None,
+    compare: Annotated[list[Path] | None, typer.Option(
+        "--compare", help="Another package of the same model to time in the same run (repeatable), e.g. unpruned FP32/INT8.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Real-time factor of the package vs PyTorch eager and vs this machine's floor, measured in one run."""
@@ -33,7 +35,10 @@ def bench(
         raise TtsoptError(f"--seconds must be numbers separated by commas, got {seconds!r}") from None
     if not lengths or min(lengths) <= 0:
         raise TtsoptError("--seconds needs positive lengths")
-    options = BenchOptions(lengths, repeat, original, original_config)
+    for other in compare or []:
+        if not (other / "manifest.json").is_file():
+            raise TtsoptError(f"--compare {other} is not a ttsopt package: give a package directory")
+    options = BenchOptions(lengths, repeat, original, original_config, tuple(compare or ()))
     with spinner("benchmarking") as status:
         report = run_bench(package, options, step=lambda m: status.update(m))
     if as_json:

@@ -125,3 +125,6 @@ class BenchOptions:
     repeat: int = 5
     original: Path | None = None
     original_config: Path | None = None
+    #: Other packages of the same model timed in the same run (``--compare``): e.g. a pruned package against the
+    #: unpruned FP32 and INT8 ones.
+    compare: tuple[Path, ...] = ()

@@ -29,12 +29,22 @@ _FIELD_OF_PARAMETER = (("conv_pre", "num_mels / upsample_initial_channel"),
                        ("conv_post", "upsample_initial_channel / upsample_rates"))
 
 
+#: The key a pruned generator's ``config.json`` carries (jik876's own code ignores unknown keys): its
+#: channel counts then come from the checkpoint's tensors, not from ``upsample_initial_channel``.
+PRUNING_KEY = "ttsopt_pruning"
+
+
 @dataclass
 class LoadedHiFiGAN:
     model: HiFiGANGenerator
     config: HiFiGANConfig
     checkpoint: Path
     config_path: Path
+
+    @property
+    def pruning(self) -> dict | None:
+        """What ``ttsopt prune`` recorded in the config (ratios, reductions, quality), or None for an unpruned model."""
+        return self.config.extra.get(PRUNING_KEY)
 
 
 def read_config(path: str | Path) -> HiFiGANConfig:
@@ -95,6 +105,20 @@ def _to_model_keys(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tens
     return dict(state), "folded"
 
 
+def widths_from_tensors(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+    """(in, out) channels of every conv in a (model-key) state dict, read from its weight tensors.
+
+    Conv1d weights are ``[out, in, k]``; the transposed convs (``ups.*``) store ``[in, out, k]``."""
+    widths = {}
+    for key, tensor in state.items():
+        for suffix in (".parametrizations.weight.original1", ".weight"):
+            if key.endswith(suffix) and tensor.dim() == 3:
+                name = key[: -len(suffix)]
+                a, b = int(tensor.shape[0]), int(tensor.shape[1])
+                widths[name] = (a, b) if name.startswith("ups.") else (b, a)
+    return widths
+
+
 def _check_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, config_path: Path) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     actual = {k: tuple(v.shape) for k, v in state.items()}
@@ -127,8 +151,9 @@ def load_hifigan(checkpoint: str | Path, config: str | Path | None = None) -> Lo
     if config is None and not config_path.is_file():
         raise TtsoptError(f"no config.json beside {checkpoint}: pass the checkpoint's config with --config")
     hparams = read_config(config_path)
-    model = HiFiGANGenerator(hparams)
     state, form = _to_model_keys(state)
+    # A pruned generator's widths are its tensors'; everything else (kernels, dilations, layer count) is still checked.
+    model = HiFiGANGenerator(hparams, widths_from_tensors(state) if PRUNING_KEY in hparams.extra else None)
     if form == "folded":
         for module in model.modules():
             if parametrize.is_parametrized(module, "weight"):

@@ -10,7 +10,7 @@ published checkpoints are mapped onto it by :mod:`ttsopt.families.hifigan.checkp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -69,13 +69,22 @@ def _wn_conv(in_ch: int, out_ch: int, kernel_size: int, dilation: int = 1) -> nn
                                  padding=_padding(kernel_size, dilation)))
 
 
+#: Module name → (in_channels, out_channels) of a conv whose width differs from what the config implies
+#: (a channel-pruned generator, :mod:`ttsopt.compiler.prune`); read from the checkpoint's tensors.
+Widths = Mapping[str, tuple[int, int]]
+
+
 class ResBlock1(nn.Module):
     """Three residual units, each a dilated conv followed by an undilated one (V1/V2)."""
 
-    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]):
+    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int], widths: Widths | None = None,
+                 prefix: str = ""):
         super().__init__()
-        self.convs1 = nn.ModuleList(_wn_conv(channels, channels, kernel_size, d) for d in dilations)
-        self.convs2 = nn.ModuleList(_wn_conv(channels, channels, kernel_size) for _ in dilations)
+        widths = widths or {}
+        self.convs1 = nn.ModuleList(_wn_conv(*widths.get(f"{prefix}convs1.{k}", (channels, channels)), kernel_size, d)
+                                    for k, d in enumerate(dilations))
+        self.convs2 = nn.ModuleList(_wn_conv(*widths.get(f"{prefix}convs2.{k}", (channels, channels)), kernel_size)
+                                    for k in range(len(dilations)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for dilated, plain in zip(self.convs1, self.convs2, strict=False):
@@ -87,9 +96,12 @@ class ResBlock1(nn.Module):
 class ResBlock2(nn.Module):
     """Residual units of one dilated conv each (V3)."""
 
-    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]):
+    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int], widths: Widths | None = None,
+                 prefix: str = ""):
         super().__init__()
-        self.convs = nn.ModuleList(_wn_conv(channels, channels, kernel_size, d) for d in dilations)
+        widths = widths or {}
+        self.convs = nn.ModuleList(_wn_conv(*widths.get(f"{prefix}convs.{k}", (channels, channels)), kernel_size, d)
+                                   for k, d in enumerate(dilations))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
@@ -98,24 +110,35 @@ class ResBlock2(nn.Module):
 
 
 class HiFiGANGenerator(nn.Module):
-    """Mel spectrogram ``[batch, num_mels, frames]`` → waveform ``[batch, 1, frames * hop]`` in [-1, 1]."""
+    """Mel spectrogram ``[batch, num_mels, frames]`` → waveform ``[batch, 1, frames * hop]`` in [-1, 1].
 
-    def __init__(self, config: HiFiGANConfig):
+    ``widths`` overrides the channel counts the config implies, conv by conv (a pruned generator); kernel
+    sizes, dilations, strides and the layer count always come from the config.
+    """
+
+    def __init__(self, config: HiFiGANConfig, widths: Widths | None = None):
         super().__init__()
         self.config = config
+        self.widths = dict(widths or {})
+        w = self.widths
         resblock = {"1": ResBlock1, "2": ResBlock2}[config.resblock]
         channels = config.upsample_initial_channel
         self.num_kernels = len(config.resblock_kernel_sizes)
-        self.conv_pre = weight_norm(nn.Conv1d(config.num_mels, channels, 7, 1, padding=3))
+        self.conv_pre = weight_norm(nn.Conv1d(*w.get("conv_pre", (config.num_mels, channels)), 7, 1, padding=3))
         self.ups = nn.ModuleList()
         self.resblocks = nn.ModuleList()
         for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes, strict=False)):
-            in_ch, out_ch = channels // 2**i, channels // 2 ** (i + 1)
+            in_ch, out_ch = w.get(f"ups.{i}", (channels // 2**i, channels // 2 ** (i + 1)))
             self.ups.append(weight_norm(nn.ConvTranspose1d(in_ch, out_ch, kernel, rate,
                                                            padding=(kernel - rate) // 2)))
             for k, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes, strict=False):
-                self.resblocks.append(resblock(out_ch, k, tuple(dilations)))
-        self.conv_post = weight_norm(nn.Conv1d(channels // 2 ** len(self.ups), 1, 7, 1, padding=3))
+                self.resblocks.append(resblock(out_ch, k, tuple(dilations), w, f"resblocks.{len(self.resblocks)}."))
+        self.conv_post = weight_norm(nn.Conv1d(*w.get("conv_post", (channels // 2 ** len(self.ups), 1)), 7, 1, padding=3))
+
+    def conv_widths(self) -> dict[str, tuple[int, int]]:
+        """(in_channels, out_channels) of every conv, by module name: what a pruned checkpoint's loader rebuilds."""
+        return {name: (m.in_channels, m.out_channels) for name, m in self.named_modules()
+                if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))}
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.conv_pre(mel)

@@ -35,7 +35,7 @@ def _model_config(loaded: LoadedHiFiGAN) -> dict:
         "resblock_kernel_sizes": list(cfg.resblock_kernel_sizes),
         "resblock_dilation_sizes": [list(d) for d in cfg.resblock_dilation_sizes],
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
-    }
+    } | ({"pruning": loaded.pruning} if loaded.pruning else {})
 
 
 def _run_torch(model: torch.nn.Module):
@@ -53,7 +53,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     mel = MelSettings(**loaded.config.mel_settings())
     # A second instance, not copy.deepcopy: parametrized modules share their generated class with
     # their deep copies, so folding a copy would break the original.
-    exported = HiFiGANGenerator(loaded.config)
+    exported = HiFiGANGenerator(loaded.config, loaded.model.widths)
     exported.load_state_dict(loaded.model.state_dict())
     remove_weight_norm(exported)
     n_mels = loaded.config.num_mels
