@@ -29,14 +29,26 @@ from ttsopt.families.gpt_sovits.sv_model import ERes2NetV2
 
 
 class ReferenceEncoderGraph(nn.Module):
-    """``spectrogram [B, reference_bins, T]`` (+ ``sv [B, sv_dim]`` for v2Pro/v2ProPlus) → ``ge [B, gin, 1]``."""
+    """``spectrogram [B, reference_bins, T]`` → ``ge [B, gin, 1]`` (v1/v2)."""
+
+    def __init__(self, model: SoVITSModel):
+        super().__init__()
+        self.ref_enc = model.ref_enc
+
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        return self.ref_enc(spectrogram)
+
+
+class ProReferenceEncoderGraph(nn.Module):
+    """``spectrogram [B, reference_bins, T]``, ``sv [B, sv_dim]`` → ``ge [B, gin, 1]`` (v2Pro/v2ProPlus:
+    ``PReLU(ref_enc(spectrogram) + sv_emb(sv))``). A class of its own: the exporter needs a fixed signature."""
 
     def __init__(self, model: SoVITSModel):
         super().__init__()
         self.model = model
 
-    def forward(self, spectrogram: torch.Tensor, *sv: torch.Tensor) -> torch.Tensor:
-        return self.model.speaker_embedding(spectrogram, *sv)
+    def forward(self, spectrogram: torch.Tensor, sv: torch.Tensor) -> torch.Tensor:
+        return self.model.speaker_embedding(spectrogram, sv)
 
 
 class SpeakerVerificationGraph(nn.Module):

@@ -41,6 +41,7 @@ from ttsopt.families.gpt_sovits.sovits_graphs import (
     GeneratorGraph,
     LatentGraph,
     PromptCodesGraph,
+    ProReferenceEncoderGraph,
     ReferenceEncoderGraph,
     SpeakerVerificationGraph,
     generator_receptive_field,
@@ -129,7 +130,8 @@ def _graphs(model: SoVITSModel) -> list[GraphExport]:
     # dynamo specialises sizes 0 and 1, so examples use a batch of 2 and lengths > 1.
     return [
         GraphExport(
-            name="reference_encoder", module=ReferenceEncoderGraph(model).eval(),
+            name="reference_encoder",
+            module=(ProReferenceEncoderGraph if c.speaker_verification else ReferenceEncoderGraph)(model).eval(),
             example_inputs=reference_example, inputs=reference_inputs,
             outputs=(ge,), dims={"batch": BATCH, "ref_frames": REF_FRAMES},
             check_sizes=({"batch": 1, "ref_frames": 1}, {"batch": 1, "ref_frames": 173}, {"batch": 3, "ref_frames": 40}),
