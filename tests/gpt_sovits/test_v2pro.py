@@ -200,3 +200,21 @@ def test_run_and_bad_input_cli(pro_package: Path, tmp_path: Path):
     assert_one_line_error(ttsopt("export", "--sovits", sovits, "--sv", SV_CKPT, "-o", out),
                           "2560-d speaker embeddings", "20480-d")
     assert not out.exists()
+
+
+def test_pro_reference_encoder_graph_matches_the_oracle(tmp_path: Path):
+    """The exported (ONNX, onnxruntime) v2ProPlus reference encoder on the oracle's spectrograms and 20480-d sv inputs."""
+    import onnxruntime as ort
+
+    from ttsopt.compiler.onnx_export import export_onnx
+    from ttsopt.families.gpt_sovits.spec import _graphs
+
+    graph = _graphs(load_sovits_checkpoint(PRO / "sovits_v2proplus_tiny.pth").model)[0]
+    export_onnx(graph, tmp_path / "reference_encoder.onnx", {})
+    session = ort.InferenceSession(str(tmp_path / "reference_encoder.onnx"), providers=["CPUExecutionProvider"])
+    o = _oracle("v2proplus_tiny.npz")
+    ge, ge2 = (session.run(None, {"spectrogram": o[spec][:, :704], "sv": o[sv]})[0]
+               for spec, sv in (("ref_spec", "sv_emb_in"), ("ref_spec2", "sv_emb_in2")))
+    assert_close(ge, o["ge"], "ge")
+    assert_close(ge2, o["ge_ref2"], "ge_ref2")
+    assert_close((ge + ge2) / 2, o["ge_2refs_mean"], "ge_2refs_mean")
