@@ -4,6 +4,7 @@ No trained GPT-SoVITS weights can be downloaded here, and speed does not depend 
 so benchmarks and the real-size tests use files made by this script::
 
     python examples/random_gpt_sovits.py build/random-v2     # writes s1_v2_random.ckpt and s2_v2_random.pth
+    python examples/random_gpt_sovits.py build/random-pro --version v2ProPlus   # + s2_v2proplus_random.pth, sv_eres2netv2_random.ckpt
 
 The GPT file is what the official ``s1_train.py`` writes: ``{'weight': {'model.<name>': fp16},
 'config': the s1longer-v2.yaml dict, 'info': 'GPT-e<epoch>'}``. The SoVITS file is what the official
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import io
 import sys
 import types
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ from ttsopt.families.gpt_sovits.gpt_checkpoint import config_from_official
 from ttsopt.families.gpt_sovits.gpt_model import Text2SemanticDecoder
 from ttsopt.families.gpt_sovits.sovits_checkpoint import config_from_hparams, to_official_state_dict
 from ttsopt.families.gpt_sovits.sovits_model import SoVITSModel
+from ttsopt.families.gpt_sovits.sv_model import ERes2NetV2, SVConfig
 
 #: The released ``GPT_SoVITS/configs/s2.json`` (v2), plus the fields the webui adds.
 S2_V2 = {
@@ -43,6 +47,15 @@ S2_V2 = {
     "s2_ckpt_dir": "logs/x", "name": "x", "version": "v2",
 }
 
+
+#: The released ``configs/s2v2Pro.json`` and ``s2v2ProPlus.json``: s2.json with gin 1024 (fact sheet
+#: gpt-sovits-pro-v4.md §3.1), ProPlus also with a 768-channel generator whose first kernel is 20.
+S2_V2PRO = copy.deepcopy(S2_V2)
+S2_V2PRO["model"].update(gin_channels=1024, p_dropout=0.0, version="v2Pro")
+S2_V2PRO["version"] = "v2Pro"
+S2_V2PROPLUS = copy.deepcopy(S2_V2PRO)
+S2_V2PROPLUS["model"].update(upsample_initial_channel=768, upsample_kernel_sizes=[20, 16, 8, 2, 2], version="v2ProPlus")
+S2_V2PROPLUS["version"] = "v2ProPlus"
 
 #: The released ``GPT_SoVITS/configs/s1longer-v2.yaml`` (the sections a GPT checkpoint embeds).
 S1_V2 = {
@@ -83,20 +96,49 @@ def official_hparams_global() -> Iterator[None]:
 
 
 def save_official_sovits(path: Path, weights: dict[str, torch.Tensor], hparams: dict,
-                         info: str = "1epoch_100iteration") -> Path:
-    """``weights`` in official names (:func:`to_official_state_dict`) saved as the trainer does."""
+                         info: str = "1epoch_100iteration", tag: bytes | None = None) -> Path:
+    """``weights`` in official names (:func:`to_official_state_dict`) saved as the trainer does.
+
+    ``tag``: the two ASCII bytes ``process_ckpt.my_save2`` writes over the zip magic (``b"05"`` v2Pro,
+    ``b"06"`` v2ProPlus); None writes a plain zip (v1/v2).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"weight": {k: v.half() for k, v in weights.items()}, "config": None, "info": info}
     with official_hparams_global():
-        torch.save({"weight": {k: v.half() for k, v in weights.items()}, "config": OfficialHParams(**hparams),
-                    "info": info}, path)
+        state["config"] = OfficialHParams(**hparams)
+        if tag is None:
+            torch.save(state, path)
+        else:
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            path.write_bytes(tag + buffer.getvalue()[2:])
     return path
 
 
 def write_random_sovits(path: Path, hparams: dict = S2_V2, seed: int = 0) -> Path:
-    """A randomly initialised SoVITS of ``hparams``' size (default: the released v2 model)."""
+    """A randomly initialised SoVITS of ``hparams``' size (default: the released v2 model); v2Pro/v2ProPlus
+    files get their header tag, as the trainer writes them."""
     torch.manual_seed(seed)
-    model = SoVITSModel(config_from_hparams(hparams, hparams["model"]["version"]))
-    return save_official_sovits(path, to_official_state_dict(model), hparams)
+    version = hparams["model"]["version"]
+    model = SoVITSModel(config_from_hparams(hparams, version))
+    tag = {"v2Pro": b"05", "v2ProPlus": b"06"}.get(version)
+    return save_official_sovits(path, to_official_state_dict(model), hparams, tag=tag)
+
+
+def write_random_sv(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised ERes2NetV2 at the released size (``pretrained_eres2netv2w24s4ep4.ckpt``: 53.5 M
+    parameters, 20480-d), saved as a bare fp32 state dict like the official file. Batch-norm statistics are
+    randomised so activations stay in a speech-like range (and the Hardtanh clip is exercised)."""
+    torch.manual_seed(seed)
+    model = ERes2NetV2(SVConfig())
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
 
 
 def write_random_gpt(path: Path, config: dict = S1_V2, seed: int = 0) -> Path:
@@ -112,9 +154,14 @@ def write_random_gpt(path: Path, config: dict = S1_V2, seed: int = 0) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="directory to write into")
+    parser.add_argument("--version", choices=("v2", "v2Pro", "v2ProPlus"), default="v2",
+                        help="SoVITS version; v2Pro/v2ProPlus also write a random sv_eres2netv2_random.ckpt (for --sv)")
     args = parser.parse_args()
     print(write_random_gpt(args.out / "s1_v2_random.ckpt"))
-    print(write_random_sovits(args.out / "s2_v2_random.pth"))
+    hparams = {"v2": S2_V2, "v2Pro": S2_V2PRO, "v2ProPlus": S2_V2PROPLUS}[args.version]
+    print(write_random_sovits(args.out / f"s2_{args.version.lower()}_random.pth", hparams))
+    if args.version != "v2":
+        print(write_random_sv(args.out / "sv_eres2netv2_random.ckpt"))
 
 
 if __name__ == "__main__":

@@ -238,7 +238,7 @@ def test_header_tagged_file_loads(tmp_path, loaded):
 
 
 @needs_oracle
-@pytest.mark.parametrize("tag,version", [(b"05", "v2Pro"), (b"06", "v2ProPlus"), (b"03", "v3"), (b"04", "v4")])
+@pytest.mark.parametrize("tag,version", [(b"03", "v3"), (b"04", "v4")])  # v2Pro/ProPlus load: test_v2pro.py
 def test_header_tag_of_unsupported_version(tmp_path, tag, version):
     path = tmp_path / "tagged.pth"
     path.write_bytes(tag + SOVITS_PTH.read_bytes()[2:])
@@ -247,7 +247,7 @@ def test_header_tag_of_unsupported_version(tmp_path, tag, version):
 
 
 @needs_oracle
-@pytest.mark.parametrize("variant", ["v2Pro", "v2ProPlus", "v3", "v3/v4"])
+@pytest.mark.parametrize("variant", ["v3", "v3/v4"])  # v2Pro/ProPlus load: test_v2pro.py
 def test_unsupported_versions_from_tensors(tmp_path, tiny_raw, save_official, variant):
     weights = dict(tiny_raw.weights)
     hparams = _plain(dict(tiny_raw.hparams))

@@ -18,7 +18,9 @@ def export(
     output: Annotated[Path, typer.Option("-o", "--output", help="Package directory to write.")],
     checkpoint: Annotated[Path | None, typer.Argument(help="HiFi-GAN generator checkpoint (jik876 format).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="The HiFi-GAN checkpoint's config.json (default: beside it).")] = None,
-    sovits: Annotated[Path | None, typer.Option("--sovits", help="GPT-SoVITS SoVITS weights (s2 .pth, v1/v2).")] = None,
+    sovits: Annotated[Path | None, typer.Option("--sovits", help="GPT-SoVITS SoVITS weights (s2 .pth, v1/v2/v2Pro/v2ProPlus).")] = None,
+    sv: Annotated[Path | None, typer.Option("--sv", help="v2Pro/v2ProPlus: the ERes2NetV2 speaker-verification model "
+                                                          "(GPT_SoVITS/pretrained_models/sv/*.ckpt).")] = None,
     gpt: Annotated[Path | None, typer.Option("--gpt", help="GPT-SoVITS GPT weights (s1 .ckpt), with --sovits: a text-to-speech package.")] = None,
     voice: Annotated[list[str] | None, typer.Option(
         "--voice", help='NAME=ref.wav[:prompt_tokens.npy:"prompt phonemes"]: store this voice in the package (repeatable).')] = None,
@@ -29,12 +31,13 @@ def export(
     """Export a checkpoint to a verified, self-contained package (ONNX graphs, golden data, manifest).
 
     HiFi-GAN: ttsopt export generator.pth.tar -o PKG.  GPT-SoVITS: ttsopt export --gpt s1.ckpt --sovits s2.pth
-    --voice NAME=ref.wav:prompt_tokens.npy:"prompt phonemes" -o PKG (without --gpt: the SoVITS decoder alone).
+    --voice NAME=ref.wav:prompt_tokens.npy:"prompt phonemes" -o PKG (without --gpt: the SoVITS decoder alone;
+    v2Pro/v2ProPlus: add --sv pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt).
     """
     from ttsopt.compiler.exporter import export_package
     from ttsopt.compiler.tensorrt import build_engines, tensorrt_available
 
-    family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [])
+    family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [], sv)
     with spinner("exporting") as status:
         manifest = export_package(family, sources, target, output, precision, step=lambda message: status.update(message))
         unavailable = tensorrt_available() if manifest.tensorrt else None
@@ -53,12 +56,14 @@ def export(
                   f"the {target} machine; until then the package runs on onnxruntime")
 
 
-def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path | None, gpt: Path | None, voices: list[str]):
+def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path | None, gpt: Path | None, voices: list[str],
+                    sv: Path | None = None):
     """The checkpoints by role (the positional one is a vocoder ``generator``) and the family that takes them."""
     from ttsopt.compiler.spec import ExportSources, VoiceSource
     from ttsopt.families import family_for_checkpoints
 
-    roles = {role: path for role, path in (("generator", checkpoint), ("sovits", sovits), ("gpt", gpt)) if path is not None}
+    roles = {role: path for role, path in (("generator", checkpoint), ("sovits", sovits), ("gpt", gpt), ("sv", sv))
+             if path is not None}
     family = family_for_checkpoints(set(roles))
     named = {}
     for entry in voices:

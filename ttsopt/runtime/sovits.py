@@ -5,9 +5,13 @@
 
 A voice is either a name stored in the package (its ``ge`` computed at export: the reference encoder
 never runs for it) or reference recordings, encoded on the fly by the ``reference_encoder`` graph and
-averaged. The noise of the prior is drawn here (numpy, seeded) and passed to the ``latent`` graph, so
-equal seeds give equal audio; numpy's generator is not torch's, so a seed does not reproduce the
-official code's draw for the same seed (pass ``noise=`` to reproduce a given draw exactly).
+averaged. v2Pro/v2ProPlus packages also hold a ``speaker_verification`` graph: a recording's 16 kHz Kaldi
+fbank (numpy, :mod:`ttsopt.audio.kaldi`) gives its ``sv`` embedding, which the reference encoder takes
+beside the spectrogram; stored voices have it folded into their ``ge``.
+
+The noise of the prior is drawn here (numpy, seeded) and passed to the ``latent`` graph, so equal seeds
+give equal audio; numpy's generator is not torch's, so a seed does not reproduce the official code's draw for
+the same seed (pass ``noise=`` to reproduce a given draw exactly).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ttsopt.audio.io import read_wav
+from ttsopt.audio.kaldi import sv_features
 from ttsopt.audio.mel import linear_spectrogram
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.package import Package
@@ -26,6 +31,8 @@ from ttsopt.runtime.phonemes import PhonemeTable
 SYMBOLS_FILE = "symbols.json"
 VOICES_FILE = "voices.npz"
 SPEED_RANGE = (0.25, 4.0)
+#: The graph of v2Pro/v2ProPlus packages that embeds a reference for speaker verification.
+SPEAKER_VERIFICATION = "speaker_verification"
 
 
 def reference_waveform(wav: np.ndarray) -> np.ndarray:
@@ -39,6 +46,11 @@ def reference_spectrogram(wav: np.ndarray, n_fft: int, hop_length: int, win_leng
     the reference encoder reads (v2: the lowest 704 of 1025 bins)."""
     spec = linear_spectrogram(reference_waveform(np.asarray(wav, dtype=np.float32).reshape(-1)), n_fft, hop_length, win_length)
     return spec[None, :bins]
+
+
+def reference_sv_features(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``[1, T, 80]`` fbank of the normalised reference (the same waveform the spectrogram is made of), at 16 kHz."""
+    return sv_features(reference_waveform(np.asarray(wav, dtype=np.float32).reshape(-1)), sample_rate)
 
 
 def latent_frames(tokens: int, speed: float) -> int:
@@ -66,7 +78,9 @@ class Synthesizer:
         self.reference = {"n_fft": int(config["filter_length"]), "hop_length": self.hop, "win_length": int(config["win_length"]),
                           "bins": int(self.manifest.graphs["reference_encoder"].inputs[0].shape[1])}
         self.context_frames = int(self.settings["generator_context_frames"])
-        self.phonemes = PhonemeTable.from_file(package.path / self.settings["symbols"], config["version"])
+        self.phonemes = PhonemeTable.from_file(package.path / self.settings["symbols"],
+                                               config.get("symbol_version", config["version"]))
+        self.speaker_verification = SPEAKER_VERIFICATION in self.manifest.graphs
         with np.load(package.path / self.settings["voices_file"]) as stored:
             self.voice_data: dict[str, np.ndarray] = {key: stored[key] for key in stored.files}
         #: name -> ge; a GPT package also keeps each voice's prompt under "name/prompt_tokens", "name/prompt_phonemes".
@@ -107,6 +121,16 @@ class Synthesizer:
         """``[1, bins, frames]`` spectrogram the reference encoder reads, of a waveform at :attr:`sample_rate`."""
         return reference_spectrogram(wav, **self.reference)
 
+    def reference_inputs(self, wav: np.ndarray) -> dict[str, np.ndarray]:
+        """The ``reference_encoder`` graph's inputs for a waveform at :attr:`sample_rate` (v2Pro/v2ProPlus: runs the
+        ``speaker_verification`` graph for ``sv``)."""
+        inputs = {"spectrogram": self.reference_spectrogram(wav)}
+        if self.speaker_verification:
+            if len(wav) < self.sample_rate // 40:
+                raise TtsoptError(f"a reference of {len(wav) / self.sample_rate * 1000:.0f} ms is too short to embed: give 3-10 s of speech")
+            inputs["sv"] = self.package.run(SPEAKER_VERIFICATION, {"fbank": reference_sv_features(wav, self.sample_rate)})["sv"]
+        return inputs
+
     def voice_embedding(self, references: Sequence[str | Path | np.ndarray]) -> np.ndarray:
         """``ge`` ``[1, gin, 1]`` of one or more reference recordings (averaged, as the official code does)."""
         if not references:
@@ -114,7 +138,7 @@ class Synthesizer:
         ges = []
         for reference in references:
             wav = reference if isinstance(reference, np.ndarray) else read_wav(reference, self.sample_rate)
-            ges.append(self.package.run("reference_encoder", {"spectrogram": self.reference_spectrogram(wav)})["ge"])
+            ges.append(self.package.run("reference_encoder", self.reference_inputs(wav))["ge"])
         return np.mean(ges, axis=0).astype(np.float32)
 
     def voice(self, name: str) -> np.ndarray:

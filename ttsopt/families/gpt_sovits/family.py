@@ -12,14 +12,14 @@ from ttsopt.errors import TtsoptError
 from ttsopt.families.contract import Family, Feed, Workload
 from ttsopt.families.gpt_sovits import formats
 
-SOVITS, GPT = "sovits", "gpt"
+SOVITS, GPT, SV = "sovits", "gpt", "sv"
 #: The gates that verify the GPT decode graph (what its weight-only candidates are held to).
 GPT_GATES = ("GPT greedy agreement (teacher-forced)", "GPT logits SNR dB (teacher-forced)")
 
 
 class GPTSoVITS(Family):
     name = "gpt_sovits"
-    roles = (SOVITS, GPT)
+    roles = (SOVITS, GPT, SV)
     usage = "--sovits s2.pth"
 
     def recognize_header(self, head: bytes) -> str | None:
@@ -31,6 +31,8 @@ class GPTSoVITS(Family):
     def check_roles(self, roles: set[str]) -> None:
         if GPT in roles and SOVITS not in roles:
             raise TtsoptError("--gpt needs --sovits too: a GPT-SoVITS package holds the GPT and the SoVITS model that speaks its tokens")
+        if SV in roles and SOVITS not in roles:
+            raise TtsoptError("--sv needs --sovits too: the speaker-verification model embeds references for a v2Pro/v2ProPlus SoVITS model")
 
     def plan(self, sources, speech):
         from ttsopt.families.gpt_sovits import spec

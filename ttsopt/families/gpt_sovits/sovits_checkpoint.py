@@ -14,10 +14,12 @@ Version detection, in order (fact sheet §1.2):
 1. the 2-byte header: newer writers replace the zip magic ``PK`` with an ASCII tag
    (``03`` v3 LoRA, ``04`` v4 LoRA, ``05`` v2Pro, ``06`` v2ProPlus; readers also know ``00`` v1,
    ``01`` v2, ``02`` v3). ``PK`` is restored in memory before unzipping;
-2. the tensors: ``cfm.*`` → v3/v4, ``sv_emb.*`` → v2Pro/v2ProPlus, otherwise the rows of
+2. the tensors: ``cfm.*`` → v3/v4, ``sv_emb.*`` → v2Pro/v2ProPlus (told apart by the tag, else the config's
+   ``model.version``, else the first upsampler's kernel: 20 → ProPlus), otherwise the rows of
    ``enc_p.text_embedding.weight``: 322 → v1, 732 → v2.
-v1 and v2 load; every other version is refused with "<version> SoVITS checkpoints are not supported yet"
-rather than built into a model that would produce wrong audio.
+v1, v2, v2Pro and v2ProPlus load (every size from the config and the tensors: the speaker-verification width
+from ``sv_emb.weight``); v3/v4 are refused with "<version> SoVITS checkpoints are not supported yet" rather
+than built into a model that would produce wrong audio.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pickle
 import types
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,13 @@ from torch import nn
 from ttsopt.compiler.checkpoint import checkpoint_head, describe_checkpoint
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.formats import SOVITS_HEADER_TAGS, SOVITS_LORA_TAGS, SOVITS_PREFIXES
-from ttsopt.families.gpt_sovits.sovits_model import SUPPORTED_VERSIONS, SYMBOLS_PER_VERSION, SoVITSConfig, SoVITSModel
+from ttsopt.families.gpt_sovits.sovits_model import (
+    SPEAKER_VERIFICATION_VERSIONS,
+    SUPPORTED_VERSIONS,
+    SYMBOLS_PER_VERSION,
+    SoVITSConfig,
+    SoVITSModel,
+)
 
 EXPECTED = "a GPT-SoVITS SoVITS (s2) .pth checkpoint"
 
@@ -178,7 +186,7 @@ class LoadedSoVITS:
 
 def _unsupported(version: str, path: Path, evidence: str) -> TtsoptError:
     return TtsoptError(f"{version} SoVITS checkpoints are not supported yet: {path} is a GPT-SoVITS {version} "
-                       f"file ({evidence}); ttsopt reads v1 and v2 SoVITS weights only")
+                       f"file ({evidence}); ttsopt reads v1, v2, v2Pro and v2ProPlus SoVITS weights only")
 
 
 def _hparams_version(hparams: Any) -> str | None:
@@ -196,10 +204,10 @@ def detect_sovits_version(weights: Mapping[str, torch.Tensor], hparams: Any = No
     if any(k.startswith("cfm.") for k in weights):
         return declared if declared in ("v3", "v4") else "v3/v4"
     if "sv_emb.weight" in weights:
-        if declared in ("v2Pro", "v2ProPlus"):
+        if declared in SPEAKER_VERIFICATION_VERSIONS:
             return declared
-        conv_pre = weights.get("dec.conv_pre.weight")
-        return "v2ProPlus" if conv_pre is not None and conv_pre.shape[0] == 768 else "v2Pro"
+        first_up = weights.get("dec.ups.0.weight_v", weights.get("dec.ups.0.weight"))
+        return "v2ProPlus" if first_up is not None and first_up.dim() == 3 and first_up.shape[-1] == 20 else "v2Pro"
     embedding = weights.get("enc_p.text_embedding.weight")
     if embedding is None:
         raise ValueError("no enc_p.text_embedding.weight")
@@ -213,7 +221,7 @@ def read_sovits_checkpoint(path: str | Path) -> SoVITSCheckpoint:
     """Read, unpickle (restricted) and classify an official SoVITS ``.pth``; refuse unsupported versions."""
     path = Path(path)
     head = checkpoint_head(path, "SoVITS checkpoint")[:2]
-    if head in SOVITS_HEADER_TAGS and head not in (b"00", b"01"):
+    if head in SOVITS_HEADER_TAGS and SOVITS_HEADER_TAGS[head] not in SUPPORTED_VERSIONS:
         version = SOVITS_HEADER_TAGS[head]
         kind = " LoRA" if head in SOVITS_LORA_TAGS else ""
         raise _unsupported(version, path, f"header tag {head.decode()}{kind}")
@@ -239,7 +247,12 @@ def read_sovits_checkpoint(path: str | Path) -> SoVITSCheckpoint:
     if version not in SUPPORTED_VERSIONS:
         evidence = "cfm.* tensors" if version.startswith(("v3", "v4")) else "sv_emb.* tensors"
         raise _unsupported(version, path, evidence)
-    if head in (b"00", b"01") and SOVITS_HEADER_TAGS[head] != version:
+    if head in SOVITS_HEADER_TAGS and SOVITS_HEADER_TAGS[head] in SPEAKER_VERIFICATION_VERSIONS:
+        if version not in SPEAKER_VERIFICATION_VERSIONS:
+            raise TtsoptError(f"{path} carries the {SOVITS_HEADER_TAGS[head]} header tag but holds {version} tensors "
+                              f"(no sv_emb.*): the file is inconsistent; re-export it")
+        version = SOVITS_HEADER_TAGS[head]  # Pro and ProPlus share one architecture; the tag is the label
+    elif head in SOVITS_HEADER_TAGS and SOVITS_HEADER_TAGS[head] != version:
         raise TtsoptError(f"{path} carries the {SOVITS_HEADER_TAGS[head]} header tag but holds {version} tensors: "
                           f"the file is inconsistent; re-export it")
     if not isinstance(hparams, Mapping):
@@ -362,13 +375,19 @@ def _check_against_model(state: Mapping[str, torch.Tensor], model: SoVITSModel, 
 
 
 def load_sovits_checkpoint(path: str | Path) -> LoadedSoVITS:
-    """Load an official SoVITS v1/v2 ``.pth`` as a float32 eval-mode :class:`SoVITSModel` on CPU.
+    """Load an official SoVITS v1/v2/v2Pro/v2ProPlus ``.pth`` as a float32 eval-mode :class:`SoVITSModel` on CPU.
 
     Weight norm stays applied (as a parametrization); fold it with
     :func:`ttsopt.compiler.folding.remove_weight_norm` before export.
     """
     checkpoint = read_sovits_checkpoint(path)
     config = config_from_hparams(checkpoint.hparams, checkpoint.version, str(checkpoint.path))
+    if config.speaker_verification:  # hard-coded (20480) in the official class; read from the tensor here
+        sv_emb = checkpoint.weights.get("sv_emb.weight")
+        if sv_emb is None or sv_emb.dim() != 2:
+            raise TtsoptError(f"{checkpoint.path} lacks the 2-D tensor sv_emb.weight a {config.version} model needs: "
+                              f"the file is incomplete")
+        config = replace(config, sv_dim=int(sv_emb.shape[1]))
     model = SoVITSModel(config)
     state = to_model_state_dict(checkpoint.weights, model)
     _check_against_model(state, model, checkpoint.path)

@@ -2,10 +2,16 @@
 
 Where the cuts are, and why:
 
-- ``reference_encoder``: reference spectrogram → ``ge``. A voice's ``ge`` is computed once (at export,
-  ``--voice``) and stored, so synthesis with a known voice never runs it ("speaker folding").
+- ``reference_encoder``: reference spectrogram (v2Pro/v2ProPlus: and its speaker-verification embedding
+  ``sv``) → ``ge``. A voice's ``ge`` is computed once (at export, ``--voice``) and stored, so synthesis with a
+  known voice never runs it ("speaker folding"); for the Pro models that folds ``sv_emb`` and the PReLU
+  into the stored vector too, and the speaker-verification network never runs for a stored voice.
+- ``speaker_verification`` (v2Pro/v2ProPlus only): Kaldi fbank → ``sv`` (ERes2NetV2, a separate checkpoint).
+  Its own graph because it is its own model (53.5 M parameters, the biggest graph of the package) that only
+  new voices need; the fbank is numpy (:mod:`ttsopt.audio.kaldi`).
 - ``latent``: semantic tokens + phoneme ids + ``ge`` + noise → ``z`` (codebook, text encoder with MRTE,
-  prior sampling, reverse flow). The noise is an input, so outputs are deterministic and verifiable;
+  prior sampling, reverse flow; v2Pro/v2ProPlus: ``ge_to512`` of the stored ``ge`` for MRTE, a 0.5 MFLOP
+  projection kept here so a voice stays one vector). The noise is an input, so outputs are deterministic and verifiable;
   its length is the output length, which is how ``speed`` reaches the graph (``F = int(2T / speed) + 1``,
   or ``2T`` at speed 1) without a data-dependent shape.
 - ``generator``: ``z`` + ``ge`` → 32 kHz waveform. Separate from ``latent`` so that a runtime can vocode
@@ -19,10 +25,11 @@ import torch
 from torch import nn
 
 from ttsopt.families.gpt_sovits.sovits_model import SoVITSModel, stretch
+from ttsopt.families.gpt_sovits.sv_model import ERes2NetV2
 
 
 class ReferenceEncoderGraph(nn.Module):
-    """``spectrogram [B, reference_bins, T]`` → ``ge [B, gin, 1]``."""
+    """``spectrogram [B, reference_bins, T]`` → ``ge [B, gin, 1]`` (v1/v2)."""
 
     def __init__(self, model: SoVITSModel):
         super().__init__()
@@ -30,6 +37,29 @@ class ReferenceEncoderGraph(nn.Module):
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         return self.ref_enc(spectrogram)
+
+
+class ProReferenceEncoderGraph(nn.Module):
+    """``spectrogram [B, reference_bins, T]``, ``sv [B, sv_dim]`` → ``ge [B, gin, 1]`` (v2Pro/v2ProPlus:
+    ``PReLU(ref_enc(spectrogram) + sv_emb(sv))``). A class of its own: the exporter needs a fixed signature."""
+
+    def __init__(self, model: SoVITSModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, spectrogram: torch.Tensor, sv: torch.Tensor) -> torch.Tensor:
+        return self.model.speaker_embedding(spectrogram, sv)
+
+
+class SpeakerVerificationGraph(nn.Module):
+    """``fbank [B, T, 80]`` → ``sv [B, sv_dim]`` (ERes2NetV2 ``forward3``)."""
+
+    def __init__(self, model: ERes2NetV2):
+        super().__init__()
+        self.model = model
+
+    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
+        return self.model(fbank)
 
 
 class LatentGraph(nn.Module):
@@ -42,7 +72,7 @@ class LatentGraph(nn.Module):
     def forward(self, tokens: torch.Tensor, phonemes: torch.Tensor, ge: torch.Tensor, noise: torch.Tensor,
                 noise_scale: torch.Tensor) -> torch.Tensor:
         model = self.model
-        hidden = model.enc_p.encode(model.dequantize(tokens.unsqueeze(0)), phonemes, ge)
+        hidden = model.enc_p.encode(model.dequantize(tokens.unsqueeze(0)), phonemes, model.text_ge(ge))
         m_p, logs_p = model.enc_p.project(stretch(hidden, noise.shape[-1]))
         z_p = model.sample_prior(m_p, logs_p, noise_scale, noise=noise)
         return model.flow(z_p, ge)

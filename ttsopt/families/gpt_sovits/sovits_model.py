@@ -1,4 +1,4 @@
-"""GPT-SoVITS "s2" SoVITS synthesizer (official ``SynthesizerTrn``, v1 and v2), inference only.
+"""GPT-SoVITS "s2" SoVITS synthesizer (official ``SynthesizerTrn``, v1, v2, v2Pro, v2ProPlus), inference only.
 
 SoVITS turns GPT semantic tokens (25 Hz) plus the target phonemes and a reference recording into a
 32 kHz waveform::
@@ -8,6 +8,11 @@ SoVITS turns GPT semantic tokens (25 Hz) plus the target phonemes and a referenc
     z_p = m_p + noise · exp(logs_p) · noise_scale ──► flow⁻¹ (g=ge) ──► dec (HiFi-GAN, g=ge) ──► audio
 
 ``extract_latent`` is the other direction used to make prompt tokens: HuBERT features → codes.
+
+v2Pro/v2ProPlus (fact sheet ``gpt-sovits-pro-v4.md`` §3) add a speaker-verification embedding ``sv`` of the
+reference (ERes2NetV2, a separate model: :mod:`.sv_model`): ``ge = PReLU(ref_enc(spec) + sv_emb(sv))`` with
+``gin`` channels conditions the flow and the generator, and MRTE gets ``ge_to512(ge)``. ProPlus differs only
+in the generator's sizes, which come from the config like every other size.
 
 Written from the fact sheet (shared/facts/gpt-sovits-v2.md, §4–§5), not from the official source.
 What is deliberately *not* built: the posterior encoder ``enc_q``, the discriminators, the losses,
@@ -47,12 +52,16 @@ from ttsopt.runtime.sovits import latent_frames  # one rule, kept with the torch
 
 #: leaky-ReLU slope inside the decoder and its resblocks (the one before ``conv_post`` is torch's default 0.01).
 
-#: Phoneme-symbol table size per model version (``text_embedding`` rows).
+#: Phoneme-symbol table size per symbol version (``text_embedding`` rows).
 SYMBOLS_PER_VERSION = {"v1": 322, "v2": 732}
+#: Model version → its phoneme-symbol table (the Pro models use the v2 table).
+SYMBOL_VERSION = {"v1": "v1", "v2": "v2", "v2Pro": "v2", "v2ProPlus": "v2"}
+#: Versions conditioned on a speaker-verification embedding as well as the reference spectrogram.
+SPEAKER_VERIFICATION_VERSIONS = ("v2Pro", "v2ProPlus")
 
-#: Versions this module can build. v2Pro/v2ProPlus (speaker-verification embedding) and v3/v4 (CFM) differ
-#: in architecture and are refused by the checkpoint loader.
-SUPPORTED_VERSIONS = tuple(SYMBOLS_PER_VERSION)
+#: Versions this module can build. v3/v4 (CFM + a separate vocoder) differ in architecture and are refused
+#: by the checkpoint loader.
+SUPPORTED_VERSIONS = tuple(SYMBOL_VERSION)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -62,7 +71,7 @@ SUPPORTED_VERSIONS = tuple(SYMBOLS_PER_VERSION)
 
 @dataclass(frozen=True)
 class SoVITSConfig:
-    """Sizes of a SoVITS v1/v2 synthesizer. Defaults are the released v2 ``configs/s2.json``.
+    """Sizes of a SoVITS v1/v2/v2Pro/v2ProPlus synthesizer. Defaults are the released v2 ``configs/s2.json``.
 
     The first groups come from the checkpoint's ``hps.data`` / ``hps.model``; the last group is hard-coded
     in the official code (not in any config file), but is spelled out here so no size is magic.
@@ -104,11 +113,12 @@ class SoVITSConfig:
     flow_kernel_size: int = 5
     flow_wavenet_layers: int = 4
     v2_reference_bins: int = 704       # v2 reads only the lowest 704 of the 1025 bins (v1 reads all)
+    sv_dim: int = 20480                # v2Pro/v2ProPlus: width of the speaker-verification embedding (sv_emb input)
 
     def __post_init__(self) -> None:
         if self.version not in SUPPORTED_VERSIONS:
             raise ValueError(f"SoVITS version {self.version!r} is not one of {SUPPORTED_VERSIONS}")
-        if self.gin_channels != self.mrte_channels:
+        if self.gin_channels != self.mrte_channels and not self.speaker_verification:
             raise ValueError(f"gin_channels ({self.gin_channels}) must equal the MRTE width "
                              f"({self.mrte_channels}): ge is added to the MRTE features")
         if self.hidden_channels % self.n_heads:
@@ -122,8 +132,17 @@ class SoVITSConfig:
             raise ValueError(f"resblock {self.resblock!r} is neither '1' nor '2'")
 
     @property
+    def symbol_version(self) -> str:
+        return SYMBOL_VERSION[self.version]
+
+    @property
+    def speaker_verification(self) -> bool:
+        """Whether ``ge`` also takes a speaker-verification embedding (v2Pro, v2ProPlus)."""
+        return self.version in SPEAKER_VERIFICATION_VERSIONS
+
+    @property
     def n_symbols(self) -> int:
-        return SYMBOLS_PER_VERSION[self.version]
+        return SYMBOLS_PER_VERSION[self.symbol_version]
 
     @property
     def spec_channels(self) -> int:
@@ -639,17 +658,43 @@ class SoVITSModel(nn.Module):
         self.flow = ResidualCouplingBlock(config.inter_channels, config.hidden_channels, config.flow_kernel_size,
                                           config.flow_wavenet_layers, config.n_flows, config.gin_channels)
         self.dec = Generator(config)
+        if config.speaker_verification:
+            self.sv_emb = nn.Linear(config.sv_dim, config.gin_channels)
+            self.prelu = nn.PReLU(num_parameters=config.gin_channels)
+            self.ge_to512 = nn.Linear(config.gin_channels, config.mrte_channels)
 
     # -- reference -------------------------------------------------------------------------------
 
-    def reference_embedding(self, refer: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        """``ge`` ``[B, gin, 1]`` from one spectrogram ``[B, spec_channels, T]`` or a list of them (averaged)."""
+    def speaker_embedding(self, spec: torch.Tensor, sv: torch.Tensor | None = None) -> torch.Tensor:
+        """``ge`` ``[B, gin, 1]`` of one reference: its spectrogram ``[B, bins ≥ reference_bins, T]`` and, for
+        v2Pro/v2ProPlus, its speaker-verification embedding ``sv [B, sv_dim]``."""
+        ge = self.ref_enc(spec[:, :self.config.reference_bins])
+        if not self.config.speaker_verification:
+            if sv is not None:
+                raise ValueError(f"a {self.config.version} model takes no speaker-verification embedding")
+            return ge
+        if sv is None:
+            raise ValueError(f"a {self.config.version} model needs the reference's speaker-verification embedding (sv)")
+        return self.prelu(ge + self.sv_emb(sv).unsqueeze(-1))
+
+    def reference_embedding(self, refer: torch.Tensor | Sequence[torch.Tensor],
+                            sv: torch.Tensor | Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """``ge`` ``[B, gin, 1]`` from one spectrogram ``[B, spec_channels, T]`` or a list of them (averaged after
+        each reference's PReLU, as the official code does); ``sv`` pairs with ``refer`` (v2Pro/v2ProPlus)."""
         if isinstance(refer, torch.Tensor):
-            return self.ref_enc(refer[:, :self.config.reference_bins])
+            return self.speaker_embedding(refer, sv if sv is None or isinstance(sv, torch.Tensor) else sv[0])
         if len(refer) == 0:
             raise ValueError("need at least one reference spectrogram")
-        ges = [self.ref_enc(spec[:, :self.config.reference_bins]) for spec in refer]
-        return torch.stack(ges, 0).mean(0)
+        svs = [None] * len(refer) if sv is None else [sv] if isinstance(sv, torch.Tensor) else list(sv)
+        if len(svs) != len(refer):
+            raise ValueError(f"{len(refer)} reference spectrograms but {len(svs)} speaker-verification embeddings")
+        return torch.stack([self.speaker_embedding(spec, s) for spec, s in zip(refer, svs, strict=True)], 0).mean(0)
+
+    def text_ge(self, ge: torch.Tensor) -> torch.Tensor:
+        """The ``ge`` MRTE adds (its width is fixed at 512): ``ge`` itself, or ``ge_to512(ge)`` for v2Pro/v2ProPlus."""
+        if not self.config.speaker_verification:
+            return ge
+        return self.ge_to512(ge.transpose(1, 2)).transpose(1, 2)
 
     # -- tokens ----------------------------------------------------------------------------------
 
@@ -687,6 +732,7 @@ class SoVITSModel(nn.Module):
 
     def decode(self, codes: torch.Tensor, text: torch.Tensor,
                refer: torch.Tensor | Sequence[torch.Tensor] | None = None, *, ge: torch.Tensor | None = None,
+               sv: torch.Tensor | Sequence[torch.Tensor] | None = None,
                noise_scale: float | torch.Tensor = 0.5, speed: float = 1.0, noise: torch.Tensor | None = None,
                generator: torch.Generator | None = None, seed: int | None = None) -> torch.Tensor:
         """Semantic codes → waveform ``[B, 1, samples]`` at ``sampling_rate``.
@@ -696,6 +742,7 @@ class SoVITSModel(nn.Module):
             text: ``[B, N]`` int64 phoneme ids of the *target* text only (not the prompt text).
             refer: reference spectrogram(s) ``[B, spec_channels, T_ref]``; several are averaged in ``ge``.
             ge: a precomputed :meth:`reference_embedding` instead of ``refer``.
+            sv: v2Pro/v2ProPlus: the speaker-verification embedding(s) ``[B, sv_dim]`` of ``refer``.
             noise_scale: prior temperature; 0.5 is what the official front ends use, 0 is deterministic.
             speed: > 1 speaks faster (the content is resampled to ``int(2T / speed) + 1`` frames).
             noise: explicit ``ε`` ``[B, inter_channels, config.latent_frames(T, speed)]``.
@@ -708,14 +755,14 @@ class SoVITSModel(nn.Module):
                 raise ValueError("give generator or seed, not both")
             generator = torch.Generator(device=codes.device).manual_seed(seed)
         if ge is None:
-            ge = self.reference_embedding(refer)
-        _, m_p, logs_p = self.enc_p(self.dequantize(codes), text, ge, speed)
+            ge = self.reference_embedding(refer, sv)
+        _, m_p, logs_p = self.enc_p(self.dequantize(codes), text, self.text_ge(ge), speed)
         z_p = self.sample_prior(m_p, logs_p, noise_scale, noise, generator)
         z = self.flow(z_p, ge)
         return self.dec(z, ge)
 
     def forward(self, codes: torch.Tensor, text: torch.Tensor, refer: torch.Tensor,
                 noise: torch.Tensor | None = None, noise_scale: float | torch.Tensor = 0.5,
-                speed: float = 1.0) -> torch.Tensor:
+                speed: float = 1.0, sv: torch.Tensor | None = None) -> torch.Tensor:
         """Tensor-only entry point (export-friendly): :meth:`decode` with one reference and explicit noise."""
-        return self.decode(codes, text, refer, noise_scale=noise_scale, speed=speed, noise=noise)
+        return self.decode(codes, text, refer, noise_scale=noise_scale, speed=speed, noise=noise, sv=sv)

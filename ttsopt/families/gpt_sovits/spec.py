@@ -2,18 +2,22 @@
 
 Graphs (see :mod:`ttsopt.families.gpt_sovits.sovits_graphs` for why they are cut this way)::
 
-    reference_encoder  spectrogram [batch, bins, ref_frames]            → ge [batch, gin, 1]
+    reference_encoder  spectrogram [batch, bins, ref_frames]
+                       (+ sv [batch, sv_dim]: v2Pro/v2ProPlus)           → ge [batch, gin, 1]
+    speaker_verification  fbank [batch, fbank_frames, 80]                → sv [batch, sv_dim]   (v2Pro/v2ProPlus)
     latent             tokens, phonemes, ge, noise [batch, inter, frames],
                        noise_scale [1]                                   → z [batch, inter, frames]
     generator          z, ge                                             → audio [batch, 1, samples]
     prompt_codes       ssl [batch, 768, ssl_frames]                      → codes [batch, tokens]
 
 Voices given as ``--voice name=ref.wav`` are run through the original model's reference encoder at
-export and stored as ``voices.npz`` (``ge`` per name), so synthesis with them skips the encoder.
+export and stored as ``voices.npz`` (``ge`` per name), so synthesis with them skips the encoder (and, for
+v2Pro/v2ProPlus, the speaker-verification network given with ``--sv``).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import json
@@ -37,20 +41,32 @@ from ttsopt.families.gpt_sovits.sovits_graphs import (
     GeneratorGraph,
     LatentGraph,
     PromptCodesGraph,
+    ProReferenceEncoderGraph,
     ReferenceEncoderGraph,
+    SpeakerVerificationGraph,
     generator_receptive_field,
 )
 from ttsopt.families.gpt_sovits.sovits_model import SoVITSConfig, SoVITSModel
+from ttsopt.families.gpt_sovits.sv_checkpoint import LoadedSV, load_sv_checkpoint
+from ttsopt.families.gpt_sovits.sv_model import ERes2NetV2, fold_batch_norm
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
 from ttsopt.runtime.arrays import read_int_array
 from ttsopt.runtime.phonemes import PhonemeTable
-from ttsopt.runtime.sovits import SYMBOLS_FILE, VOICES_FILE, reference_spectrogram
+from ttsopt.runtime.sovits import (
+    SPEAKER_VERIFICATION,
+    SYMBOLS_FILE,
+    VOICES_FILE,
+    reference_spectrogram,
+    reference_sv_features,
+)
 
 FAMILY = "gpt_sovits"
 TASK = "sovits"
 TTS_TASK = "tts"
 ROLE = "sovits"
 GPT_ROLE = "gpt"
+SV_ROLE = "sv"
+SV_HINT = "--sv GPT_SoVITS/pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt"
 GPT_REFERENCE_FILE = "gpt_reference.npz"
 
 BATCH = DimRange(1, 1, 8)
@@ -63,6 +79,8 @@ FRAMES = DimRange(1, 500, 6001)
 REF_FRAMES = DimRange(1, 300, 3000)
 #: HuBERT frames (50 Hz) for prompt codes: up to 60 s.
 SSL_FRAMES = DimRange(2, 300, 3000)
+#: Kaldi fbank frames (100 Hz) of a reference for speaker verification: 25 ms to 60 s.
+FBANK_FRAMES = DimRange(1, 500, 6000)
 
 #: The verification sentence (the oracle's target text; its symbols are in the v1 and v2 tables).
 GOLDEN_PHONEMES = "j in1 t ian1 t ian1 q i4 h en3 h ao3 , w o3 m en5 q v4 g ong1 y van2 b a5 ."
@@ -87,17 +105,34 @@ def _reference_spectrogram(wav: np.ndarray, config: SoVITSConfig) -> np.ndarray:
     return reference_spectrogram(wav, config.filter_length, config.hop_length, config.win_length, config.reference_bins)
 
 
+def _speaker_verification_graph(sv: ERes2NetV2) -> GraphExport:
+    rng = torch.Generator().manual_seed(1)
+    return GraphExport(
+        name=SPEAKER_VERIFICATION, module=SpeakerVerificationGraph(sv).eval(),
+        example_inputs=(torch.randn(2, 100, sv.config.feat_dim, generator=rng) - 5,),
+        inputs=(TensorSpec("fbank", "float32", ("batch", "fbank_frames", sv.config.feat_dim), kind="features"),),
+        outputs=(TensorSpec("sv", "float32", ("batch", sv.config.output_dim), kind="embedding"),),
+        dims={"batch": BATCH, "fbank_frames": FBANK_FRAMES},
+        check_sizes=({"batch": 1, "fbank_frames": 3}, {"batch": 1, "fbank_frames": 298}, {"batch": 2, "fbank_frames": 37}),
+    )
+
+
 def _graphs(model: SoVITSModel) -> list[GraphExport]:
     c = model.config
     bins, gin, inter = c.reference_bins, c.gin_channels, c.inter_channels
     ge = TensorSpec("ge", "float32", ("batch", gin, 1), kind="embedding")
     rng = torch.Generator().manual_seed(0)
+    reference_inputs = (TensorSpec("spectrogram", "float32", ("batch", bins, "ref_frames"), kind="spectrogram"),)
+    reference_example = (torch.rand(2, bins, 100, generator=rng),)
+    if c.speaker_verification:
+        reference_inputs += (TensorSpec("sv", "float32", ("batch", c.sv_dim), kind="embedding"),)
+        reference_example += (torch.rand(2, c.sv_dim, generator=rng),)
     # dynamo specialises sizes 0 and 1, so examples use a batch of 2 and lengths > 1.
     return [
         GraphExport(
-            name="reference_encoder", module=ReferenceEncoderGraph(model).eval(),
-            example_inputs=(torch.rand(2, bins, 100, generator=rng),),
-            inputs=(TensorSpec("spectrogram", "float32", ("batch", bins, "ref_frames"), kind="spectrogram"),),
+            name="reference_encoder",
+            module=(ProReferenceEncoderGraph if c.speaker_verification else ReferenceEncoderGraph)(model).eval(),
+            example_inputs=reference_example, inputs=reference_inputs,
             outputs=(ge,), dims={"batch": BATCH, "ref_frames": REF_FRAMES},
             check_sizes=({"batch": 1, "ref_frames": 1}, {"batch": 1, "ref_frames": 173}, {"batch": 3, "ref_frames": 40}),
         ),
@@ -147,18 +182,42 @@ def _torch_runner(module: torch.nn.Module, graph: GraphExport):
     return run
 
 
-def _voices(sources: ExportSources, original: SoVITSModel, table: PhonemeTable, with_gpt: bool) -> dict[str, np.ndarray]:
-    """``ge`` of each voice (original model), and for a GPT its prompt: semantic tokens and phoneme ids."""
+class ReferenceEmbedder:
+    """``ge`` of a recording by the original models (SoVITS, and for v2Pro/v2ProPlus the speaker-verification
+    network on the numpy fbank the runtime uses too): what stored voices and golden references are made with."""
+
+    def __init__(self, model: SoVITSModel, sv: ERes2NetV2 | None):
+        self.model, self.sv = model, sv
+
+    def inputs(self, wav: np.ndarray) -> dict[str, np.ndarray]:
+        """The ``reference_encoder`` graph's inputs of a waveform at the model's rate."""
+        config = self.model.config
+        inputs = {"spectrogram": _reference_spectrogram(wav, config)}
+        if self.sv is not None:
+            with torch.inference_mode():
+                features = torch.from_numpy(reference_sv_features(wav, config.sampling_rate))
+                inputs["sv"] = self.sv(features).numpy()
+        return inputs
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            sv = (torch.from_numpy(inputs["sv"]),) if "sv" in inputs else ()
+            return self.model.speaker_embedding(torch.from_numpy(inputs["spectrogram"]), *sv).numpy()
+
+
+def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTable, with_gpt: bool) -> dict[str, np.ndarray]:
+    """``ge`` of each voice (original models), and for a GPT its prompt: semantic tokens and phoneme ids."""
+    original = embed.model
     arrays = {}
     for name, voice in sources.voices.items():
         if not VOICE_NAME.match(name):
             raise TtsoptError(f"voice name {name!r} is not usable: use letters, digits, '_', '-', '.' (e.g. --voice alice=ref.wav)")
-        spec = _reference_spectrogram(read_wav(voice.recording, original.config.sampling_rate), original.config)
+        wav = read_wav(voice.recording, original.config.sampling_rate)
+        spec = _reference_spectrogram(wav, original.config)
         if not REF_FRAMES.contains(spec.shape[-1]):
             raise TtsoptError(f"voice {name}: {voice.recording} is {spec.shape[-1] / 50:.1f} s long; a reference must be at most "
                               f"{REF_FRAMES.max / 50:.0f} s: cut it (3-10 s of clean speech is typical)")
-        with torch.inference_mode():
-            arrays[name] = original.reference_embedding(torch.from_numpy(spec)).numpy()
+        arrays[name] = embed(embed.inputs(wav))
         if voice.prompt_tokens is not None:
             if not with_gpt:
                 raise TtsoptError(f"voice {name}: prompt tokens and phonemes are for the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
@@ -183,10 +242,11 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     if sources.config is not None:
         raise TtsoptError("--config is for HiFi-GAN checkpoints; GPT-SoVITS checkpoints embed their config")
     loaded = load_sovits_checkpoint(sources.checkpoints[ROLE])
+    sv = _speaker_verification(loaded, sources.checkpoints.get(SV_ROLE))
     gpt = load_gpt_checkpoint(sources.checkpoints[GPT_ROLE]) if GPT_ROLE in sources.checkpoints else None
-    if gpt is not None and gpt.config.symbol_version != loaded.version:
-        raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but the SoVITS model is {loaded.version}: "
-                          "give the GPT and SoVITS weights of one GPT-SoVITS version")
+    if gpt is not None and gpt.config.symbol_version != loaded.config.symbol_version:
+        raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but the SoVITS model is {loaded.version} "
+                          f"({loaded.config.symbol_version} table): give the GPT and SoVITS weights of one GPT-SoVITS version")
     config, original = loaded.config, loaded.model
     # A second instance, not copy.deepcopy (parametrized modules share their generated class with copies).
     exported = SoVITSModel(config)
@@ -195,16 +255,24 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     exported.eval()
     graphs = _graphs(exported)
     originals = {g.name: _torch_runner(type(g.module)(original).eval(), g) for g in graphs}
-
-    symbols = symbol_table_bytes(loaded.version)
-    table = PhonemeTable(json.loads(symbols), loaded.version)
-    rng = np.random.default_rng(0)
+    embed = ReferenceEmbedder(original, None if sv is None else sv.model)
     golden: list[GoldenItem] = []
+    recordings = speech(config.sampling_rate)
+    if sv is not None:
+        # Exported with batch norm folded into the convolutions (halves the export time); the original runs the goldens.
+        graphs.insert(1, _speaker_verification_graph(fold_batch_norm(copy.deepcopy(sv.model))))
+        originals[SPEAKER_VERIFICATION] = _torch_runner(SpeakerVerificationGraph(sv.model).eval(), graphs[1])
+        golden += [GoldenItem(f"speaker-verification-{name}", SPEAKER_VERIFICATION,
+                              {"fbank": reference_sv_features(wav, config.sampling_rate)}) for name, wav in recordings]
+
+    symbols = symbol_table_bytes(config.symbol_version)
+    table = PhonemeTable(json.loads(symbols), config.symbol_version)
+    rng = np.random.default_rng(0)
     ges = []
-    for name, wav in speech(config.sampling_rate):
-        spec = _reference_spectrogram(wav, config)
-        golden.append(GoldenItem(f"reference-{name}", "reference_encoder", {"spectrogram": spec}))
-        ges.append(originals["reference_encoder"]({"spectrogram": spec})["ge"])
+    for name, wav in recordings:
+        inputs = embed.inputs(wav)
+        golden.append(GoldenItem(f"reference-{name}", "reference_encoder", inputs))
+        ges.append(embed(inputs))
     tokens = rng.integers(0, config.codebook_size, (1, GOLDEN_TOKENS), dtype=np.int64)
     phonemes = table.ids(GOLDEN_PHONEMES)[None]
     for i, speed in enumerate((1.0, 1.25)):
@@ -218,7 +286,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     golden.append(GoldenItem("prompt-codes", "prompt_codes",
                              {"ssl": rng.standard_normal((1, config.ssl_dim, 81), dtype=np.float32)}))
 
-    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, original, table, gpt is not None))}
+    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, embed, table, gpt is not None))}
     runtime = {
         "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
         "voices": {name: {"source": str(v.recording.resolve()), "prompt": v.prompt_tokens is not None}
@@ -226,7 +294,11 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         "token_rate_hz": 25, "generator_context_frames": generator_receptive_field(exported),
     }
     model_config = {"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
-                    "parameters": sum(p.numel() for p in original.parameters())}
+                    "symbol_version": config.symbol_version, "parameters": sum(p.numel() for p in original.parameters())}
+    if sv is not None:
+        model_config["speaker_verification"] = {"model": "ERes2NetV2", **dataclasses.asdict(sv.config),
+                                                "output_dim": sv.config.output_dim,
+                                                "parameters": sum(p.numel() for p in sv.model.parameters())}
     if gpt is not None:
         model = gpt.build_model()
         gpt_graphs = gpt_spec.graphs(model)
@@ -265,6 +337,24 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
 
 
 
+def _speaker_verification(loaded: LoadedSoVITS, path: Path | None) -> LoadedSV | None:
+    """The ``--sv`` model a v2Pro/v2ProPlus SoVITS needs (None for the others), checked against the SoVITS model."""
+    config = loaded.config
+    if not config.speaker_verification:
+        if path is not None:
+            raise TtsoptError(f"--sv is for v2Pro/v2ProPlus SoVITS models; {loaded.path} is {loaded.version}, which "
+                              f"takes no speaker-verification embedding: drop --sv")
+        return None
+    if path is None:
+        raise TtsoptError(f"{loaded.path} is a {loaded.version} SoVITS model, which embeds every reference with the "
+                          f"ERes2NetV2 speaker-verification model, a separate file of your GPT-SoVITS checkout: give {SV_HINT}")
+    sv = load_sv_checkpoint(path)
+    if sv.config.output_dim != config.sv_dim:
+        raise TtsoptError(f"{path} makes {sv.config.output_dim}-d speaker embeddings but {loaded.path} takes "
+                          f"{config.sv_dim}-d ones (sv_emb): give the speaker-verification model this SoVITS model "
+                          f"was trained with ({SV_HINT})")
+    return sv
+
 
 class Synthesis(torch.nn.Module):
     """``latent`` then ``generator``: the whole decode, for the FLOP count and PyTorch eager benchmarks."""
@@ -280,8 +370,9 @@ class Synthesis(torch.nn.Module):
 class EagerSoVITS:
     """The original checkpoint in PyTorch eager FP32, called like the runtime's :meth:`Synthesizer.decode`."""
 
-    def __init__(self, model: SoVITSModel):
+    def __init__(self, model: SoVITSModel, sv: ERes2NetV2 | None = None):
         self.model = model
+        self.embed = ReferenceEmbedder(model, sv)
         self.synthesis = Synthesis(model).eval()
         self.gpt: gpt_spec.EagerGPT | None = None  # set for text-to-speech packages
 
@@ -294,9 +385,9 @@ class EagerSoVITS:
         with torch.inference_mode():
             return self.synthesis(*self._tensors(inputs)).numpy().reshape(-1)
 
-    def reference_embedding(self, spectrogram: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.model.reference_embedding(torch.from_numpy(spectrogram)).numpy()
+    def voice_embedding(self, wav: np.ndarray) -> np.ndarray:
+        """``ge`` of a recording at the model's rate (the original models' whole reference path)."""
+        return self.embed(self.embed.inputs(wav))
 
     def latent(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
@@ -315,7 +406,9 @@ def load_eager(manifest: Manifest, checkpoint: Path | None = None, config: Path 
     if loaded.config.sampling_rate != manifest.sample_rate or loaded.version != manifest.model_config["version"]:
         raise TtsoptError(f"original checkpoint {loaded.path} is not the model this package was exported from "
                           f"({loaded.version}, {loaded.config.sampling_rate} Hz): give the right --original")
-    eager = EagerSoVITS(loaded.model)
+    checkpoints = manifest.source["checkpoints"]
+    sv = _speaker_verification(loaded, Path(checkpoints[SV_ROLE]) if SV_ROLE in checkpoints else None)
+    eager = EagerSoVITS(loaded.model, None if sv is None else sv.model)
     if GPT_ROLE in manifest.source["checkpoints"]:
         eager.gpt = gpt_spec.EagerGPT(load_gpt_checkpoint(manifest.source["checkpoints"][GPT_ROLE]).build_model())
     return eager

@@ -80,7 +80,7 @@ def check_voices(synth, report: VerifyReport, references, original, original_con
     for reference in references:
         recording = read_wav(reference, synth.sample_rate)
         ge_package = synth.voice_embedding([recording])
-        ge_original = eager.reference_embedding(synth.reference_spectrogram(recording))
+        ge_original = eager.voice_embedding(recording)
         output = synth.decode(inputs | {"ge": ge_package})
         expected = eager(inputs | {"ge": ge_original})
         row = {"reference": str(reference), "seconds": round(len(recording) / synth.sample_rate, 3),
