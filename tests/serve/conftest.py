@@ -26,13 +26,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(package: Path, *args: str, env: dict | None = None) -> Iterator[str]:
+def running_server(package: Path, *args: str, env: dict | None = None, startup_s: float = 90, stop_s: float = 15,
+                   started: list | None = None) -> Iterator[str]:
+    """The server's URL once /health answers; ``started`` (if given) receives the server's process."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "ttsopt", "serve", str(package), "--host", "127.0.0.1", "--port", str(port), *args],
                                cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
+    if started is not None:
+        started.append(process)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + startup_s
         while True:
             if process.poll() is not None:
                 raise AssertionError(f"server exited ({process.returncode}): {process.stdout.read()}")
@@ -42,13 +46,13 @@ def running_server(package: Path, *args: str, env: dict | None = None) -> Iterat
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError("server did not come up in 90 s")
+                raise AssertionError(f"server did not come up in {startup_s} s")
             time.sleep(0.3)
         yield url
     finally:
         process.terminate()  # our own pid only
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=stop_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)

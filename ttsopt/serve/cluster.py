@@ -15,8 +15,10 @@ listen on all interfaces: run it on a private network.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
+import uuid
 from pathlib import Path
 
 from ttsopt.errors import TtsoptError
@@ -48,6 +50,49 @@ class Replica:
             engine.close()
 
 
+#: Set in our environment before a local Ray starts; every process of that instance inherits it, which is how
+#: we find ours (Ray's raylet starts its agents detached from us, so the process tree does not show them all).
+OWNER_VARIABLE = "TTSOPT_RAY_OWNER"
+
+
+def _marked(owner: str) -> set[int]:
+    """Live processes (other than us) whose environment carries ``OWNER_VARIABLE=owner``; read from /proc."""
+    marker = f"{OWNER_VARIABLE}={owner}".encode()
+    found = set()
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _stop_leftovers(pids: set[int], grace_s: float = 10.0) -> None:
+    """``ray.shutdown`` stops the GCS and the raylet; their agents notice only later (measured: over a minute).
+    Give them ``grace_s``, then stop those still running: our own Ray's processes, by pid, nothing else."""
+    def running() -> set[int]:
+        alive = set()
+        for pid in pids:
+            try:
+                if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+            except (OSError, IndexError):
+                continue
+        return alive
+
+    deadline = time.monotonic() + grace_s
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in running():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            continue
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM (how a supervisor or a test stops us) unwinds like Ctrl-C, so Ray is shut down, not orphaned."""
     def interrupt(signum, frame):
@@ -66,9 +111,11 @@ def serve_on_ray(package: Path, settings: ServeSettings, name: str, host: str, p
     if replicas < 1:
         raise TtsoptError("--replicas must be at least 1")
 
-    _stop_on_sigterm()
     local = address is None
     quiet = {"log_level": "WARNING", "enable_access_log": False}
+    owner = uuid.uuid4().hex
+    if local:
+        os.environ[OWNER_VARIABLE] = owner
     try:
         if local:
             ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
@@ -84,14 +131,17 @@ def serve_on_ray(package: Path, settings: ServeSettings, name: str, host: str, p
         )
         serve.run(deployment.bind(str(Path(package).resolve()), settings, name), name=APP_NAME, route_prefix="/",
                   logging_config=quiet)
+        _stop_on_sigterm()  # after Ray's own set-up, which installs handlers of its own
         announce(f"http://{host}:{port}")
         while True:
             time.sleep(1.0)
     except KeyboardInterrupt:
         pass
     finally:
+        started = _marked(owner) if local else set()
         if local:
             serve.shutdown()
         else:
             serve.delete(APP_NAME)
         ray.shutdown()
+        _stop_leftovers(started)

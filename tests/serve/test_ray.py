@@ -1,0 +1,61 @@
+"""``ttsopt serve --ray``: the same app through Ray Serve on a local Ray instance, two replicas that each own
+the package; answers are those of the one-machine server (same seed, same audio, whichever replica), errors
+stay 4xx JSON, and stopping the server by its pid stops the Ray instance it started."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.serve.conftest import running_server
+from tests.serve.test_server import TEXT, pcm, speech
+
+pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'ttsopt[cluster]'")
+
+
+def _ray_instance_of(server: int) -> set[int]:
+    """The processes of the Ray instance a server started: its children carry the server's owner mark."""
+    from ttsopt.serve.cluster import OWNER_VARIABLE, _marked
+
+    for child in Path(f"/proc/{server}/task/{server}/children").read_text().split():
+        for item in (Path("/proc") / child / "environ").read_bytes().split(b"\0"):
+            if item.startswith(f"{OWNER_VARIABLE}=".encode()):
+                return _marked(item.split(b"=", 1)[1].decode())
+    return set()
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def test_ray_serve_replicas_answer_like_one_server(tts_package: Path):
+    with running_server(tts_package, "--ray", "--replicas", "2", "--workers", "2", "--cache-mb", "0", "--lang", "phonemes",
+                        "--max-tokens", "400", startup_s=300, stop_s=60, started=(started := [])) as url:
+        assert httpx.get(f"{url}/health", timeout=10).json()["status"] == "ok"
+        assert {v["id"] for v in httpx.get(f"{url}/v1/voices", timeout=10).json()["voices"]} == {"fox", "plain"}
+        with ThreadPoolExecutor(4) as pool:  # four at once: both replicas synthesize
+            answers = list(pool.map(lambda _: speech(url, response_format="pcm", seed=7, input=TEXT), range(4)))
+        assert all(a.status_code == 200 for a in answers), [(a.status_code, a.text[:200]) for a in answers if a.status_code != 200]
+        audio = [pcm(a.content) for a in answers]
+        assert audio[0].size > 0 and all(np.array_equal(a, audio[0]) for a in audio[1:])
+        bad = speech(url, voice="nobody")
+        assert bad.status_code == 400 and "nobody" in bad.json()["error"]["message"]
+        ray_processes = _ray_instance_of(started[0].pid)
+        assert len(ray_processes) >= 4  # the local Ray instance: GCS, raylet, agents, controller, proxy, replicas
+    deadline = time.monotonic() + 30
+    while _alive(ray_processes) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _alive(ray_processes), "the Ray instance outlived the server that started it"
