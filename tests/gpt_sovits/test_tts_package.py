@@ -295,6 +295,7 @@ def test_quantize_int8_gpt_and_generator_are_gated_and_run(tts_package: Path, tm
         assert row["rtf_speedup_vs_fp32_package"] == pytest.approx(row["FP32 package"]["rtf"] / row["package (onnxruntime)"]["rtf"])
 
 
+@pytest.mark.slow
 def test_quantize_calibrates_on_a_single_short_recording(tts_package: Path, tmp_path: Path):
     """One 4 s recording gives one window, too narrow for onnxruntime's histograms on some tensors:
     those calibration methods are left out (and recorded), MinMax still calibrates."""
@@ -308,12 +309,16 @@ def test_quantize_calibrates_on_a_single_short_recording(tts_package: Path, tmp_
         "minmax", "percentile-99.99", "percentile-99.999"}
 
 
-def test_quantize_refuses_what_it_cannot_do(tts_package: Path, tmp_path: Path):
+@pytest.mark.slow
+def test_quantize_refuses_a_budget_int8_cannot_meet(tts_package: Path, tmp_path: Path):
     out = tmp_path / "q"
-    # A budget INT8 weights cannot meet: reported, exit 1, nothing written.
     assert_one_line_error(ttsopt("quantize", tts_package, "--int8", "--budget", "snr_db=200", "-o", out),
                           "misses its budget", "nothing was written", code=1)
     assert not out.exists()
+
+
+def test_quantize_refuses_what_it_cannot_do(tts_package: Path, tmp_path: Path):
+    out = tmp_path / "q"
     assert_one_line_error(ttsopt("quantize", tts_package, "-o", out), "--int8")
     assert_one_line_error(ttsopt("quantize", tts_package, "--int8", "--budget", "loudness=3", "-o", out), "METRIC=VALUE")
     int8 = tmp_path / "int8-gpt"
