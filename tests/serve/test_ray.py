@@ -14,31 +14,18 @@ import pytest
 
 from tests.serve.conftest import running_server
 from tests.serve.test_server import TEXT, pcm, speech
+from ttsopt.serve.cluster import OWNER_VARIABLE, _alive, _marked
 
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'ttsopt[cluster]'")
 
 
 def _ray_instance_of(server: int) -> set[int]:
     """The processes of the Ray instance a server started: its children carry the server's owner mark."""
-    from ttsopt.serve.cluster import OWNER_VARIABLE, _marked
-
     for child in Path(f"/proc/{server}/task/{server}/children").read_text().split():
         for item in (Path("/proc") / child / "environ").read_bytes().split(b"\0"):
             if item.startswith(f"{OWNER_VARIABLE}=".encode()):
                 return _marked(item.split(b"=", 1)[1].decode())
     return set()
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
 
 
 def test_ray_serve_replicas_answer_like_one_server(tts_package: Path):

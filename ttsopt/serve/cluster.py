@@ -70,23 +70,25 @@ def _marked(owner: str) -> set[int]:
     return found
 
 
+def _alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (not exited, not zombies); read from /proc."""
+    alive = set()
+    for pid in pids:
+        try:
+            if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.add(pid)
+        except (OSError, IndexError):
+            continue
+    return alive
+
+
 def _stop_leftovers(pids: set[int], grace_s: float = 10.0) -> None:
     """``ray.shutdown`` stops the GCS and the raylet; their agents notice only later (measured: over a minute).
     Give them ``grace_s``, then stop those still running: our own Ray's processes, by pid, nothing else."""
-    def running() -> set[int]:
-        alive = set()
-        for pid in pids:
-            try:
-                if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    alive.add(pid)
-            except (OSError, IndexError):
-                continue
-        return alive
-
     deadline = time.monotonic() + grace_s
-    while running() and time.monotonic() < deadline:
+    while _alive(pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for pid in running():
+    for pid in _alive(pids):
         try:
             os.kill(pid, signal.SIGTERM)
         except OSError:
