@@ -77,8 +77,8 @@ def server(package: str, tts, repeat: int, tokens: int, concurrency: list[int]) 
     with running_server(package, "--workers", str(max(concurrency)), "--max-concurrent", str(2 * max(concurrency)),
                         "--cache-mb", "0") as url:
         def request(seed: int) -> tuple[float, float, float]:
-            body = {"model": "m", "input": SHORT, "voice": voice, "response_format": "pcm", "seed": seed,
-                    "max_tokens": tokens}
+            body = {"model": "m", "input": SHORT, "lang": "phonemes", "voice": voice, "response_format": "pcm",
+                    "seed": seed, "max_tokens": tokens}  # the same phonemes as in process, not read as English
             start = time.perf_counter()
             first, size = None, 0
             with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=300) as response:
