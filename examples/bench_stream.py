@@ -1,7 +1,8 @@
 """Streaming benchmarks on a text-to-speech package (interleaved, medians):
 
 1. one GPT decode step with the KV cache sized to the filled length vs reserved for the 1500-token cap;
-2. first audio (p50 / p95) and RTF, streamed (``tts.stream``) vs whole utterance (``tts.speak``);
+2. first audio (p50 / p95), RTF and playback stalls, streamed (``tts.stream``, one run per piece schedule
+   ``--schedules``) vs whole utterance (``tts.speak``);
 3. with ``--server``: first audio through ``ttsopt serve`` (HTTP, streamed PCM) vs in process, and
    RTF of N concurrent streams.
 
@@ -21,6 +22,7 @@ import numpy as np
 import ttsopt.runtime
 from ttsopt.runtime.gpt import Decoder
 from ttsopt.runtime.sampling import SamplingParams
+from ttsopt.runtime.streaming import StreamSettings
 
 SHORT = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."  # 你好，我是白夜。: a 20-character sentence's worth of phonemes
 
@@ -48,24 +50,53 @@ def kv_steps(tts, repeat: int) -> None:
               f"median {statistics.median(values) * 1000:.1f} ms")
 
 
-def first_audio(tts, repeat: int, tokens: int) -> None:
+def playback_stall(arrivals: list[tuple[float, float]]) -> float:
+    """Seconds a player that starts at the first piece would wait for later ones: ``arrivals`` are
+    (seconds since the request, seconds of audio) per piece, in order."""
+    stall, playing_until = 0.0, arrivals[0][0]
+    for arrived, seconds in arrivals:
+        stall += max(0.0, arrived - playing_until)
+        playing_until = max(playing_until, arrived) + seconds
+    return stall
+
+
+def schedule(text: str) -> StreamSettings:
+    """``FIRST:GROWTH`` (e.g. ``10:0.5``) → stream settings with those, the rest default."""
+    first, growth = text.split(":")
+    return StreamSettings(first_tokens=int(first), growth=float(growth))
+
+
+def first_audio(tts, repeat: int, tokens: int, schedules: list[StreamSettings]) -> None:
+    """Whole utterance and one stream per piece schedule, interleaved on the same seeds."""
     voice = next(iter(tts.voices))
-    firsts, stream_rtf, whole_first, whole_rtf = [], [], [], []
+    whole_first, whole_rtf = [], []
+    streamed = {settings: {"first": [], "rtf": [], "ratio": [], "stall": [], "pieces": 0} for settings in schedules}
     for i in range(repeat):
         params = SamplingParams(top_k=tts.gpt.default_top_k, seed=i, max_new_tokens=tokens, eos_suppress_steps=tokens)
-        start = time.perf_counter()
-        speech = tts.stream(SHORT, voice, params=params)
-        samples = sum(piece.size for piece in speech)
-        stream_rtf.append((time.perf_counter() - start) / (samples / tts.sample_rate))
-        firsts.append(speech.stats.first_audio_s)
         start = time.perf_counter()
         audio, _ = tts.speak(SHORT, voice, params=params)
         elapsed = time.perf_counter() - start
         whole_first.append(elapsed)
         whole_rtf.append(elapsed / (audio.size / tts.sample_rate))
-    print(f"{tokens} tokens ({tokens / 25:.1f} s): streamed first audio p50 {pct(firsts, 50) * 1000:.0f} ms, "
-          f"p95 {pct(firsts, 95) * 1000:.0f} ms, RTF {statistics.median(stream_rtf):.3f}; whole utterance: first audio "
-          f"p50 {pct(whole_first, 50) * 1000:.0f} ms, RTF {statistics.median(whole_rtf):.3f}")
+        for settings, row in streamed.items():
+            start, arrivals = time.perf_counter(), []
+            speech = tts.stream(SHORT, voice, params=params, settings=settings)
+            for piece in speech:
+                arrivals.append((time.perf_counter() - start, piece.size / tts.sample_rate))
+            total = time.perf_counter() - start
+            rtf = total / sum(seconds for _, seconds in arrivals)
+            row["first"].append(speech.stats.first_audio_s)
+            row["rtf"].append(rtf)
+            row["ratio"].append(rtf / whole_rtf[-1])
+            row["stall"].append(playback_stall(arrivals))
+            row["pieces"] = len(arrivals)
+    print(f"{tokens} tokens ({tokens / 25:.1f} s), whole utterance: first audio p50 {pct(whole_first, 50) * 1000:.0f} ms, "
+          f"RTF {statistics.median(whole_rtf):.3f}")
+    for settings, row in streamed.items():
+        print(f"  streamed, first {settings.first_tokens} tokens, growth {settings.growth:g} ({row['pieces']} pieces): first audio p50 {pct(row['first'], 50) * 1000:.0f} ms, "
+              f"p95 {pct(row['first'], 95) * 1000:.0f} ms, RTF {statistics.median(row['rtf']):.3f} = "
+              f"{statistics.median(row['ratio']):.3f}x whole (paired median), playback stalls p50 "
+              f"{pct(row['stall'], 50) * 1000:.0f} ms")
 
 
 def server(package: str, tts, repeat: int, tokens: int, concurrency: list[int]) -> None:
@@ -115,12 +146,15 @@ def main() -> None:
     parser.add_argument("--kv", action="store_true")
     parser.add_argument("--server", action="store_true")
     parser.add_argument("--concurrency", default="1,2,3,4")
+    default = StreamSettings()
+    parser.add_argument("--schedules", default=f"{default.first_tokens}:{default.growth:g}",
+                        help="piece schedules to compare, FIRST_TOKENS:GROWTH,... (e.g. 10:0.5,16:2)")
     args = parser.parse_args()
     ttsopt.runtime.share_thread_pool()
     tts = ttsopt.runtime.load(args.package)
     if args.kv:
         kv_steps(tts, max(3, args.repeat // 2))
-    first_audio(tts, args.repeat, args.tokens)
+    first_audio(tts, args.repeat, args.tokens, [schedule(s) for s in args.schedules.split(",")])
     if args.server:
         server(args.package, tts, args.repeat, args.tokens, [int(n) for n in args.concurrency.split(",")])
     sys.stdout.flush()

@@ -34,11 +34,11 @@ from ttsopt.runtime.sampling import GenerationResult
 class StreamSettings:
     """When pieces are cut and how they are joined (defaults measured: BENCHMARKS.md, "Streaming and serving")."""
 
-    first_tokens: int = 10
+    first_tokens: int = 16
     chunk_tokens: int = 24
     lookahead_frames: int = 12
     crossfade_frames: int = 2
-    growth: float = 0.5
+    growth: float = 2.0
 
     def __post_init__(self) -> None:
         if self.first_tokens < 1 or self.chunk_tokens < 1:

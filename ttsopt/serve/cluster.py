@@ -3,8 +3,8 @@
 Each replica loads the package and builds :func:`ttsopt.serve.app.create_app` over its own :class:`Engine`
 (Ray Serve's deferred ingress: ``__serve_build_asgi_app__`` runs in the replica, after its constructor), so a
 request is answered exactly as by ``ttsopt serve`` on one machine — same endpoints, limits, errors and
-streaming — and Ray's proxy spreads requests over the replicas. Ray hands a replica up to twice what it
-admits, so overflow gets the app's own 429 rather than Ray's queue.
+streaming — and Ray's proxy spreads requests over the replicas, never sending one more than it admits.
+Overflow waits at the proxy (a bounded queue), and beyond that gets a 429 with Retry-After from Ray.
 
 Local mode (no ``--address``) starts a Ray instance for this process and stops it on exit. With ``--address``
 the app joins an existing cluster and, on exit, deletes only its own application. Every node that runs a
@@ -127,9 +127,16 @@ def serve_on_ray(package: Path, settings: ServeSettings, name: str, host: str, p
         raise TtsoptError(f"cannot start or reach Ray{'' if local else f' at {address}'}: {str(exc).splitlines()[0]}") from None
     try:
         serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
+        from ray.serve.config import BackpressureConfig
+
+        # A replica is sent no more than it admits: a proxy prefers the replicas on its own node and fills
+        # them first, so a larger cap would pile a burst onto one node and have it refuse what another could
+        # serve (measured: examples/ray_two_nodes.py). What no replica can take waits at the proxy, one round
+        # of every replica's slots at most; beyond that Ray answers 429 with Retry-After, as the app does.
         deployment = serve.deployment(
             serve.ingress()(Replica), name=APP_NAME, num_replicas=replicas, ray_actor_options={"num_cpus": 1},
-            max_ongoing_requests=2 * settings.admitted(), logging_config=quiet,
+            max_ongoing_requests=settings.admitted(), max_queued_requests=replicas * settings.admitted(),
+            backpressure_config=BackpressureConfig(status_code=429, retry_after_s=1), logging_config=quiet,
         )
         serve.run(deployment.bind(str(Path(package).resolve()), settings, name), name=APP_NAME, route_prefix="/",
                   logging_config=quiet)
