@@ -93,7 +93,8 @@ def first_audio(tts, repeat: int, tokens: int, schedules: list[StreamSettings]) 
     print(f"{tokens} tokens ({tokens / 25:.1f} s), whole utterance: first audio p50 {pct(whole_first, 50) * 1000:.0f} ms, "
           f"RTF {statistics.median(whole_rtf):.3f}")
     for settings, row in streamed.items():
-        print(f"  streamed, first {settings.first_tokens} tokens, growth {settings.growth:g} ({row['pieces']} pieces): first audio p50 {pct(row['first'], 50) * 1000:.0f} ms, "
+        print(f"  streamed, first {settings.first_tokens} tokens, growth {settings.growth:g} ({row['pieces']} pieces): "
+              f"first audio p50 {pct(row['first'], 50) * 1000:.0f} ms, "
               f"p95 {pct(row['first'], 95) * 1000:.0f} ms, RTF {statistics.median(row['rtf']):.3f} = "
               f"{statistics.median(row['ratio']):.3f}x whole (paired median), playback stalls p50 "
               f"{pct(row['stall'], 50) * 1000:.0f} ms")

@@ -3,9 +3,9 @@
 The cluster is Ray's own test cluster (``ray.cluster_utils.Cluster``: a head and a worker node, one CPU each,
 as separate raylets on this machine), so replicas land on different nodes the way they would on two machines.
 The script checks what a cluster user relies on: both nodes hold a replica, concurrent seeded requests give
-identical audio whichever replica answers, a burst beyond what they admit gets 200 or 429 only, and stopping the server deletes only its application and leaves the
-cluster running. Everything is stopped through its own handle (the server by its pid, the cluster by
-``Cluster.shutdown``), never by process name.
+identical audio whichever replica answers, a burst beyond what they admit gets 200 or 429 only, and stopping
+the server deletes only its application and leaves the cluster running. Everything is stopped through its
+own handle (the server by its pid, the cluster by ``Cluster.shutdown``), never by process name.
 
     python examples/ray_two_nodes.py build/tiny-tts
 """
