@@ -194,6 +194,38 @@ def test_stored_voice_is_the_original_models_whole_reference_path(synth):
     assert_close(eager.voice_embedding(wav), stored, "original ge vs stored", 1e-5)
 
 
+def test_speaker_verification_is_held_in_speech_terms(pro_package: Path):
+    """verify speaks each golden embedding (SV graph → reference encoder → decode) against the original's: exact
+    for this FP32 package; an embedding 10 % off (noise, about 20 dB SNR) fails the log-mel gate."""
+    from ttsopt.families.gpt_sovits.verification import check_speaker_verification
+    from ttsopt.runtime.package import Package
+    from ttsopt.verify.report import VerifyReport
+
+    package, rng = Package(pro_package), np.random.default_rng(0)
+    run = package.run
+
+    def speech_gate():
+        report = VerifyReport(str(pro_package), "cpu", "fp32")
+        check_speaker_verification(package, report)
+        assert [row["item"] for row in report.golden] == [f"speaker-verification-{name} → speech"
+                                                          for name in ("fox_en-us", "shells_en-gb-f3")]
+        (gate,) = report.gates
+        return gate
+
+    def noisy(graph: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = run(graph, feed)
+        if graph != "speaker_verification":
+            return outputs
+        sv = outputs["sv"]
+        return {"sv": (sv + 0.1 * sv.std() * rng.standard_normal(sv.shape)).astype(np.float32)}
+
+    exact = speech_gate()
+    assert exact.passed and exact.value < 1e-5
+    package.run = noisy
+    off = speech_gate()
+    assert not off.passed and off.value > 0.02
+
+
 def test_speak_and_bad_input_cli(pro_package: Path, tmp_path: Path):
     """Phonemes → GPT → SoVITS: a stored voice (prompted GPT) and a live reference (SV graph, reference-free GPT)."""
     for name, voice in (("stored.wav", ("--voice", "fox", "--seed", "0")), ("live.wav", ("--reference", str(SPEECH)))):
