@@ -2,14 +2,16 @@
 
 The oracle's SoVITS arrays use synthetic 20480-d speaker embeddings (no small ERes2NetV2 makes 20480-d
 vectors) and its speaker-verification arrays use a tiny 2560-d ERes2NetV2, so the two halves are checked
-separately: the model and loader in PyTorch on every SoVITS array; one package (exported once, through the CLI)
-from the v2ProPlus file with ``sv_emb`` cut to the tiny SV's 2560 inputs, where the speaker-verification graph
-(with the numpy resample + fbank) meets the SV arrays and the latent/generator graphs (weights identical to the
-oracle file's) meet the SoVITS arrays from the oracle's ``ge``.
+separately: the model and loader in PyTorch on every SoVITS array; one text-to-speech package (exported once,
+through the CLI, with the v2 oracle's tiny GPT: v2Pro uses the v2 GPT architecture) from the v2ProPlus file with
+``sv_emb`` cut to the tiny SV's 2560 inputs, where the speaker-verification graph (with the numpy resample + fbank)
+meets the SV arrays, the latent/generator graphs (weights identical to the oracle file's) meet the SoVITS arrays
+from the oracle's ``ge``, and ``ttsopt run`` speaks phonemes with a stored voice and with a live reference.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ import soundfile
 import torch
 
 from examples.random_gpt_sovits import save_official_sovits
-from tests.conftest import SPEECH, assert_one_line_error, ttsopt
+from tests.conftest import ORACLE, SPEECH, TTS_PROMPT_PHONEMES, assert_one_line_error, ttsopt
 from ttsopt.audio.kaldi import fbank, resample
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.sovits_checkpoint import load_sovits_checkpoint, read_sovits_checkpoint
@@ -26,6 +28,7 @@ from ttsopt.families.gpt_sovits.sv_checkpoint import load_sv_checkpoint
 
 PRO = Path(__file__).resolve().parents[3] / "shared/oracle/gpt-sovits-v2pro-tiny"
 SV_CKPT = PRO / "sv_eres2netv2_tiny.ckpt"
+GPT_CKPT = ORACLE / "gpt_tiny.ckpt"  # the v2 architecture, as v2Pro/v2ProPlus use
 FOX = Path(__file__).resolve().parents[2] / "ttsopt/assets/speech/fox_en-us.wav"
 PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
 ATOL = 1e-4          # README: SoVITS intermediates, audio, sv_emb
@@ -134,14 +137,19 @@ def _plain(value):
 @pytest.fixture(scope="module")
 def pro_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The oracle's tiny v2ProPlus with ``sv_emb`` cut to the tiny SV's 2560 inputs (tag 06, official format),
-    exported with the tiny SV and one stored voice."""
+    exported with the tiny v2 GPT, the tiny SV and one stored voice with a prompt (the v2 GPT oracle's)."""
+    if not GPT_CKPT.is_file():
+        pytest.skip(f"GPT oracle not found under {ORACLE}")
     work = tmp_path_factory.mktemp("pro")
+    with np.load(ORACLE / "gpt_tiny.npz") as data:
+        np.save(work / "prompt.npy", data["prompt_semantic"][0])
     raw = read_sovits_checkpoint(PRO / "sovits_v2proplus_tiny.pth")
     weights = dict(raw.weights)
     weights["sv_emb.weight"] = weights["sv_emb.weight"][:, :2560] * 8 ** 0.5
     sovits = save_official_sovits(work / "pro2560.pth", weights, _plain(dict(raw.hparams)), tag=b"06")
     out = work / "pro-cpu"
-    ttsopt("export", "--sovits", sovits, "--sv", SV_CKPT, "--voice", f"fox={FOX}", "-o", out, check=True)
+    ttsopt("export", "--gpt", GPT_CKPT, "--sovits", sovits, "--sv", SV_CKPT,
+           "--voice", f"fox={FOX}:{work / 'prompt.npy'}:{TTS_PROMPT_PHONEMES}", "-o", out, check=True)
     return out
 
 
@@ -186,14 +194,47 @@ def test_stored_voice_is_the_original_models_whole_reference_path(synth):
     assert_close(eager.voice_embedding(wav), stored, "original ge vs stored", 1e-5)
 
 
-def test_run_and_bad_input_cli(pro_package: Path, tmp_path: Path):
-    tokens = tmp_path / "tokens.npy"
-    np.save(tokens, np.arange(40) % 1024)
-    for name, voice in (("stored.wav", ("--voice", "fox")), ("live.wav", ("--reference", str(SPEECH)))):
-        ttsopt("run", pro_package, "--tokens", tokens, "--phonemes", PHONEMES, *voice, "--seed", "0", "-o", tmp_path / name,
-               check=True)
+def test_speaker_verification_is_held_in_speech_terms(pro_package: Path):
+    """verify speaks each golden embedding (SV graph → reference encoder → decode) against the original's: exact
+    for this FP32 package; an embedding 10 % off (noise, about 20 dB SNR) fails the log-mel gate."""
+    from ttsopt.families.gpt_sovits.verification import check_speaker_verification
+    from ttsopt.runtime.package import Package
+    from ttsopt.verify.report import VerifyReport
+
+    package, rng = Package(pro_package), np.random.default_rng(0)
+    run = package.run
+
+    def speech_gate():
+        report = VerifyReport(str(pro_package), "cpu", "fp32")
+        check_speaker_verification(package, report)
+        assert [row["item"] for row in report.golden] == [f"speaker-verification-{name} → speech"
+                                                          for name in ("fox_en-us", "shells_en-gb-f3")]
+        (gate,) = report.gates
+        return gate
+
+    def noisy(graph: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = run(graph, feed)
+        if graph != "speaker_verification":
+            return outputs
+        sv = outputs["sv"]
+        return {"sv": (sv + 0.1 * sv.std() * rng.standard_normal(sv.shape)).astype(np.float32)}
+
+    exact = speech_gate()
+    assert exact.passed and exact.value < 1e-5
+    package.run = noisy
+    off = speech_gate()
+    assert not off.passed and off.value > 0.02
+
+
+def test_speak_and_bad_input_cli(pro_package: Path, tmp_path: Path):
+    """Phonemes → GPT → SoVITS: a stored voice (prompted GPT) and a live reference (SV graph, reference-free GPT)."""
+    for name, voice in (("stored.wav", ("--voice", "fox", "--seed", "0")), ("live.wav", ("--reference", str(SPEECH)))):
+        done = ttsopt("run", pro_package, "--phonemes", PHONEMES, *voice, "--max-tokens", "60", "-o", tmp_path / name,
+                      check=True)
+        tokens = int(re.search(r"GPT: (\d+) semantic tokens", done.stderr).group(1))
         audio, rate = soundfile.read(tmp_path / name, dtype="float32")
-        assert rate == 32000 and audio.size == 40 * 1280 and 0.01 < np.abs(audio).max() <= 1.0
+        assert rate == 32000 and 0 < tokens <= 60 and audio.size == tokens * 1280
+        assert np.isfinite(audio).all() and 0.01 < np.sqrt(np.mean(audio ** 2)) and np.abs(audio).max() <= 1.0
     out = tmp_path / "pkg"
     sovits = PRO / "sovits_v2proplus_tiny.pth"
     assert_one_line_error(ttsopt("export", "--sovits", sovits, "-o", out), "v2ProPlus SoVITS model", "give --sv")

@@ -1,16 +1,25 @@
 """Static INT8 for convolution graphs: the layer search of :mod:`ttsopt.compiler.static_int8`, scored in
-log-mel terms on the calibration recordings and held to the package's golden gate in its loop."""
+log-mel terms on the calibration recordings and held to the package's golden gate in its loop. A graph whose
+outputs are not audio (a speaker embedding) is scored by the speech its outputs make (the family's ``speech``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ttsopt.compiler.passes.base import PassContext
 from ttsopt.errors import QualityGateError, TtsoptError
 from ttsopt.package.precision import StaticInt8Record
+
+if TYPE_CHECKING:
+    from ttsopt.runtime.package import Package
+
+#: A graph's outputs → the waveforms they are scored by.
+Speech = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 #: How many calibration recordings score the layer search, and their length cap (frames of the time dim).
 SEARCH_UTTERANCES = 2
@@ -33,8 +42,19 @@ def window_axes(entry) -> tuple[dict[str, int], str]:
     return axes, dims.pop()
 
 
+def audio_outputs(graph: str, entry) -> Speech:
+    """The graph's own audio outputs (a vocoder, a generator)."""
+    names = [spec.name for spec in entry.outputs if spec.kind == "audio"]
+    if not names:
+        raise TtsoptError(f"static INT8 is scored in log-mel terms, but graph {graph} has no audio output "
+                          "and its family gives no speech for it")
+    return lambda outputs: [outputs[name] for name in names]
+
+
 @dataclass(frozen=True)
 class StaticInt8:
+    #: ``speech(package)`` → turns the graph's outputs into the waveforms to score (default: its audio outputs).
+    speech: Callable[[Package], Speech] | None = None
     name: str = "static-int8"
 
     def apply(self, source: Path, destination: Path, context: PassContext) -> StaticInt8Record:
@@ -59,16 +79,17 @@ class StaticInt8:
         # Whole utterances, their first SEARCH_FRAMES only (cropped, never padded).
         search_feeds = [static_int8.fixed_windows([feed], axes, min(SEARCH_FRAMES, static_int8.feed_length(feed, axes)))[0]
                         for feed in feeds[:SEARCH_UTTERANCES]]
-        audio = [spec.name for spec in entry.outputs if spec.kind == "audio"]
-        reference = run_all(source, search_feeds)
+        speech = self.speech(package) if self.speech else audio_outputs(graph, entry)
+        reference = [speech(outputs) for outputs in run_all(source, search_feeds)]
 
-        def score(outputs: list[dict[str, np.ndarray]], against: list[dict[str, np.ndarray]] = reference) -> float:
-            return max(logmel_l1(want[name].reshape(-1), got[name].reshape(-1), mel)
-                       for want, got in zip(against, outputs, strict=True) for name in audio)
+        def score(outputs: list[dict[str, np.ndarray]], against: list[list[np.ndarray]] = reference) -> float:
+            return max(logmel_l1(want.reshape(-1), got.reshape(-1), mel)
+                       for wanted, given in zip(against, outputs, strict=True)
+                       for want, got in zip(wanted, speech(given), strict=True))
 
         golden = package.golden
         items = [item["name"] for item in golden.items if item["graph"] == graph]
-        golden_in, golden_out = [golden.inputs(i) for i in items], [golden.outputs(i) for i in items]
+        golden_in, golden_out = [golden.inputs(i) for i in items], [speech(golden.outputs(i)) for i in items]
 
         def package_gate(candidate: Path) -> tuple[bool, float]:
             """The package's own gate: log-mel L1 of the candidate on this graph's golden items."""

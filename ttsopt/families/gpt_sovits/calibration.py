@@ -1,4 +1,5 @@
-"""Calibration inputs of the SoVITS generator, made from recordings by the package's own FP32 graphs."""
+"""Calibration inputs of the SoVITS generator and the v2Pro speaker-verification graph, made from recordings
+(the generator's by the package's own FP32 graphs)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ttsopt.runtime.package import Package
-from ttsopt.runtime.sovits import Synthesizer
+from ttsopt.runtime.sovits import Synthesizer, reference_sv_features
 
 
 def generator_feeds(package: Package, recordings: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -30,3 +31,8 @@ def generator_feeds(package: Package, recordings: Sequence[np.ndarray]) -> list[
         z, _ = synth.latent(tokens, phonemes, ge, seed=index)
         feeds.append({"z": z, "ge": ge})
     return feeds
+
+
+def speaker_verification_feeds(package: Package, recordings: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The ``speaker_verification`` graph's input for each recording: its fbank, as the runtime makes it for a reference."""
+    return [{"fbank": reference_sv_features(wav, package.manifest.sample_rate)} for wav in recordings]

@@ -11,6 +11,7 @@ import numpy as np
 from ttsopt.errors import TtsoptError
 from ttsopt.families.contract import Family, Feed, Workload
 from ttsopt.families.gpt_sovits import formats
+from ttsopt.runtime.sovits import SPEAKER_VERIFICATION
 
 SOVITS, GPT, SV = "sovits", "gpt", "sv"
 #: The gates that verify the GPT decode graph (what its weight-only candidates are held to).
@@ -45,19 +46,29 @@ class GPTSoVITS(Family):
         return spec.load_eager(manifest, checkpoint, config)
 
     def quantization(self):
-        """The generator is a HiFi-GAN-style convolution stack (most of the SoVITS FLOPs); the GPT decode step is
-        memory-bound MatMuls, so narrow weights are what makes it faster."""
+        """The generator is a HiFi-GAN-style convolution stack (most of the SoVITS FLOPs) and v2Pro's speaker
+        verification an ERes2NetV2 convolution stack (scored by what its embedding's error does to speech); the GPT
+        decode step is memory-bound MatMuls, so narrow weights are what makes it faster."""
         from ttsopt.compiler.passes import StaticInt8, WeightOnly
         from ttsopt.families.gpt_sovits.timing import decode_step_timer
+        from ttsopt.families.gpt_sovits.verification import speaker_verification_speech
 
-        return {"generator": StaticInt8(), "gpt_transformer": WeightOnly(gates=GPT_GATES, timer=decode_step_timer)}
+        return {"generator": StaticInt8(), SPEAKER_VERIFICATION: StaticInt8(speech=speaker_verification_speech),
+                "gpt_transformer": WeightOnly(gates=GPT_GATES, timer=decode_step_timer)}
 
     def calibration_feeds(self, package, recordings: Sequence[np.ndarray]) -> dict[str, list[Feed]]:
-        from ttsopt.families.gpt_sovits.calibration import generator_feeds
+        from ttsopt.families.gpt_sovits.calibration import generator_feeds, speaker_verification_feeds
 
-        return {"generator": generator_feeds(package, recordings)}
+        feeds = {"generator": generator_feeds(package, recordings)}
+        if SPEAKER_VERIFICATION in package.manifest.graphs:
+            feeds[SPEAKER_VERIFICATION] = speaker_verification_feeds(package, recordings)
+        return feeds
 
     def golden_checks(self, package, report) -> None:
+        if SPEAKER_VERIFICATION in package.manifest.graphs:
+            from ttsopt.families.gpt_sovits.verification import check_speaker_verification
+
+            check_speaker_verification(package, report)
         if package.manifest.task == "tts":
             from ttsopt.families.gpt_sovits.verification import check_gpt
 

@@ -2,11 +2,14 @@
 
 - :func:`check_gpt` (text-to-speech packages): the original GPT's greedy run replayed teacher-forced through
   the package (logits, greedy choices), then generated free-running and spoken (the whole chain).
+- :func:`check_speaker_verification` (v2Pro/v2ProPlus): the speaker-verification graph's golden embeddings in
+  speech terms (an embedding has no audio gate of its own, and INT8/FP16 gates hold no tensor SNR).
 - :func:`check_voices` (``verify --reference``): each recording as a new voice, package against original.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,7 @@ from ttsopt.audio.mel import MelSettings
 from ttsopt.audio.metrics import golden_metrics, snr_db, tensor_metrics
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.sampling import SamplingParams, sample_next_token
+from ttsopt.runtime.sovits import SPEAKER_VERIFICATION, Synthesizer
 from ttsopt.runtime.tts import TextToSpeech
 from ttsopt.verify.original import load_original
 from ttsopt.verify.report import Gate, VerifyReport
@@ -65,6 +69,35 @@ def _reference_params(manifest) -> SamplingParams:
     return SamplingParams(**manifest.runtime["gpt"]["reference_params"])
 
 
+
+def speaker_verification_speech(package: Package) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+    """``speaker_verification`` outputs → the golden sentence spoken with them, by the package's own graphs: the
+    first golden reference's spectrogram with that ``sv`` → ``ge`` → the first golden decode (its tokens and
+    noise). What an embedding's error does to speech, so that it is held to the log-mel budget like the audio graphs."""
+    synth, golden = Synthesizer(package), package.golden
+    spectrogram = golden.inputs(golden.first("reference_encoder"))["spectrogram"]
+    decode = golden.inputs(golden.first("latent"))
+
+    def speech(outputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        ge = package.run("reference_encoder", {"spectrogram": spectrogram, "sv": outputs["sv"]})["ge"]
+        return [synth.decode(decode | {"ge": ge})]
+    return speech
+
+
+def check_speaker_verification(package: Package, report: VerifyReport) -> None:
+    """Each golden recording's embedding by the package's ``speaker_verification`` graph against the original's,
+    both spoken (:func:`speaker_verification_speech`), held to the log-mel gate."""
+    speech, golden = speaker_verification_speech(package), package.golden
+    mel = MelSettings(**package.manifest.audio["mel"])
+    rows = []
+    for item in (i["name"] for i in golden.items if i["graph"] == SPEAKER_VERIFICATION):
+        (want,), (got,) = speech(golden.outputs(item)), speech(package.run(SPEAKER_VERIFICATION, golden.inputs(item)))
+        rows.append({"item": f"{item} → speech", "graph": f"{SPEAKER_VERIFICATION} → reference_encoder → latent → generator",
+                     "output": "audio", **golden_metrics(want, got, mel)})
+    report.golden += rows
+    if "logmel_l1_max" in package.manifest.gates and rows:
+        report.gates.append(Gate("speaker verification → speech log-mel L1 (worst)", max(r["logmel_l1"] for r in rows),
+                                 package.manifest.gates["logmel_l1_max"], "max"))
 
 
 def check_voices(synth, report: VerifyReport, references, original, original_config):
