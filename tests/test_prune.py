@@ -140,3 +140,31 @@ def test_bad_input_is_one_line(small, tmp_path):
 
     with pytest.raises(TtsoptError, match="no hidden channels .*--scope all"):
         prune_scope(folded_copy(_loaded(small["V3"])), "hidden", {"stage1": 0.5, "stage2": 0.5, "stage3": 0.5})
+
+
+def test_a_pruned_package_quantizes_to_int8_and_keeps_its_pruning_record(tmp_path, monkeypatch):
+    """prune → export → quantize --int8 → verify --original on a tiny V1 (one resblock kernel, 2 stages: 16
+    convolutions, so the layer search is quick): the INT8 package carries the pruning record, and verify against
+    the unpruned checkpoint holds it to the pruning's budget plus INT8's. Convolutions this narrow are not faster in
+    INT8, so the speed-up the search demands is waived here (what is tested is the composition, not the speed)."""
+    from ttsopt.compiler import static_int8
+    from ttsopt.compiler.quantize import quantize_package
+    from ttsopt.families.hifigan.pruning import prune_checkpoint
+    from ttsopt.verify import verify_package
+
+    tiny = V1 | {"upsample_rates": [16, 16], "upsample_kernel_sizes": [32, 32], "upsample_initial_channel": 32,
+                 "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]]}
+    checkpoint = save_jik876(tmp_path / "tiny", tiny, seed=5)
+    loose = {"logmel_l1_max": 5.0, "reference_logmel_l1_excess_max": 5.0}
+    record = prune_checkpoint(checkpoint, None, "0.5", tmp_path / "pruned", budget=loose, importance="magnitude",
+                              export=True, max_crops=4)
+    monkeypatch.setattr(static_int8, "MIN_SPEEDUP", 0.0)
+    manifest = quantize_package(tmp_path / "pruned" / "package", tmp_path / "int8", loose)
+    assert manifest.precision == "int8" and manifest.quantization["vocoder"]["quantized_layers"]
+    kept = json.loads((tmp_path / "int8" / "manifest.json").read_text())["model_config"]["pruning"]
+    assert kept["ratios"] == record["ratios"] and kept["quality"] == json.loads(json.dumps(record["quality"]))
+    assert kept["flop_per_audio_second"]["reduction"] == pytest.approx(record["flop_per_audio_second"]["reduction"])
+    report = verify_package(tmp_path / "int8", [], checkpoint)
+    composed = {gate.name: gate.limit for gate in report.gates}
+    assert composed["golden log-mel L1 vs the unpruned original (worst)"] == pytest.approx(5.0 + 5.0)
+    assert [row["item"] for row in report.original] == [item["name"] for item in manifest.golden["items"]]
