@@ -89,6 +89,7 @@ class BenchReport:
 
 
 def _gflop(flop: float | None) -> str:
+    """GFLOP per audio second as the compare table shows it ("—": a package that records no count)."""
     return f"{flop / 1e9:.1f}" if flop else "—"
 
 

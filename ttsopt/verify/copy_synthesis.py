@@ -16,6 +16,7 @@ import numpy as np
 
 from ttsopt.audio.io import read_wav
 from ttsopt.audio.metrics import logmel_l1, multi_resolution_stft_distance, reference_metrics
+from ttsopt.package.manifest import Manifest
 from ttsopt.package.pruning import pruned_from, pruned_limits, pruning_record
 from ttsopt.verify.original import load_original
 from ttsopt.verify.report import Gate, VerifyReport
@@ -50,7 +51,7 @@ def check_copy_synthesis(vocoder, report: VerifyReport, references: Sequence[Pat
     return plot_pair
 
 
-def original_limits(manifest, original: Path | None) -> dict[str, float | None]:
+def original_limits(manifest: Manifest, original: Path | None) -> dict[str, float | None]:
     """The limits against ``original``: the package's precision gates, plus the pruning's own budget when
     ``original`` is the unpruned checkpoint the package was pruned from. The golden log-mel gate applies against
     the original only then (otherwise the golden gates already compare with the package's own source)."""
