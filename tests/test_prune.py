@@ -15,6 +15,11 @@ from ttsopt.errors import TtsoptError
 
 SMALL = {"V1": V1 | {"upsample_initial_channel": 32}, "V2": V2 | {"upsample_initial_channel": 32},
          "V3": V3 | {"upsample_initial_channel": 32}}
+LOOSE = {"logmel_l1_max": 5.0, "reference_logmel_l1_excess_max": 5.0}
+#: A V1 (resblock "1") with one resblock kernel and two upsampling stages: 16 convolutions, so that the INT8
+#: layer search on its pruned package is quick.
+TINY_V1 = V1 | {"upsample_rates": [16, 16], "upsample_kernel_sizes": [32, 32], "upsample_initial_channel": 32,
+                "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]]}
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +100,7 @@ def test_prune_refits_gates_and_exports_a_package_that_runs(small, tmp_path):
     from ttsopt.runtime import load
 
     out = tmp_path / "pruned"
-    record = prune_checkpoint(small["V1"], None, "0.5", out, budget={"logmel_l1_max": 5.0, "reference_logmel_l1_excess_max": 5.0},
-                              importance="magnitude", export=True, max_crops=4)
+    record = prune_checkpoint(small["V1"], None, "0.5", out, budget=LOOSE, importance="magnitude", export=True, max_crops=4)
     assert record["refit"]["calibration_logmel_l1"] < record["importance"]["logmel_l1_after_pruning"]["magnitude"]
     assert 0.3 < record["flop_per_audio_second"]["reduction"] < 0.7 and record["parameters"]["reduction"] > 0.3
     assert [g["passed"] for g in record["quality"]["gates"]] == [True, True]
@@ -140,3 +144,33 @@ def test_bad_input_is_one_line(small, tmp_path):
 
     with pytest.raises(TtsoptError, match="no hidden channels .*--scope all"):
         prune_scope(folded_copy(_loaded(small["V3"])), "hidden", {"stage1": 0.5, "stage2": 0.5, "stage3": 0.5})
+
+
+
+def test_a_pruned_package_quantizes_to_int8_and_keeps_its_pruning_record(tmp_path, monkeypatch):
+    """prune → export → quantize --int8 → verify --original: the INT8 package carries the pruning record, and
+    verify against the unpruned checkpoint holds it to the pruning's budget plus INT8's. Convolutions this narrow
+    are not faster in INT8, so the speed-up the search demands is waived (tested here: the composition, not the
+    speed); one 64-frame saved input calibrates, to keep the search short."""
+    from ttsopt.compiler import static_int8
+    from ttsopt.compiler.quantize import quantize_package
+    from ttsopt.families.hifigan.pruning import prune_checkpoint
+    from ttsopt.runtime.package import Package
+    from ttsopt.verify import verify_package
+
+    checkpoint = save_jik876(tmp_path / "tiny", TINY_V1, seed=5)
+    pruned = tmp_path / "pruned"
+    record = prune_checkpoint(checkpoint, None, "0.5", pruned, budget=LOOSE, importance="magnitude", export=True, max_crops=4)
+    golden = Package(pruned / "package").golden
+    (tmp_path / "calib").mkdir()
+    np.savez(tmp_path / "calib" / "mel.npz", mel=golden.inputs(golden.items[0]["name"])["mel"][:, :, :64])
+    monkeypatch.setattr(static_int8, "MIN_SPEEDUP", 0.0)
+    manifest = quantize_package(pruned / "package", tmp_path / "int8", LOOSE, tmp_path / "calib")
+    assert manifest.precision == "int8" and manifest.quantization["vocoder"]["quantized_layers"]
+    kept = json.loads((tmp_path / "int8" / "manifest.json").read_text())["model_config"]["pruning"]
+    assert kept["ratios"] == record["ratios"] and kept["quality"] == json.loads(json.dumps(record["quality"]))
+    assert kept["flop_per_audio_second"]["reduction"] == pytest.approx(record["flop_per_audio_second"]["reduction"])
+    report = verify_package(tmp_path / "int8", [], checkpoint)
+    composed = {gate.name: gate.limit for gate in report.gates}
+    assert composed["golden log-mel L1 vs the unpruned original (worst)"] == pytest.approx(5.0 + 5.0)
+    assert [row["item"] for row in report.original] == [item["name"] for item in manifest.golden["items"]]

@@ -35,6 +35,8 @@ class BenchReport:
     notes: list[str] = field(default_factory=list)
     int8_peak_gops: float | None = None
     compared: list[str] = field(default_factory=list)
+    #: FLOP per audio second of each ``--compare`` package (its manifest's count; None where it records none).
+    compared_flop: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,6 +74,8 @@ class BenchReport:
             for row in self.rows:
                 other.add_row(f"{row['seconds']:g} s", f"{row[PACKAGE]['rtf']:.3f}",
                               *(f"{row[name]['rtf']:.3f} ({row[name]['rtf'] / row[PACKAGE]['rtf']:.2f}×)" for name in self.compared))
+            other.add_row("GFLOP / audio s", *(_gflop(flop) for flop in (self.flop_per_audio_second,
+                                                                         *(self.compared_flop.get(n) for n in self.compared))))
             shown.append(other)
         flop = self.flop_per_audio_second
         shown.append(f"floor = {flop / 1e9:.1f} GFLOP per audio second / measured FP32 peak {self.peak_gflops:.0f} GFLOP/s"
@@ -82,6 +86,11 @@ class BenchReport:
         shown.append("peak memory (fresh process, longest length): " +
                   ", ".join(f"{name} {mb:.0f} MB" for name, mb in self.memory_mb.items()))
         return shown
+
+
+def _gflop(flop: float | None) -> str:
+    """GFLOP per audio second as the compare table shows it ("—": a package that records no count)."""
+    return f"{flop / 1e9:.1f}" if flop else "—"
 
 
 def run_rtf_bench(family: Family, path: Path, options: BenchOptions,
@@ -103,11 +112,13 @@ def run_rtf_bench(family: Family, path: Path, options: BenchOptions,
     fp32 = fp32_package(manifest, notes)
     if fp32 is not None:
         variants[FP32_PACKAGE] = family.workload(load(fp32), seconds[0])[1]
-    compared = []
+    compared, compared_flop = [], {}
     for other in options.compare:
         name = f"compare: {other}"
-        variants[name] = family.workload(load(other), seconds[0])[1]
+        loaded = load(other)
+        variants[name] = family.workload(loaded, seconds[0])[1]
         compared.append(name)
+        compared_flop[name] = loaded.manifest.cost.get("flop_per_audio_second")
 
     step("measuring this machine's FP32 peak")
     peak = measure_peak_gflops()
@@ -131,7 +142,7 @@ def run_rtf_bench(family: Family, path: Path, options: BenchOptions,
             notes.append("INT8 floor not measured: onnx is not installed (pip install 'ttsopt[build]')")
 
     report = BenchReport(str(path), machine_description(), peak, flop, repeat, notes=notes, int8_peak_gops=int8_peak,
-                         compared=compared)
+                         compared=compared, compared_flop=compared_flop)
     for s in seconds:
         audio_seconds = workloads[s].audio_seconds
         row = {"seconds": s, "audio_seconds": audio_seconds}

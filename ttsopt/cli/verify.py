@@ -39,13 +39,21 @@ def verify(
 
 
 def _print_verify(report, plot: Path) -> None:
-    table = Table(title=f"{report.package}: {report.precision} on {report.target}, against the original model's outputs")
+    table = Table(title=f"{report.package}: {report.precision} on {report.target}, against the golden outputs "
+                        "(the checkpoint it was exported from)")
     for column in ("item", "output", "SNR dB", "max abs err", "log-mel L1", "MR-STFT", "NaN/Inf"):
         table.add_column(column, justify="right" if column not in ("item", "output") else "left", no_wrap=column == "item")
     for row in report.golden:
         table.add_row(row["item"], row["output"], fmt(row["snr_db"]), fmt(row["max_abs_error"]),
                       fmt(row.get("logmel_l1", "—")), fmt(row.get("mrstft", "—")), str(row["nonfinite"]))
     out.print(table)
+    if report.original:
+        table = Table(title="golden inputs: package against the --original checkpoint's outputs")
+        for column in ("item", "log-mel L1", "MR-STFT"):
+            table.add_column(column, justify="left" if column == "item" else "right")
+        for row in report.original:
+            table.add_row(row["item"], fmt(row["logmel_l1"]), fmt(row["mrstft"]))
+        out.print(table)
     if report.references and "package" in report.references[0]:
         table = Table(title="copy synthesis of reference recordings (the vocoder's own error)")
         for column in ("reference", "seconds", "package log-mel L1", "package MCD dB", "original log-mel L1", "original MCD dB"):

@@ -35,6 +35,9 @@ class VerifyReport:
     golden: list[dict] = field(default_factory=list)
     references: list[dict] = field(default_factory=list)
     gates: list[Gate] = field(default_factory=list)
+    #: With ``--original``: the package on each golden input against that checkpoint (for a pruned package the
+    #: golden outputs are the pruned model's, so this is the only comparison with the unpruned original).
+    original: list[dict] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Gate]:

@@ -16,6 +16,7 @@ from torch import nn
 from ttsopt.audio.mel import MelSettings, log_mel
 from ttsopt.audio.metrics import logmel_l1, multi_resolution_stft_distance, reference_metrics
 from ttsopt.errors import TtsoptError
+from ttsopt.package.pruning import EXCESS_GATE, LOGMEL_GATE
 from ttsopt.verify.report import Gate, VerifyReport
 
 PRECISION = "pruned"
@@ -65,7 +66,7 @@ def measure(student: nn.Module, teacher: nn.Module, recordings: Sequence[tuple[s
     worst = max(r["logmel_l1"] for r in report.golden)
     excess = max(r["package"]["logmel_l1"] - r["original"]["logmel_l1"] for r in report.references)
     if "logmel_l1_max" in gates:
-        report.gates.append(Gate("log-mel L1 vs original (worst)", worst, gates["logmel_l1_max"], "max"))
+        report.gates.append(Gate(LOGMEL_GATE, worst, gates["logmel_l1_max"], "max"))
     if "reference_logmel_l1_excess_max" in gates:
-        report.gates.append(Gate("resynthesis log-mel L1 excess over original (worst)", excess, gates["reference_logmel_l1_excess_max"], "max"))
+        report.gates.append(Gate(EXCESS_GATE, excess, gates["reference_logmel_l1_excess_max"], "max"))
     return report
