@@ -110,7 +110,7 @@ def test_all_layer_int8_fails_the_default_budget_on_the_real_vocoder(package: Pa
 
     manifest = read_manifest(package)
     entry = manifest.graphs["vocoder"]
-    feeds = _calibration_feeds(Package(package), "vocoder", calibration_recordings(None))
+    feeds = _calibration_feeds(Package(package), ["vocoder"], calibration_recordings(None))["vocoder"]
     axes, _ = _window_axes(entry)
     bad = tmp_path / "all-int8"
     shutil.copytree(package, bad)
@@ -140,7 +140,7 @@ def test_equalization_is_exact_in_fp32_and_halves_the_int8_error_of_the_real_voc
     model = onnx.load(str(source))
     convs = {n.name: n.input[1] for n in model.graph.node if n.op_type == "Conv"}
     stages_1_2 = [name for name, weight in convs.items() if weight.startswith("resblocks.") and int(weight.split(".")[1]) < 6]
-    feeds = _calibration_feeds(Package(package), "vocoder", calibration_recordings(None))
+    feeds = _calibration_feeds(Package(package), ["vocoder"], calibration_recordings(None))["vocoder"]
     windows = static_int8.fixed_windows(feeds, _window_axes(manifest.graphs["vocoder"])[0], 256)[::2]  # 4 of 8: faster
     with np.load(package / "golden.npz") as golden:
         items = [{"mel": golden[key]} for key in sorted(golden.files) if key.endswith("mel")]
@@ -191,7 +191,7 @@ def test_calibration_inputs_are_checked(tmp_path: Path, small_package: Path):
                           "holds no .wav recordings or .npz saved inputs")
     np.savez(tmp_path / "bad.npz", audio=np.zeros(3))
     assert_one_line_error(ttsopt("quantize", small_package, "--int8", "--calib", tmp_path, "-o", tmp_path / "o"),
-                          "bad.npz holds ['audio']", "save exactly its inputs")
+                          "bad.npz holds ['audio']", "graph vocoder takes ['mel']", "save exactly one graph's inputs")
     assert not (tmp_path / "o").exists()
 
 

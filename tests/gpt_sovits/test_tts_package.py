@@ -245,13 +245,13 @@ def test_calibration_feeds_are_generator_inputs_from_the_packages_own_graphs(tts
 
     package = Package(tts_package)
     recordings = calibration_recordings(None)
-    feeds = _calibration_feeds(package, "generator", recordings)
+    feeds = _calibration_feeds(package, ["generator"], recordings)["generator"]
     assert len(feeds) == len(recordings)
     for feed, path in zip(feeds, recordings, strict=True):
         seconds = soundfile.info(str(path)).duration
         assert feed["z"].shape == (1, 64, 2 * round(seconds * 25)) and feed["ge"].shape == (1, 512, 1)
         assert np.isfinite(feed["z"]).all() and feed["z"].std() > 0
-    again = _calibration_feeds(package, "generator", recordings)  # seeded: the same inputs every time
+    again = _calibration_feeds(package, ["generator"], recordings)["generator"]  # seeded: the same inputs every time
     assert all(np.array_equal(a["z"], b["z"]) for a, b in zip(feeds, again, strict=True))
 
 

@@ -226,6 +226,26 @@ def test_speaker_verification_is_held_in_speech_terms(pro_package: Path):
     assert not off.passed and off.value > 0.02
 
 
+def test_calibration_inputs_are_made_once_for_every_int8_graph(pro_package: Path, tmp_path: Path):
+    """Recordings give both static-INT8 graphs (generator, speaker verification) their inputs; a saved .npz goes to
+    the graph whose inputs it holds; a graph left without any is refused in one line before anything is written."""
+    from ttsopt.compiler.quantize import calibration_feeds, quantize_package
+    from ttsopt.runtime.package import Package
+
+    package, graphs = Package(pro_package), ["generator", "speaker_verification"]
+    saved = tmp_path / "generator.npz"
+    np.savez(saved, z=np.zeros((1, 64, 40), np.float32), ge=np.zeros((1, 512, 1), np.float32))
+    feeds = calibration_feeds(package, graphs, [SPEECH, saved])
+    assert [len(feeds[g]) for g in graphs] == [2, 1]
+    assert set(feeds["speaker_verification"][0]) == {"fbank"} and feeds["generator"][1]["z"].shape == (1, 64, 40)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    saved.rename(calib / saved.name)
+    with pytest.raises(TtsoptError, match="no inputs for graph speaker_verification"):
+        quantize_package(pro_package, tmp_path / "int8", {}, calib)
+    assert not (tmp_path / "int8").exists()
+
+
 def test_speak_and_bad_input_cli(pro_package: Path, tmp_path: Path):
     """Phonemes → GPT → SoVITS: a stored voice (prompted GPT) and a live reference (SV graph, reference-free GPT)."""
     for name, voice in (("stored.wav", ("--voice", "fox", "--seed", "0")), ("live.wav", ("--reference", str(SPEECH)))):

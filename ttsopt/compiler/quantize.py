@@ -17,7 +17,7 @@ written and the exit status is 1. The speed-up of every quantized graph is measu
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,21 +62,23 @@ def calibration_recordings(directory: Path | None) -> list[Path]:
 
 
 
-def calibration_feeds(package: Package, graph: str, files: list[Path]) -> list[dict[str, np.ndarray]]:
-    """The graph's inputs for each calibration file: recordings through the family's front end (which may run
-    the package's other graphs), saved inputs as they are."""
+def calibration_feeds(package: Package, graphs: Sequence[str], files: list[Path]) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Inputs of each of ``graphs`` for the calibration files: recordings through the family's front end once
+    (it may run the package's other graphs), each saved input (``.npz``) to the graph whose inputs it holds."""
     from ttsopt.audio.io import read_wav
 
     manifest = package.manifest
-    entry = manifest.graphs[graph]
-    names = {spec.name for spec in entry.inputs}
     wavs = [read_wav(p, manifest.sample_rate) for p in files if p.suffix.lower() == ".wav"]
-    feeds = get_family(manifest.family).calibration_feeds(package, wavs).get(graph, []) if wavs else []
+    made = get_family(manifest.family).calibration_feeds(package, wavs) if wavs else {}
+    feeds = {graph: list(made.get(graph, [])) for graph in graphs}
+    takes = {graph: {spec.name for spec in manifest.graphs[graph].inputs} for graph in graphs}
     for path in (p for p in files if p.suffix.lower() == ".npz"):
         with np.load(path) as saved:
-            if set(saved.files) != names:
-                raise TtsoptError(f"{path} holds {sorted(saved.files)}, graph {graph} takes {sorted(names)}: save exactly its inputs")
-            feeds.append({name: saved[name].astype(np.float32) for name in names})
+            graph = next((graph for graph, names in takes.items() if set(saved.files) == names), None)
+            if graph is None:
+                wanted = "; ".join(f"graph {graph} takes {sorted(names)}" for graph, names in takes.items())
+                raise TtsoptError(f"{path} holds {sorted(saved.files)}, {wanted}: save exactly one graph's inputs")
+            feeds[graph].append({name: saved[name].astype(np.float32) for name in takes[graph]})
     return feeds
 
 
@@ -96,8 +98,13 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
     if "int8" not in profile["gates"]:
         raise TtsoptError(f"target {profile['name']} has no int8 quality gates: add them to its profile")
     gates = {**profile["gates"]["int8"], **budget}
-    needs_calibration = any(isinstance(p, StaticInt8) for p in passes.values())
-    files = calibration_recordings(calib) if needs_calibration else []
+    calibrated = [name for name, p in passes.items() if isinstance(p, StaticInt8)]
+    files = calibration_recordings(calib) if calibrated else []
+    feeds = calibration_feeds(original, calibrated, files) if calibrated else {}
+    missing = [graph for graph in calibrated if not feeds[graph]]
+    if missing:
+        raise TtsoptError(f"the calibration files give no inputs for graph {missing[0]} (they are saved inputs of other "
+                          f"graphs): add .wav recordings, or saved inputs of {missing[0]}")
 
     with PackageWriter(out) as writer:
         for relative in manifest.files:
@@ -117,8 +124,7 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
         # Passes that verify their candidates in the package being written go last, over the others' results.
         for name, precision_pass in sorted(passes.items(), key=lambda item: not isinstance(item[1], StaticInt8)):
             step(f"quantizing graph {name} ({precision_pass.name})")
-            feeds = calibration_feeds(original, name, files) if isinstance(precision_pass, StaticInt8) else []
-            context = PassContext(graph=name, gates=gates, feeds=feeds, package=original, feed_files=[p.name for p in files],
+            context = PassContext(graph=name, gates=gates, feeds=feeds.get(name, []), package=original, feed_files=[p.name for p in files],
                                   verify=verify_in_package(name), step=step)
             records[name] = precision_pass.apply(original.path / manifest.graphs[name].file,
                                                  writer.path(manifest.graphs[name].file), context)

@@ -69,7 +69,7 @@ def distill(student: nn.Module, mels: torch.Tensor, teacher_audio: torch.Tensor,
             if current < best:
                 best, best_state, best_step = current, copy.deepcopy(student.state_dict()), steps
         elapsed = (time.perf_counter() - start) / 60
-        progress(min(elapsed / minutes, 1.0), f"step {steps}, loss {float(loss):.3f}, held-out log-mel L1 {best:.3f} (best)")
+        progress(min(elapsed / minutes, 1.0), f"step {steps}, loss {loss.item():.3f}, held-out log-mel L1 {best:.3f} (best)")
     student.load_state_dict(best_state)
     student.to("cpu").eval()
     for p in student.parameters():
