@@ -68,7 +68,8 @@ class BenchReport:
             table.add_row(*cells)
         shown.append(table)
         if self.compared:
-            other = Table(title="the same run: this package against the --compare packages (RTF, speed-up of this package)")
+            other = Table(title="the same run: this package against the --compare packages (RTF; in brackets, its time "
+                                "as a multiple of this package's: below 1× it is faster)")
             for column in ("audio", PACKAGE, *self.compared):
                 other.add_column(column, justify="right")
             for row in self.rows:
