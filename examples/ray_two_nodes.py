@@ -13,10 +13,10 @@ own handle (the server by its pid, the cluster by ``Cluster.shutdown``), never b
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -24,26 +24,10 @@ import ray
 from ray import serve
 from ray.cluster_utils import Cluster
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-from tests.serve.conftest import free_port  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.serve.conftest
+from tests.serve.conftest import running_server  # noqa: E402
 
 PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
-
-
-def wait_for(url: str, process: subprocess.Popen, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited ({process.returncode}): {process.stdout.read()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.terminate()
-    output = process.communicate(timeout=60)[0]
-    raise SystemExit(f"server did not answer in {seconds:.0f} s:\n{output[-3000:]}")
 
 
 def main() -> None:
@@ -59,44 +43,39 @@ def main() -> None:
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     print(f"cluster of {len(cluster.list_all_nodes())} nodes at {cluster.address} ({time.perf_counter() - started:.0f} s)")
-    server = None
     try:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
-        server = subprocess.Popen([sys.executable, "-m", "ttsopt", "serve", args.package, "--ray", "--address", cluster.address,
-                                   "--replicas", "2", "--host", "127.0.0.1", "--port", str(port), "--lang", "phonemes",
-                                   "--cache-mb", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        wait_for(url, server, 300)
-        print(f"serving at {url} ({time.perf_counter() - started:.0f} s to the first answer)")
+        with running_server(args.package, "--ray", "--address", cluster.address, "--replicas", "2", "--lang", "phonemes",
+                            "--cache-mb", "0", startup_s=300, stop_s=60) as url:
+            print(f"serving at {url} ({time.perf_counter() - started:.0f} s to the first answer)")
+            ray.init(address=cluster.address, logging_level="WARNING")
+            # The GCS actor table (the state API would need Ray's dashboard, which this cluster does not run).
+            actors = ray._private.state.actors().values()
+            replicas = [a for a in actors if a["State"] == "ALIVE" and "ServeReplica" in a["ActorClassName"]]
+            nodes = {a["Address"]["NodeID"] for a in replicas}
+            print(f"{len(replicas)} replicas on {len(nodes)} nodes")
 
-        ray.init(address=cluster.address, logging_level="WARNING")
-        # The GCS actor table (the state API would need Ray's dashboard, which this cluster does not run).
-        actors = ray._private.state.actors().values()
-        replicas = [a for a in actors if a["State"] == "ALIVE" and "ServeReplica" in a["ActorClassName"]]
-        nodes = {a["Address"]["NodeID"] for a in replicas}
-        print(f"{len(replicas)} replicas on {len(nodes)} nodes")
+            body = {"model": "m", "input": PHONEMES, "voice": "fox", "response_format": "pcm", "seed": 3, "max_tokens": 100}
 
-        body = {"model": "m", "input": PHONEMES, "voice": "fox", "response_format": "pcm", "seed": 3, "max_tokens": 100}
-        with ThreadPoolExecutor(args.requests) as pool:
-            answers = list(pool.map(lambda _: httpx.post(f"{url}/v1/audio/speech", json=body, timeout=300), range(args.requests)))
-        failed = [f"{a.status_code}: {a.text[:200]}" for a in answers if a.status_code != 200]
-        if failed:
-            print("failed requests:", *failed, sep="\n  ")
-        audio = [np.frombuffer(a.content, np.int16) for a in answers if a.status_code == 200]
-        same = not failed and audio[0].size > 0 and all(np.array_equal(a, audio[0]) for a in audio)
-        print(f"{args.requests} concurrent seeded requests: {'identical audio' if same else 'DIFFERENT or failed'} "
-              f"({audio[0].size} samples)")
+            def post(_: int) -> httpx.Response:
+                return httpx.post(f"{url}/v1/audio/speech", json=body, timeout=300)
 
-        burst = 3 * 2 * 8  # three times what two replicas admit and queue (4 running + 4 waiting each, by default)
-        with ThreadPoolExecutor(burst) as pool:
-            codes = list(pool.map(lambda _: httpx.post(f"{url}/v1/audio/speech", json=body, timeout=300).status_code, range(burst)))
-        statuses = {code: codes.count(code) for code in sorted(set(codes))}
-        print(f"a burst of {burst}: status codes {statuses}")
-        no_errors = set(statuses) <= {200, 429}
+            with ThreadPoolExecutor(args.requests) as pool:
+                answers = list(pool.map(post, range(args.requests)))
+            failed = [f"{a.status_code}: {a.text[:200]}" for a in answers if a.status_code != 200]
+            if failed:
+                print("failed requests:", *failed, sep="\n  ")
+            audio = [np.frombuffer(a.content, np.int16) for a in answers if a.status_code == 200]
+            same = not failed and audio[0].size > 0 and all(np.array_equal(a, audio[0]) for a in audio)
+            print(f"{args.requests} concurrent seeded requests: {'identical audio' if same else 'DIFFERENT or failed'}")
 
-        server.terminate()  # our own pid
-        server.wait(timeout=60)
+            burst = 3 * 2 * 8  # three times what two replicas admit and queue (4 running + 4 waiting each, by default)
+            with ThreadPoolExecutor(burst) as pool:
+                codes = [answer.status_code for answer in pool.map(post, range(burst))]
+            statuses = {code: codes.count(code) for code in sorted(set(codes))}
+            print(f"a burst of {burst}: status codes {statuses}")
+            no_errors = set(statuses) <= {200, 429}
+        # the server is stopped now (by its pid): its application must be gone, the cluster still up
         left = serve.status().applications
         alive = len(ray.nodes()) == 2 and all(node["Alive"] for node in ray.nodes())
         print(f"server stopped: applications left {sorted(left) or 'none'}, cluster still up: {alive}")
@@ -104,8 +83,6 @@ def main() -> None:
         print("PASS" if ok else "FAIL")
         raise SystemExit(0 if ok else 1)
     finally:
-        if server is not None and server.poll() is None:
-            server.kill()
         ray.shutdown()
         cluster.shutdown()
 
