@@ -12,9 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serve.conftest import running_server
+from tests.serve.conftest import free_port, running_server
 from tests.serve.test_server import TEXT, pcm, speech
-from ttsopt.serve.cluster import OWNER_VARIABLE, _alive, _marked
+from ttsopt.errors import TtsoptError
+from ttsopt.serve.cluster import OWNER_VARIABLE, _alive, _marked, check_ray_address
 
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'ttsopt[cluster]'")
 
@@ -46,3 +47,13 @@ def test_ray_serve_replicas_answer_like_one_server(tts_package: Path):
     while _alive(ray_processes) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _alive(ray_processes), "the Ray instance outlived the server that started it"
+
+
+def test_an_address_nothing_answers_at_is_refused_at_once():
+    """``ray.init`` retries a dead address for minutes; --address is probed first and refused in one line."""
+    started = time.monotonic()
+    with pytest.raises(TtsoptError, match="cannot reach Ray at 127.0.0.1:"):
+        check_ray_address(f"127.0.0.1:{free_port()}")
+    with pytest.raises(TtsoptError, match="is not auto, HOST:PORT"):
+        check_ray_address("head-node")
+    assert time.monotonic() - started < 10

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -102,6 +103,21 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def check_ray_address(address: str) -> None:
+    """Refuse an ``--address`` nothing answers at, at once: ``ray.init`` would retry a dead address for minutes.
+    ``auto`` (the cluster this node belongs to) is left to Ray."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise TtsoptError(f"--address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise TtsoptError(f"cannot reach Ray at {address} ({exc.strerror or exc}): start the cluster "
+                          "(ray start --head) or check --address") from None
+
+
 def serve_on_ray(package: Path, settings: ServeSettings, name: str, host: str, port: int, replicas: int,
                  address: str | None, announce) -> None:
     """Run the app on Ray Serve until interrupted; ``announce(url)`` is called once it answers."""
@@ -114,6 +130,8 @@ def serve_on_ray(package: Path, settings: ServeSettings, name: str, host: str, p
         raise TtsoptError("--replicas must be at least 1")
 
     local = address is None
+    if not local:
+        check_ray_address(address)
     quiet = {"log_level": "WARNING", "enable_access_log": False}
     owner = uuid.uuid4().hex
     if local:
