@@ -124,6 +124,7 @@ def serve_on_ray(package: Path, settings: ServeSettings, name: str, host: str, p
     try:
         import ray
         from ray import serve
+        from ray.serve.config import BackpressureConfig
     except ImportError:
         raise TtsoptError("--ray needs Ray Serve, which is not installed: pip install 'ttsopt[cluster]'") from None
     if replicas < 1:
@@ -145,8 +146,6 @@ def serve_on_ray(package: Path, settings: ServeSettings, name: str, host: str, p
         raise TtsoptError(f"cannot start or reach Ray{'' if local else f' at {address}'}: {str(exc).splitlines()[0]}") from None
     try:
         serve.start(http_options={"host": host, "port": port}, logging_config=quiet)
-        from ray.serve.config import BackpressureConfig
-
         # A replica is sent no more than it admits: a proxy prefers the replicas on its own node and fills
         # them first, so a larger cap would pile a burst onto one node and have it refuse what another could
         # serve (measured: examples/ray_two_nodes.py). What no replica can take waits at the proxy, one round
