@@ -15,6 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-v2-tiny"
+#: Input-side oracle (official get_phones_and_bert, stand-in RoBERTa/HuBERT/g2pW, prompted chains): see its README.
+AUX_ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
 SPEECH = ROOT / "examples" / "speech.wav"
 TTS_PROMPT_PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
 
@@ -111,4 +113,24 @@ def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = work / "tts-cpu"
     ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--voice", f"fox={fox}:{work / 'prompt.npy'}:{TTS_PROMPT_PHONEMES}",
            "--voice", f"plain={fox}", "-o", out, check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tts_bert_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny oracle GPT + SoVITS exported once per session with the stand-in RoBERTa (``--bert``), and the voice
+    "zh" of the input-side oracle's ``chain_zh``: its 32 kHz recording, prompt codes and transcript phonemes."""
+    import numpy as np
+
+    gpt, sovits, bert = ORACLE / "gpt_tiny.ckpt", ORACLE / "sovits_tiny.pth", AUX_ORACLE / "chinese-roberta-wwm-ext-large"
+    if not (gpt.is_file() and sovits.is_file() and bert.is_dir()):
+        pytest.skip(f"oracles not found under {ORACLE} and {AUX_ORACLE}")
+    work = tmp_path_factory.mktemp("tts-bert")
+    symbols = json.loads((ROOT / "ttsopt/families/gpt_sovits/symbols/v2.json").read_text())
+    with np.load(AUX_ORACLE / "chain.npz") as chain:
+        np.save(work / "prompt.npy", chain["chain_zh__prompt_semantic"])
+        phonemes = " ".join(symbols[i] for i in chain["chain_zh__prompt_phones"])
+    out = work / "tts-bert-cpu"
+    ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--bert", bert,
+           "--voice", f"zh={AUX_ORACLE / 'wavs/ref_b_32k.wav'}:{work / 'prompt.npy'}:{phonemes}", "-o", out, check=True)
     return out

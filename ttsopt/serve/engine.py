@@ -19,11 +19,12 @@ import numpy as np
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.sampling import Cancelled, SamplingParams
 from ttsopt.runtime.streaming import StreamSettings
+from ttsopt.runtime.text import Sentence
 from ttsopt.runtime.tts import SENTENCE_PAUSE_S
 from ttsopt.serve.limits import Admission, AudioCache
 from ttsopt.serve.metrics import Metrics
 from ttsopt.serve.schemas import SpeechRequest
-from ttsopt.serve.text import request_sentences
+from ttsopt.serve.text import request_sentences, sentences_key
 
 log = logging.getLogger("ttsopt.serve")
 
@@ -57,7 +58,7 @@ class Job:
     """A checked request: everything synthesis needs, and the cache key (None: not cached)."""
 
     #: Phonemes of each sentence, synthesised in order with the sentence pause between them.
-    sentences: tuple[str, ...]
+    sentences: tuple[str | Sentence, ...]  # the front end's sentences, or one phoneme string
     voice: str
     params: SamplingParams
     noise_scale: float
@@ -102,7 +103,7 @@ class Engine:
             raise TtsoptError(f"max_tokens {max_tokens} exceeds what this package's SoVITS graphs take ({tts.max_tokens})")
         key = None
         if self.cache is not None and request.seed is not None:
-            key = (sentences, voice, params, request.noise_scale, request.speed, streamed)
+            key = (sentences_key(sentences), voice, params, request.noise_scale, request.speed, streamed)
         return Job(sentences, voice, params, request.noise_scale, request.speed, streamed, request.resolved_format(), key)
 
     async def audio(self, job: Job) -> AsyncIterator[np.ndarray]:
@@ -137,13 +138,13 @@ class Engine:
                     raise Cancelled("the client went away before synthesis started")
                 pause = np.zeros(int(SENTENCE_PAUSE_S * self.tts.sample_rate), np.float32)
                 whole = []
-                for index, phonemes in enumerate(job.sentences):
+                for index, sentence in enumerate(job.sentences):
                     if index and job.streamed:
                         send(("piece", pause))
                     elif index:
                         whole.append(pause)
                     if job.streamed:
-                        speech = self.tts.stream(phonemes, job.voice, params=job.params, noise_scale=job.noise_scale,
+                        speech = self.tts.stream(sentence, job.voice, params=job.params, noise_scale=job.noise_scale,
                                                  speed=job.speed, settings=self.settings.stream, stop=stop)
                         for piece in speech:
                             send(("piece", piece))
@@ -151,7 +152,7 @@ class Engine:
                                 speech.close()
                                 raise Cancelled("stopped between pieces")
                     else:
-                        audio, _ = self.tts.speak(phonemes, job.voice, params=job.params, noise_scale=job.noise_scale,
+                        audio, _ = self.tts.speak(sentence, job.voice, params=job.params, noise_scale=job.noise_scale,
                                                   speed=job.speed, stop=stop)
                         whole.append(audio)
                 if whole:

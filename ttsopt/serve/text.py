@@ -9,19 +9,27 @@ front end writes them (one utterance), for clients that run their own front end.
 from __future__ import annotations
 
 from ttsopt.errors import TtsoptError
+from ttsopt.runtime.text import Sentence
 
 PHONEMES = "phonemes"
 INPUT_NOTE = ("text in `lang` (en, zh, ja, ko, yue; default: the server's --lang), or space-separated phonemes "
               "(e.g. \"n i2 h ao3 .\") with lang \"phonemes\"")
 
 
-def request_sentences(text: str, lang: str, tts) -> tuple[str, ...]:
-    """The phonemes of each sentence of ``text`` for package ``tts`` (a TtsoptError says how to fix the request)."""
+def request_sentences(text: str, lang: str, tts) -> tuple[str | Sentence, ...]:
+    """Each sentence of ``text`` for package ``tts`` (a TtsoptError says how to fix the request): the front end's
+    sentences (their phones, and the text their BERT features are made of), or one phoneme string."""
     if lang == PHONEMES:
         phonemes = " ".join(text.split())
         tts.phoneme_ids(phonemes)
         return (phonemes,)
-    return tuple(" ".join(sentence.phones) for sentence in tts.phonemize(text, lang))
+    return tuple(tts.phonemize(text, lang))
+
+
+def sentences_key(sentences: tuple[str | Sentence, ...]) -> tuple:
+    """What decides the speech of ``sentences`` (phones, and per segment the text and alignment BERT reads), hashable."""
+    return tuple(s if isinstance(s, str) else tuple((g.lang, g.norm_text, tuple(g.phones), tuple(g.word2ph or ()))
+                                                    for g in s.segments) for s in sentences)
 
 
 

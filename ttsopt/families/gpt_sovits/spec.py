@@ -35,6 +35,7 @@ from ttsopt.compiler.folding import remove_weight_norm
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
+from ttsopt.families.gpt_sovits.bert import BERT_ROLE, plan_bert
 from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint
 from ttsopt.families.gpt_sovits.sovits_checkpoint import LoadedSoVITS, load_sovits_checkpoint
 from ttsopt.families.gpt_sovits.sovits_graphs import (
@@ -250,6 +251,8 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     if gpt is not None and gpt.config.symbol_version != loaded.config.symbol_version:
         raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but the SoVITS model is {loaded.version} "
                           f"({loaded.config.symbol_version} table): give the GPT and SoVITS weights of one GPT-SoVITS version")
+    # Loaded (and checked) before anything slow runs; only a GPT reads BERT features.
+    roberta = plan_bert(sources.auxiliary[BERT_ROLE], gpt.config.bert_dim) if gpt and BERT_ROLE in sources.auxiliary else None
     config, original = loaded.config, loaded.model
     # A second instance, not copy.deepcopy (parametrized modules share their generated class with copies).
     exported = SoVITSModel(config)
@@ -324,6 +327,12 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         runtime["gpt"] = {"reference": GPT_REFERENCE_FILE,
                           "reference_params": dataclasses.asdict(gpt_spec.reference_params())}
         model_config["gpt"] = {**c.__dict__, "parameters": sum(p.numel() for p in model.parameters())}
+        if roberta is not None:  # Chinese RoBERTa features for the GPT's text input
+            graphs.append(roberta.graph)
+            originals[roberta.graph.name] = roberta.original
+            golden += roberta.golden
+            files |= roberta.files
+            runtime["bert"], model_config["bert"] = roberta.runtime, roberta.facts
 
     seconds = 5.0
     n_tokens = int(seconds * 25)
