@@ -141,6 +141,22 @@ def test_cli_speaks_chinese_with_bert_and_without_torch(tts_bert_package: Path, 
         assert "zero BERT features" not in done.stderr and (tmp_path / "o.wav").stat().st_size > 10_000
 
 
+def test_phonemize_json_reports_segments_and_bert_phones(tts_bert_package: Path):
+    """Per segment: language, norm_text, phones, word2ph and the phones that get BERT features (the official split)."""
+    entry = ENTRIES["zh_mixed_chatgpt"]
+    done = ttsopt("phonemize", tts_bert_package, "--text", entry["text"], "--lang", "zh", "--cut", "cut0", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (sentence,) = report["sentences"]
+    assert report["bert"] is True and sentence["bert_phones"] == entry["bert_nonzero_columns"] == 21
+    official = _oracle_segments(entry)
+    assert [(g["lang"], g["norm_text"], g["word2ph"]) for g in sentence["segments"]] == \
+        [(g.lang, g.norm_text, g.word2ph) for g in official]
+    assert [g["bert_phones"] for g in sentence["segments"]] == [8, 0, 13]
+    text = ttsopt("phonemize", tts_bert_package, "--text", entry["text"], "--lang", "zh", "--cut", "cut0").stdout
+    assert "bert    21 of 30 phones" in text
+
+
 def test_bad_bert_folder_is_one_line(tmp_path: Path):
     from tests.conftest import ORACLE
 

@@ -168,6 +168,7 @@ def test_phonemize_cli_prints_phones_ids_and_word2ph(tts_package: Path):
     (sentence,) = json.loads(done.stdout)["sentences"]
     assert sentence["phones"] == "n i2 h ao3 , sh ir4 j ie4 ." and sentence["word2ph"] == [2, 2, 1, 2, 2, 1]
     assert sentence["ids"][:4] == [227, 167, 158, 119] and sentence["norm_text"] == "你好,世界."
+    assert sentence["bert_phones"] == 0 and [g["lang"] for g in sentence["segments"]] == ["zh"]  # no BERT graph here
     assert "front end" in ttsopt("phonemize", tts_package, "--text", "Hello.", "--lang", "en").stdout
 
 
