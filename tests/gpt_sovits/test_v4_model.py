@@ -223,6 +223,11 @@ def test_truncated_files(tmp_path):
         load_vocoder(cut)
 
 
-def test_wrong_vocoder():
-    with pytest.raises(TtsoptError, match="not the v4 vocoder"):
+def test_wrong_vocoder(tmp_path):
+    with pytest.raises(TtsoptError, match="is a GPT-SoVITS SoVITS .* not the GPT-SoVITS v4 vocoder"):
         load_vocoder(BASE)
+    state = torch.load(VOCODER, weights_only=True)
+    four_ups = {k: v for k, v in state.items() if not k.startswith(("ups.4.", "resblocks.12.", "resblocks.13.", "resblocks.14."))}
+    torch.save(four_ups, tmp_path / "four.pth")
+    with pytest.raises(TtsoptError, match="has 4 upsampling layers, the v4 vocoder 5"):
+        load_vocoder(tmp_path / "four.pth")
