@@ -15,8 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-v2-tiny"
-#: Input-side oracle (official get_phones_and_bert, stand-in RoBERTa/HuBERT/g2pW, prompted chains): see its README.
-AUX_ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
 SPEECH = ROOT / "examples" / "speech.wav"
 TTS_PROMPT_PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
 
@@ -116,14 +114,36 @@ def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+AUX_ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
+#: chain_en's reference transcript (oracle README §4), stored in the package as the voice "gee".
+CHAIN_EN_PROMPT = "Hello, this is a short test recording for the speech system"
+#: chain_zh's reference transcript (all_zh), stored in the BERT package as the voice "zht".
+CHAIN_ZH_PROMPT = "这是一段测试用的参考音频，请听。"
+
+
+@pytest.fixture(scope="session")
+def hubert_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GPT + SoVITS oracle exported once per session with the stand-in HuBERT (``--hubert``: an ``ssl``
+    graph), and the voice "gee" made at export from chain_en's reference recording and its transcript."""
+    gpt, sovits, hubert = ORACLE / "gpt_tiny.ckpt", ORACLE / "sovits_tiny.pth", AUX_ORACLE / "chinese-hubert-base"
+    if not (gpt.is_file() and sovits.is_file() and hubert.is_dir()):
+        pytest.skip(f"oracle not found under {ORACLE} / {AUX_ORACLE}")
+    out = tmp_path_factory.mktemp("tts-hubert") / "tts-hubert-cpu"
+    ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--hubert", hubert,
+           "--voice", f"gee={AUX_ORACLE / 'wavs' / 'ref_g_32k.wav'}|en|{CHAIN_EN_PROMPT}", "-o", out, check=True)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tts_bert_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny oracle GPT + SoVITS exported once per session with the stand-in RoBERTa (``--bert``), and the voice
-    "zh" of the input-side oracle's ``chain_zh``: its 32 kHz recording, prompt codes and transcript phonemes."""
+    """The tiny oracle GPT + SoVITS exported once per session with the stand-in RoBERTa (``--bert``) and HuBERT
+    (``--hubert``), and two voices of the input-side oracle's ``chain_zh`` recording: "zh" with its official prompt
+    codes and transcript phonemes, "zht" made at export from the recording and its (Chinese) transcript."""
     import numpy as np
 
     gpt, sovits, bert = ORACLE / "gpt_tiny.ckpt", ORACLE / "sovits_tiny.pth", AUX_ORACLE / "chinese-roberta-wwm-ext-large"
-    if not (gpt.is_file() and sovits.is_file() and bert.is_dir()):
+    hubert = AUX_ORACLE / "chinese-hubert-base"
+    if not (gpt.is_file() and sovits.is_file() and bert.is_dir() and hubert.is_dir()):
         pytest.skip(f"oracles not found under {ORACLE} and {AUX_ORACLE}")
     work = tmp_path_factory.mktemp("tts-bert")
     symbols = json.loads((ROOT / "ttsopt/families/gpt_sovits/symbols/v2.json").read_text())
@@ -131,6 +151,8 @@ def tts_bert_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         np.save(work / "prompt.npy", chain["chain_zh__prompt_semantic"])
         phonemes = " ".join(symbols[i] for i in chain["chain_zh__prompt_phones"])
     out = work / "tts-bert-cpu"
-    ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--bert", bert,
-           "--voice", f"zh={AUX_ORACLE / 'wavs/ref_b_32k.wav'}:{work / 'prompt.npy'}:{phonemes}", "-o", out, check=True)
+    recording = AUX_ORACLE / "wavs" / "ref_b_32k.wav"
+    ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--bert", bert, "--hubert", hubert,
+           "--voice", f"zh={recording}:{work / 'prompt.npy'}:{phonemes}", "--voice", f"zht={recording}|zh|{CHAIN_ZH_PROMPT}",
+           "-o", out, check=True)
     return out

@@ -9,6 +9,7 @@ phones ttsopt's front end already reproduces is checked end to end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -48,13 +49,13 @@ def _oracle_segments(entry: dict) -> list[Segment]:
 
 def test_package_holds_the_cut_graph_and_the_tokenizer(tts_bert_package: Path, tts: TextToSpeech):
     manifest = tts.manifest
-    facts = manifest.model_config["bert"]
+    facts = manifest.runtime["auxiliary"]["bert"]
     assert (facts["layers"], facts["layers_run"], facts["hidden_state"], facts["hidden_size"]) == (4, 2, -3, 1024)
     assert (tts_bert_package / manifest.runtime["bert"]["tokenizer"]).is_file()
     graph = onnx.load(str(tts_bert_package / manifest.graphs["bert"].file))
     stored = sum(int(np.prod(t.dims)) for t in graph.graph.initializer)
     # Embeddings + 2 of 4 layers; layers 3-4, the pooler and the MLM head (another 21128 x 1024) are not in it.
-    assert abs(stored - facts["parameters_run"]) < 0.01 * facts["parameters_run"]
+    assert abs(stored - facts["parameters"]) < 0.01 * facts["parameters"]
     assert stored < 34_000_000
     rows = [r for r in manifest.verification["golden"] if r["graph"] == "bert"]
     assert len(rows) == 3 and min(r["snr_db"] for r in rows) > 100
@@ -111,6 +112,30 @@ def test_prompted_chain_greedy_tokens_with_bert(tts: TextToSpeech):
     np.testing.assert_array_equal(result.tokens[:steps], generated[:steps])
     zeros = tts.gpt.generate(chain["gpt_all_phoneme_ids"], None, chain["gpt_prompt"][0], params)
     assert not np.array_equal(zeros.tokens[:steps], generated[:steps])  # the features matter for these tokens
+
+
+def test_voice_transcripts_get_their_features(tts: TextToSpeech):
+    """chain_zh's transcript: a Voice made at run time (torch-free graph) and the voice stored at export (original
+    model) carry its official BERT features, and the GPT reads them as the prompt's columns: with the official
+    prompt phones and codes put in, a Voice gives the official greedy tokens up to the first near-tie."""
+    from tests.conftest import CHAIN_ZH_PROMPT
+    from ttsopt.runtime.voice import Voice
+
+    with np.load(AUX_ORACLE / "chain.npz") as data:
+        chain = {k.removeprefix("chain_zh__"): data[k] for k in data.files if k.startswith("chain_zh__")}
+    voice = Voice.from_recording(tts, AUX_ORACLE / "wavs" / "ref_b_32k.wav", CHAIN_ZH_PROMPT, "zh")
+    np.testing.assert_allclose(voice.prompt_bert, chain["prompt_bert"], rtol=0, atol=ATOL)
+    np.testing.assert_allclose(tts.voice_data["zht/prompt_bert"], chain["prompt_bert"], rtol=0, atol=ATOL)
+    assert Voice.from_bytes(voice.to_bytes(), tts).prompt_bert.shape == chain["prompt_bert"].shape
+    english = Voice.from_recording(tts, AUX_ORACLE / "wavs" / "ref_b_32k.wav", "This is a test.", "en")
+    assert english.prompt_bert is None and "zh/prompt_bert" not in tts.voice_data  # zeros, as officially
+    # The official prompt (phones from g2pW, which ttsopt does not run yet) with this voice's features.
+    official = dataclasses.replace(voice, phone_ids=chain["prompt_phones"], prompt_tokens=chain["prompt_semantic"])
+    target = Sentence("", _oracle_segments(ENTRIES["zh_mixed_chatgpt"]))
+    steps = 98  # the first greedy margin under 1e-3 (README §4)
+    params = SamplingParams(greedy=True, max_new_tokens=steps)
+    result = tts.semantic_tokens(chain["target_phones"], official, tts.bert_features(target), params)
+    np.testing.assert_array_equal(result.tokens[:steps], chain["gpt_y"][chain["prompt_semantic"].size:][:steps])
 
 
 def test_text_is_spoken_with_its_features(tts: TextToSpeech):

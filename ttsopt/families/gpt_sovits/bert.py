@@ -28,7 +28,8 @@ import torch
 from ttsopt.compiler.spec import GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.package.manifest import DimRange, TensorSpec
-from ttsopt.runtime.bert import BERT_GRAPH, HIDDEN_STATE_INDEX, TOKENIZER_FILE, encode
+from ttsopt.runtime.bert import BERT_GRAPH, HIDDEN_STATE_INDEX, TOKENIZER_FILE, encode, is_chinese
+from ttsopt.runtime.text import Sentence
 
 BERT_ROLE = "bert"
 BATCH = DimRange(1, 1, 8)
@@ -66,10 +67,10 @@ class LoadedBert:
         """What the manifest records about it."""
         c = self.model.config
         used = sum(p.numel() for p in BertFeatureGraph(self.model.bert, self.used_layers).parameters())
-        return {"model": "BertForMaskedLM", "source": str(self.path.resolve()), "hidden_size": c.hidden_size,
+        return {"model": "BertForMaskedLM (chinese-roberta-wwm-ext-large)", "source": str(self.path.resolve()), "hidden_size": c.hidden_size,
                 "layers": self.layers, "layers_run": self.used_layers, "hidden_state": HIDDEN_STATE_INDEX,
                 "heads": c.num_attention_heads, "intermediate_size": c.intermediate_size, "vocab_size": c.vocab_size,
-                "max_positions": c.max_position_embeddings, "parameters_run": used}
+                "max_positions": c.max_position_embeddings, "parameters": used}
 
 
 def load_bert(path: Path) -> LoadedBert:
@@ -131,6 +132,24 @@ def official_features(model: torch.nn.Module):
     return run
 
 
+def official_matrix(loaded: LoadedBert) -> Callable[[Sentence], np.ndarray]:
+    """``sentence -> [hidden, phones]`` by the original model and tokenizer, as the official ``get_phones_and_bert``
+    joins ``get_bert_feature`` (Chinese segments) and zeros (the others): what stored voices' transcripts get."""
+    run = official_features(loaded.model)
+
+    def matrix(sentence: Sentence) -> np.ndarray:
+        parts = []
+        for segment in sentence.segments:
+            if is_chinese(segment) and segment.word2ph is not None:
+                rows = run(dict(loaded.tokenizer(segment.norm_text, return_tensors="np")))["features"][0, 1:-1]
+                parts.append(np.repeat(rows[: len(segment.word2ph)], segment.word2ph, axis=0).T)
+            else:
+                parts.append(np.zeros((loaded.hidden_size, len(segment.phones)), np.float32))
+        return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+    return matrix
+
+
 def bert_graph(loaded: LoadedBert) -> GraphExport:
     hidden = loaded.hidden_size
     rng = torch.Generator().manual_seed(0)
@@ -171,6 +190,8 @@ class BertPart:
 
     graph: GraphExport
     original: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+    #: A sentence's whole BERT matrix by the original model (for the transcripts of stored voices).
+    matrix: Callable[[Sentence], np.ndarray]
     golden: list[GoldenItem]
     files: dict[str, bytes]
     runtime: dict
@@ -184,10 +205,11 @@ def plan_bert(path: Path, bert_dim: int) -> BertPart:
         raise TtsoptError(f"--bert {path}: the model gives {loaded.hidden_size}-wide features but the GPT takes "
                           f"{bert_dim}-wide ones: give chinese-roberta-wwm-ext-large (GPT_SoVITS/pretrained_models)")
     tokenizer = json.dumps(json.loads(loaded.tokenizer_json), ensure_ascii=False).encode()
-    return BertPart(graph=bert_graph(loaded), original=official_features(loaded.model), golden=golden_items(loaded),
+    return BertPart(graph=bert_graph(loaded), original=official_features(loaded.model), matrix=official_matrix(loaded),
+                    golden=golden_items(loaded),
                     files={TOKENIZER_FILE: tokenizer}, runtime={"graph": BERT_GRAPH, "tokenizer": TOKENIZER_FILE},
                     facts=loaded.facts())
 
 
 __all__ = ["BERT_ROLE", "BertFeatureGraph", "BertPart", "LoadedBert", "bert_graph", "golden_items", "load_bert",
-           "official_features", "plan_bert"]
+           "official_features", "official_matrix", "plan_bert"]
