@@ -207,3 +207,26 @@ def test_bad_voice_inputs_are_one_line_errors_and_write_nothing(hubert_package: 
     done = ttsopt("run", tts_package, "--reference", REF_G, "--reference-text", "Hi there.", "--reference-lang", "en",
                   "--phonemes", "h ao3 .", "-o", tmp_path / "x.wav")
     assert_one_line_error(done, "--hubert")
+
+
+def test_voice_is_made_and_spoken_without_torch(hubert_package: Path, tmp_path: Path) -> None:
+    from tests.test_runtime_without_torch import _run_without_torch
+
+    done = _run_without_torch(f"""
+import ttsopt.runtime, numpy as np
+from ttsopt.runtime.sampling import SamplingParams
+tts = ttsopt.runtime.load({str(hubert_package)!r})
+voice = ttsopt.runtime.Voice.from_recording(tts, {str(REF_G)!r}, {CHAIN_EN_PROMPT!r}, "en")
+voice = ttsopt.runtime.Voice.load(voice.save({str(tmp_path / 'v.voice')!r}), tts)
+audio, result = tts.speak("h ao3 .", voice=voice, params=SamplingParams(top_k=1, seed=0, max_new_tokens=10))
+assert 'torch' not in sys.modules and 'transformers' not in sys.modules and np.isfinite(audio).all()
+print('ok', voice.prompt_tokens.size)
+""")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok 110")
+
+
+def test_a_package_without_hubert_says_what_it_costs(tts_package: Path) -> None:
+    inspected = ttsopt("inspect", tts_package, check=True).stdout
+    assert "auxiliary models: none" in inspected
+    assert "note: no chinese-hubert-base (--hubert or --pretrained)" in " ".join(inspected.split())
