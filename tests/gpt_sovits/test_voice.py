@@ -133,6 +133,18 @@ def test_chain_en_greedy_tokens_are_the_official_ones(tts, chain) -> None:
     assert result.stop_reason == "eos" and result.steps == int(chain["gpt_idx"]) == 276
     np.testing.assert_array_equal(result.tokens, chain["sovits_codes"][0, 0])
     np.testing.assert_array_equal(np.concatenate((voice.prompt_tokens, result.tokens)), chain["gpt_y"])
+    # The official chain's SoVITS noise is torch's draw after the GPT's sampling (not recorded, and not reproduced by
+    # replaying those draws): the package's decode of the official codes is held to the original model, same noise.
+    from tests.conftest import ORACLE
+    from ttsopt.families.gpt_sovits.sovits_checkpoint import load_sovits_checkpoint
+    from ttsopt.families.gpt_sovits.spec import EagerSoVITS
+
+    noise = np.random.default_rng(0).standard_normal((1, tts.inter_channels, 2 * result.tokens.size), dtype=np.float32)
+    audio = tts.synthesize(result.tokens, ids, voice, noise_scale=0.5, noise=noise)
+    eager = EagerSoVITS(load_sovits_checkpoint(ORACLE / "sovits_tiny.pth").model)
+    want = eager({"tokens": chain["sovits_codes"][0], "phonemes": ids[None], "ge": voice.ge, "noise": noise,
+                  "noise_scale": np.array([0.5], np.float32)})
+    assert audio.size == chain["sovits_audio"].size and np.max(np.abs(audio - want)) < 1e-4
 
 
 def test_voice_file_round_trip_and_refusals(tts, tmp_path: Path) -> None:
@@ -230,3 +242,13 @@ def test_a_package_without_hubert_says_what_it_costs(tts_package: Path) -> None:
     inspected = ttsopt("inspect", tts_package, check=True).stdout
     assert "auxiliary models: none" in inspected
     assert "note: no chinese-hubert-base (--hubert or --pretrained)" in " ".join(inspected.split())
+
+
+def test_export_voice_with_a_transcript_needs_hubert_and_a_well_formed_entry(tmp_path: Path) -> None:
+    from tests.conftest import ORACLE
+
+    out = tmp_path / "pkg"
+    base = ("export", "--gpt", ORACLE / "gpt_tiny.ckpt", "--sovits", ORACLE / "sovits_tiny.pth")
+    assert_one_line_error(ttsopt(*base, "--voice", f"x={REF_G}|en|", "-o", out), "NAME=recording.wav|LANG|transcript")
+    assert_one_line_error(ttsopt(*base, "--voice", f"x={REF_G}|en|Hello there.", "-o", out), "--hubert", "--pretrained")
+    assert not out.exists()
