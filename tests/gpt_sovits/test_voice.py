@@ -81,10 +81,13 @@ def test_hubert_folder_loads_and_bad_folders_are_refused(tmp_path: Path) -> None
 
 def test_ssl_graph_matches_the_official_features_and_prompt_codes(tts, oracle_prompt) -> None:
     """HuBERT features within 1e-4 of the official ones; prompt codes exact except at near-ties (gap < 1e-3)."""
+    from ttsopt.families.gpt_sovits.verification import PROMPT_CODES_GATE
     from ttsopt.runtime.voice import prompt_tokens
 
     prompt, gaps = oracle_prompt
     assert tts.manifest.runtime["auxiliary"]["hubert"]["padding_samples"] == 9600
+    gates = {gate["name"]: gate for gate in tts.manifest.verification["gates"]}
+    assert gates[PROMPT_CODES_GATE]["value"] == 1.0 and gates[PROMPT_CODES_GATE]["passed"]  # checked at export
     for name in WAVS:
         features = tts.package.run("ssl", {"waveform": prompt[f"{name}__hubert_input"]})["ssl"]
         want = prompt[f"{name}__hubert_last_hidden_state"].transpose(0, 2, 1)
