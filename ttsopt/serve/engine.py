@@ -27,10 +27,9 @@ from ttsopt.serve.schemas import OPENAI_VOICES, SpeechRequest
 from ttsopt.serve.text import request_sentences
 
 log = logging.getLogger("ttsopt.serve")
-#: Requests admitted (running or waiting) per worker by default. Waiting costs a request its place in the queue
-#: and a few KB; a 429 costs the client a retry. At 2 (the old default), 8 concurrent clients on 2 workers got
-#: four 429s; at 8, a burst of 16 is queued and served in turn.
-ADMITTED_PER_WORKER = 8
+#: Requests admitted (running or waiting) per worker by default: with the default 8 workers (one batch of GPT
+#: decode rows), a burst of 16 is served or queued; the old defaults (2 workers, 4 admitted) refused half of 8.
+ADMITTED_PER_WORKER = 2
 #: Text is cut into pieces of at most max_tokens / 2 phonemes (speech runs at about 2 semantic tokens per phoneme),
 #: but never below this many.
 TOKENS_PER_PHONEME = 2
@@ -43,7 +42,7 @@ class ServeSettings:
     ``max_concurrent``: requests admitted at once, running or waiting (default :data:`ADMITTED_PER_WORKER` ×
     workers), beyond → 429."""
 
-    workers: int = 2
+    workers: int = 8
     max_concurrent: int | None = None
     max_input_chars: int = 4096
     max_tokens: int = 1500
@@ -94,6 +93,10 @@ class Engine:
         self.metrics = Metrics()
         self.metrics.in_flight.set_function(lambda: self.admission.active)
         self.default_voice = self._default_voice(settings.default_voice)
+        # Every request's GPT decode steps run batched on one thread (ttsopt.runtime.batching); each worker holds a
+        # request (its prefill, its SoVITS work, its pieces), so the batch holds at most one row per worker.
+        self.scheduler = tts.gpt.batch(min(settings.workers, tts.gpt.max_batch))
+        self.scheduler.on_step, self.scheduler.on_join = self.metrics.observe_step, self.metrics.queue_wait.observe
 
     def _default_voice(self, name: str | None) -> str:
         voices = sorted(self.tts.voices)
@@ -244,3 +247,4 @@ class Engine:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.front_end.shutdown(wait=False, cancel_futures=True)
+        self.scheduler.close()
