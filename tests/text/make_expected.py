@@ -62,9 +62,8 @@ def main(wheel: Path) -> None:
     package = types.ModuleType("TTS_infer_pack")  # its __init__ imports the models (einops, ...): skip it
     package.__path__ = [str(wheel / "GPT_SoVITS" / "TTS_infer_pack")]
     sys.modules["TTS_infer_pack"] = package
-    from TTS_infer_pack.TextPreprocessor import TextPreprocessor
-
     from text import symbols2
+    from TTS_infer_pack.TextPreprocessor import TextPreprocessor
 
     pre = TextPreprocessor(None, None, "cpu")
     sets = {name: json.loads((HERE / f"{file}.json").read_text(encoding="utf-8"))
