@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-v2-tiny"
+AUX = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"  # stand-in HuBERT, RoBERTa, g2pW (official layouts)
 SPEECH = ROOT / "examples" / "speech.wav"
 TTS_PROMPT_PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
 
@@ -98,7 +99,8 @@ def package(tmp_path_factory: pytest.TempPathFactory, universal: Path) -> Path:
 @pytest.fixture(scope="session")
 def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The official tiny GPT + SoVITS oracle exported once per session through the CLI (exports cost CPU), with a
-    voice whose prompt is the oracle's ("fox") and one without a prompt ("plain")."""
+    voice whose prompt is the oracle's ("fox") and one without a prompt ("plain"), and the stand-in g2pW of the
+    auxiliary oracle (official interface and tables, random weights; its tokenizer from the RoBERTa folder)."""
     import numpy as np
 
     gpt, sovits = ORACLE / "gpt_tiny.ckpt", ORACLE / "sovits_tiny.pth"
@@ -109,6 +111,7 @@ def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         np.save(work / "prompt.npy", data["prompt_semantic"][0])
     fox = ROOT / "ttsopt/assets/speech/fox_en-us.wav"
     out = work / "tts-cpu"
+    auxiliary = ["--g2pw", AUX / "G2PWModel", "--bert", AUX / "chinese-roberta-wwm-ext-large"] if AUX.is_dir() else []
     ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--voice", f"fox={fox}:{work / 'prompt.npy'}:{TTS_PROMPT_PHONEMES}",
-           "--voice", f"plain={fox}", "-o", out, check=True)
+           "--voice", f"plain={fox}", *auxiliary, "-o", out, check=True)
     return out

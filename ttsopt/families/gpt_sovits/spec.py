@@ -35,6 +35,7 @@ from ttsopt.compiler.folding import remove_weight_norm
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
+from ttsopt.families.gpt_sovits.g2pw_payload import g2pw_payload
 from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint
 from ttsopt.families.gpt_sovits.sovits_checkpoint import LoadedSoVITS, load_sovits_checkpoint
 from ttsopt.families.gpt_sovits.sovits_graphs import (
@@ -251,6 +252,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but the SoVITS model is {loaded.version} "
                           f"({loaded.config.symbol_version} table): give the GPT and SoVITS weights of one GPT-SoVITS version")
     config, original = loaded.config, loaded.model
+    g2pw_files, g2pw_entry = g2pw_payload(sources.auxiliary, config.symbol_version)  # checked before the long work
     # A second instance, not copy.deepcopy (parametrized modules share their generated class with copies).
     exported = SoVITSModel(config)
     exported.load_state_dict(original.state_dict())
@@ -296,6 +298,9 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
                    for name, v in sources.voices.items()},
         "token_rate_hz": 25, "generator_context_frames": generator_receptive_field(exported),
     }
+    if g2pw_entry is not None:  # v2 Mandarin polyphones (ttsopt.runtime.text.g2pw)
+        files |= g2pw_files
+        runtime["g2pw"] = g2pw_entry
     model_config = {"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
                     "symbol_version": config.symbol_version, "parameters": sum(p.numel() for p in original.parameters())}
     if sv is not None:
