@@ -102,3 +102,16 @@ def test_without_a_model_pypinyin_reads_and_says_so(caplog):
         phones, _ = zh.g2p_v2("他说银行.")
     assert phones[:4] == ["t", "a1", "sh", "uo1"]
     assert "g2pW is not available" in caplog.text
+
+
+def test_sentences_match_the_official_v2_g2p(g2pw: G2PW):
+    """100 sentences through the official ``chinese2`` (``g2pw_expected.json``, by ``make_g2pw_expected.py``):
+    polyphone words of the official override table, erhua, 一/不, third tones, repeated and long pieces."""
+    expected = json.loads((ROOT / "tests/text/g2pw_expected.json").read_text(encoding="utf-8"))
+    mismatches = []
+    for case in expected["cases"]:
+        phones, word2ph = zh.g2p_v2(case["norm_text"], g2pw)
+        got = (zh.normalize(case["text"]), " ".join(phones), word2ph)
+        if got != (case["norm_text"], case["phones"], case["word2ph"]):
+            mismatches.append((case, got))
+    assert len(expected["cases"]) == 100 and not mismatches, mismatches[:3]
