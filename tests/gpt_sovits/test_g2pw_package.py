@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import AUX, ORACLE, assert_one_line_error, ttsopt
 from ttsopt.errors import TtsoptError
-from ttsopt.families.gpt_sovits.g2pw_payload import tokenizer_file
+from ttsopt.families.gpt_sovits.g2pw_payload import g2pw_payload, tokenizer_file
 from ttsopt.package.manifest import read_manifest, sha256_file
 
 POLYPHONES = "他说明天要去银行。"
@@ -65,3 +66,20 @@ def test_tokenizer_found_beside_g2pw_in_a_checkout(tmp_path: Path):
     assert tokenizer_file(g2pw, None) == (roberta / "tokenizer.json").resolve()
     with pytest.raises(TtsoptError, match="has no tokenizer.json"):
         tokenizer_file(g2pw, tmp_path)  # an explicit --bert without the file is not silently replaced
+
+
+def test_payload_only_for_v2_tables_and_only_a_model_that_runs(tmp_path: Path, caplog):
+    if not AUX.is_dir():
+        pytest.skip(f"oracle not found under {AUX}")
+    auxiliary = {"g2pw": AUX / "G2PWModel", "bert": AUX / "chinese-roberta-wwm-ext-large"}
+    with caplog.at_level("WARNING", logger="ttsopt"):
+        assert g2pw_payload(auxiliary, "v1") == ({}, None)
+    assert "v1 models read Chinese with pypinyin" in caplog.text
+    files, entry = g2pw_payload(auxiliary, "v2")
+    assert files["g2pw/g2pW.onnx"] == AUX / "G2PWModel/g2pW.onnx" and entry["tokenizer"] == "g2pw/tokenizer.json"
+    broken = tmp_path / "G2PWModel"
+    shutil.copytree(AUX / "G2PWModel", broken)
+    (broken / "g2pW.onnx").chmod(0o644)
+    (broken / "g2pW.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(TtsoptError, match="does not run with the official g2pW inputs"):
+        g2pw_payload(auxiliary | {"g2pw": broken}, "v2")

@@ -8,6 +8,7 @@ needs nothing else. Files are copied, not read into memory (the real ``g2pW.onnx
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ttsopt.errors import TtsoptError
@@ -18,6 +19,8 @@ FOLDER = "g2pw"
 #: Where a checkout keeps the RoBERTa folder, seen from ``GPT_SoVITS/text/G2PWModel``.
 CHECKOUT_BERT = Path("..") / ".." / "pretrained_models" / "chinese-roberta-wwm-ext-large"
 PROBE = "他说明天要去银行。"
+
+log = logging.getLogger("ttsopt")
 
 
 def tokenizer_file(g2pw: Path, bert: Path | None) -> Path:
@@ -34,7 +37,11 @@ def g2pw_payload(auxiliary: dict[str, Path], symbol_version: str) -> tuple[dict[
     """(package file → source file, the manifest's ``runtime["g2pw"]``) for a v2-table model given a g2pW folder;
     nothing otherwise (v1 models read Chinese with pypinyin, as the official v1 front end does)."""
     folder = auxiliary.get(ROLE)
-    if folder is None or symbol_version != "v2":
+    if folder is None:
+        return {}, None
+    if symbol_version != "v2":
+        log.warning("g2pW is not copied: %s models read Chinese with pypinyin, as the official %s front end does",
+                    symbol_version, symbol_version)
         return {}, None
     tokenizer = tokenizer_file(folder, auxiliary.get(BERT_ROLE))
     model = G2PW(folder, tokenizer)  # checks the tables are there
