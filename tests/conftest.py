@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-v2-tiny"
-AUX = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"  # stand-in HuBERT, RoBERTa, g2pW (official layouts)
+AUX_ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
 SPEECH = ROOT / "examples" / "speech.wav"
 TTS_PROMPT_PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
 
@@ -111,13 +111,13 @@ def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         np.save(work / "prompt.npy", data["prompt_semantic"][0])
     fox = ROOT / "ttsopt/assets/speech/fox_en-us.wav"
     out = work / "tts-cpu"
-    auxiliary = ["--g2pw", AUX / "G2PWModel", "--bert", AUX / "chinese-roberta-wwm-ext-large"] if AUX.is_dir() else []
+    auxiliary = (["--g2pw", AUX_ORACLE / "G2PWModel", "--bert", AUX_ORACLE / "chinese-roberta-wwm-ext-large"]
+                 if AUX_ORACLE.is_dir() else [])
     ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--voice", f"fox={fox}:{work / 'prompt.npy'}:{TTS_PROMPT_PHONEMES}",
            "--voice", f"plain={fox}", *auxiliary, "-o", out, check=True)
     return out
 
 
-AUX_ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
 #: chain_en's reference transcript (oracle README §4), stored in the package as the voice "gee".
 CHAIN_EN_PROMPT = "Hello, this is a short test recording for the speech system"
 

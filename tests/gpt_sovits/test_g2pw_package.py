@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AUX, ORACLE, assert_one_line_error, ttsopt
+from tests.conftest import AUX_ORACLE as AUX
+from tests.conftest import ORACLE, assert_one_line_error, ttsopt
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.g2pw_payload import g2pw_payload, tokenizer_file
 from ttsopt.package.manifest import read_manifest, sha256_file
@@ -22,12 +23,14 @@ def test_package_carries_g2pw_and_its_tokenizer(tts_package: Path):
     if not AUX.is_dir():
         pytest.skip(f"oracle not found under {AUX}")
     manifest = read_manifest(tts_package)
-    entry = manifest.runtime["g2pw"]
+    entry = manifest.runtime["auxiliary"]["g2pw"]
     assert entry["labels"] == 1305 and Path(entry["source"]) == (AUX / "G2PWModel").resolve()
     sources = {"g2pw/g2pW.onnx": AUX / "G2PWModel/g2pW.onnx", "g2pw/POLYPHONIC_CHARS.txt": AUX / "G2PWModel/POLYPHONIC_CHARS.txt",
                "g2pw/tokenizer.json": AUX / "chinese-roberta-wwm-ext-large/tokenizer.json"}
     for name, source in sources.items():
         assert manifest.files[name] == sha256_file(source), name
+    inspected = ttsopt("inspect", tts_package, check=True).stdout
+    assert "g2pw (G2PWModel)" in inspected and "no G2PWModel" not in inspected
 
 
 def test_phonemize_and_run_read_polyphones_with_the_package_g2pw(tts_package: Path, tmp_path: Path):
@@ -73,9 +76,9 @@ def test_payload_only_for_v2_tables_and_only_a_model_that_runs(tmp_path: Path, c
         pytest.skip(f"oracle not found under {AUX}")
     auxiliary = {"g2pw": AUX / "G2PWModel", "bert": AUX / "chinese-roberta-wwm-ext-large"}
     with caplog.at_level("WARNING", logger="ttsopt"):
-        assert g2pw_payload(auxiliary, "v1") == ({}, None)
+        assert g2pw_payload(auxiliary, "v1") == ({}, None, None)
     assert "v1 models read Chinese with pypinyin" in caplog.text
-    files, entry = g2pw_payload(auxiliary, "v2")
+    files, entry, _ = g2pw_payload(auxiliary, "v2")
     assert files["g2pw/g2pW.onnx"] == AUX / "G2PWModel/g2pW.onnx" and entry["tokenizer"] == "g2pw/tokenizer.json"
     broken = tmp_path / "G2PWModel"
     shutil.copytree(AUX / "G2PWModel", broken)

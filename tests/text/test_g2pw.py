@@ -115,3 +115,11 @@ def test_sentences_match_the_official_v2_g2p(g2pw: G2PW):
         if got != (case["norm_text"], case["phones"], case["word2ph"]):
             mismatches.append((case, got))
     assert len(expected["cases"]) == 100 and not mismatches, mismatches[:3]
+
+
+def test_a_voice_transcript_is_read_with_the_package_g2pw(g2pw: G2PW):
+    """A voice's transcript (export or run time) is the GPT's prompt text: the same readings as the target text."""
+    from ttsopt.runtime.voice import transcript_phones
+
+    sentence = transcript_phones("他说明天要去银行", "zh", sorted(SYMBOLS), "v2", g2pw)
+    assert sentence.phones[:4] == ["t", "uo1", "t", "uo1"] and sentence.norm_text == "他说明天要去银行."

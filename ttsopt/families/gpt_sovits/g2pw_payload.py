@@ -33,16 +33,17 @@ def tokenizer_file(g2pw: Path, bert: Path | None) -> Path:
                       f"--bert GPT_SoVITS/pretrained_models/chinese-roberta-wwm-ext-large (or --pretrained CHECKOUT)")
 
 
-def g2pw_payload(auxiliary: dict[str, Path], symbol_version: str) -> tuple[dict[str, Path], dict | None]:
-    """(package file → source file, the manifest's ``runtime["g2pw"]``) for a v2-table model given a g2pW folder;
-    nothing otherwise (v1 models read Chinese with pypinyin, as the official v1 front end does)."""
+def g2pw_payload(auxiliary: dict[str, Path], symbol_version: str) -> tuple[dict[str, Path], dict | None, G2PW | None]:
+    """(package file → source file, the facts for ``runtime["auxiliary"]["g2pw"]``, the model to read the voices'
+    transcripts with) for a v2-table model given a g2pW folder; nothing otherwise (v1 models read Chinese with
+    pypinyin, as the official v1 front end does)."""
     folder = auxiliary.get(ROLE)
     if folder is None:
-        return {}, None
+        return {}, None, None
     if symbol_version != "v2":
         log.warning("g2pW is not copied: %s models read Chinese with pypinyin, as the official %s front end does",
                     symbol_version, symbol_version)
-        return {}, None
+        return {}, None, None
     tokenizer = tokenizer_file(folder, auxiliary.get(BERT_ROLE))
     model = G2PW(folder, tokenizer)  # checks the tables are there
     try:
@@ -54,9 +55,9 @@ def g2pw_payload(auxiliary: dict[str, Path], symbol_version: str) -> tuple[dict[
     files = {f"{FOLDER}/{name}": folder / name for name in MODEL_FILES[1:]}
     files[f"{FOLDER}/{MODEL_FILES[0]}"] = model.onnx_path  # g2pW.onnx or g2pw.onnx, stored as g2pW.onnx
     files[f"{FOLDER}/{TOKENIZER_FILE}"] = tokenizer
-    entry = {"folder": FOLDER, "tokenizer": f"{FOLDER}/{TOKENIZER_FILE}", "source": str(Path(folder).resolve()),
+    facts = {"folder": FOLDER, "tokenizer": f"{FOLDER}/{TOKENIZER_FILE}", "source": str(Path(folder).resolve()),
              "tokenizer_source": str(tokenizer), "labels": len(model.labels)}
-    return files, entry
+    return files, facts, model
 
 
 __all__ = ["g2pw_payload", "tokenizer_file"]

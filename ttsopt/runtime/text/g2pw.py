@@ -283,11 +283,12 @@ def _truncate(text: str, query: int, tokenized: Tokenized) -> tuple[str, int, li
 
 
 def package_g2pw(package: Path, runtime: dict) -> G2PW | None:
-    """The g2pW a package carries (``runtime["g2pw"]`` of its manifest), or None when it was exported without one."""
-    entry = runtime.get("g2pw")
-    if not entry:
+    """The g2pW a package carries (``runtime["auxiliary"]["g2pw"]`` of its manifest: its folder and tokenizer), or
+    None when it was exported without one."""
+    facts = (runtime.get("auxiliary") or {}).get("g2pw")
+    if not facts:
         return None
-    return G2PW(Path(package) / entry["folder"], Path(package) / entry["tokenizer"])
+    return G2PW(Path(package) / facts["folder"], Path(package) / facts["tokenizer"])
 
 
 def _pairs(path: Path) -> list[tuple[str, str]]:
