@@ -59,11 +59,16 @@ def model_config(path: Path) -> dict[str, bool]:
     """``use_mask`` / ``use_char_phoneme`` of the folder's ``config.py``, read as data (nothing there runs);
     the official defaults (True / False) where it does not set them."""
     found: dict[str, object] = {}
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+    try:
+        body = ast.parse(path.read_text(encoding="utf-8")).body
+    except (SyntaxError, UnicodeDecodeError) as error:
+        raise TtsoptError(f"{path} is not the g2pW config.py ({type(error).__name__}): give G2PWModel of your "
+                          f"GPT-SoVITS checkout") from None
+    for node in body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
                 found[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
+            except (ValueError, TypeError):
                 continue
     return {"use_mask": bool(found.get("use_mask", True)), "use_char_phoneme": bool(found.get("use_char_phoneme", False))}
 
@@ -150,28 +155,31 @@ class G2PW:
             self._masks[char] = mask
         return self._masks[char]
 
-    def __call__(self, sentences: list[str]) -> list[list[str | None]]:
+    def __call__(self, sentences: list[str]) -> list[list[str]]:
         from pypinyin import Style, pinyin
 
         from ttsopt.runtime.text.zh import to_simplified
 
-        results: list[list[str | None]] = []
+        results: list[list[str]] = []
         queries: list[tuple[int, int, str, int]] = []  # (sentence, char index, context text, index in context)
         for n, sentence in enumerate(sentences):
             traditional = self._s2tw.convert(sentence)
             if len(traditional) != len(sentence):  # the official code asserts this never happens
                 traditional = sentence
-            fallback = pinyin(to_simplified(traditional), neutral_tone_with_five=True, style=Style.TONE3)
-            result: list[str | None] = []
+            items = pinyin(to_simplified(traditional), neutral_tone_with_five=True, style=Style.TONE3)
+            # pypinyin's reading per character (a run of several non-hanzi would be one item, where the official
+            # code fails: normalised text has none); kept for a polyphone whose label has no pinyin
+            fallback = [items[i][0] if i < len(items) else char for i, char in enumerate(traditional)]
+            result: list[str] = []
             poly: list[int] = []
             for i, char in enumerate(traditional):
                 if char in self.polyphonic:
                     poly.append(i)
-                    result.append(fallback[i][0])  # replaced below; kept if the model's label has no pinyin
+                    result.append(fallback[i])
                 elif char in self.monophonic:
-                    result.append(self.pinyin(self.monophonic[char]))
+                    result.append(self.pinyin(self.monophonic[char]) or fallback[i])
                 else:
-                    result.append(fallback[i][0])
+                    result.append(fallback[i])
             if poly:
                 left, right = max(0, poly[0] - CONTEXT_CHARS), min(len(traditional), poly[-1] + CONTEXT_CHARS + 1)
                 queries += [(n, i, traditional[left:right], i - left) for i in poly]
