@@ -65,6 +65,10 @@ class GPTSoVITS(Family):
         return feeds
 
     def golden_checks(self, package, report) -> None:
+        if package.manifest.model_config.get("version") == "v4":
+            from ttsopt.families.gpt_sovits.v4.verification import check_v4_chain
+
+            check_v4_chain(package, report)
         if SPEAKER_VERIFICATION in package.manifest.graphs:
             from ttsopt.families.gpt_sovits.verification import check_speaker_verification
 
