@@ -182,6 +182,16 @@ def test_phonemize_json_reports_segments_and_bert_phones(tts_bert_package: Path)
     assert "bert    21 of 30 phones" in text
 
 
+def test_a_package_without_bert_says_chinese_gets_zeros(hubert_package: Path, tmp_path: Path):
+    for lang, text in (("zh", "你好，世界。今天天气很好。"), ("en", "Hello, world. This is a test.")):
+        done = ttsopt("run", hubert_package, "--text", text, "--lang", lang, "--voice", "gee", "--seed", "1",
+                      "--max-tokens", "20", "-o", tmp_path / f"{lang}.wav")
+        assert done.returncode == 0, done.stderr
+        assert ("zero BERT features" in done.stderr) == (lang == "zh")
+    report = json.loads(ttsopt("phonemize", hubert_package, "--text", "你好，世界。", "--lang", "zh", "--json").stdout)
+    assert report["bert"] is False and report["sentences"][0]["bert_phones"] == 0
+
+
 def test_bad_bert_folder_is_one_line(tmp_path: Path):
     from tests.conftest import ORACLE
 
