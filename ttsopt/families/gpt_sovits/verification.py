@@ -49,7 +49,7 @@ def check_prompt_codes(package: Package, report: VerifyReport) -> None:
 def check_gpt(package: Package, report: VerifyReport) -> None:
     """The original model's greedy run, replayed teacher-forced through the package (logits, greedy choices),
     then generated free-running and spoken with the stored noise (the whole chain against the original's audio)."""
-    tts = TextToSpeech(package)
+    tts = TextToSpeech(package) if package.manifest.model_config.get("version") != "v4" else _v4_tts(package)
     with np.load(package.path / package.manifest.runtime["gpt"]["reference"]) as data:
         ref = {key: data[key] for key in data.files}
     params = _reference_params(package.manifest)
@@ -83,6 +83,12 @@ def check_gpt(package: Package, report: VerifyReport) -> None:
     ]
     if "chain_snr_db_min" in gates:  # exact precisions only: one flipped greedy choice changes all later speech
         report.gates.append(Gate("whole chain SNR dB (GPT tokens → speech)", chain_row["snr_db"], gates["chain_snr_db_min"], "min"))
+
+
+def _v4_tts(package: Package) -> TextToSpeech:
+    from ttsopt.runtime.tts_v4 import V4TextToSpeech
+
+    return V4TextToSpeech(package)
 
 
 def _reference_params(manifest) -> SamplingParams:
