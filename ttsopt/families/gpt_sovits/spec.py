@@ -54,6 +54,7 @@ from ttsopt.families.gpt_sovits.sovits_graphs import (
 from ttsopt.families.gpt_sovits.sovits_model import SoVITSConfig, SoVITSModel
 from ttsopt.families.gpt_sovits.sv_checkpoint import LoadedSV, load_sv_checkpoint
 from ttsopt.families.gpt_sovits.sv_model import ERes2NetV2, fold_batch_norm
+from ttsopt.families.gpt_sovits.v4.checkpoint import is_cfm_sovits
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
 from ttsopt.runtime.arrays import read_int_array
 from ttsopt.runtime.phonemes import PhonemeTable
@@ -262,6 +263,10 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     """Load the SoVITS (and GPT) checkpoints and describe the export; ``speech(rate)`` gives the verification recordings."""
     if ROLE not in sources.checkpoints:
         raise TtsoptError("a GPT-SoVITS package needs the SoVITS weights: give --sovits s2.pth")
+    if is_cfm_sovits(sources.checkpoints[ROLE]):  # v3/v4: CFM + vocoder, another model (v4/spec.py)
+        from ttsopt.families.gpt_sovits.v4 import spec as v4_spec
+
+        return v4_spec.plan(sources, speech)
     if sources.config is not None:
         raise TtsoptError("--config is for HiFi-GAN checkpoints; GPT-SoVITS checkpoints embed their config")
     loaded = load_sovits_checkpoint(sources.checkpoints[ROLE])
