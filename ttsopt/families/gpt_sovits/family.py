@@ -74,6 +74,10 @@ class GPTSoVITS(Family):
             from ttsopt.families.gpt_sovits.verification import check_speaker_verification
 
             check_speaker_verification(package, report)
+        if "ssl" in package.manifest.graphs:
+            from ttsopt.families.gpt_sovits.verification import check_prompt_codes
+
+            check_prompt_codes(package, report)
         if package.manifest.task == "tts":
             from ttsopt.families.gpt_sovits.verification import check_gpt
 
