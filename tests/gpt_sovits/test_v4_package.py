@@ -124,6 +124,9 @@ def test_run_speaks_48khz(package, tmp_path):
            "--steps", "4", "-o", out, check=True)
     audio, rate = soundfile.read(out)
     assert rate == 48000 and audio.size == 20 * 1920 and 0 < np.max(np.abs(audio)) <= 1
+    ttsopt("run", package, "--text", "Hello, world.", "--lang", "en", "--voice", "a", "--seed", "0", "--max-tokens", "10",
+           "--steps", "4", "-o", out, check=True)  # two sentences, each 10 tokens, 0.3 s pause after each
+    assert soundfile.info(str(out)).frames == 2 * (10 * 1920 + int(0.3 * 48000))
     assert_one_line_error(ttsopt("run", package, "--phonemes", "n i2 .", "--voice", "a", "--steps", "5", "-o", out),
                           "5 sampling steps are not offered")
     assert_one_line_error(ttsopt("run", package, "--phonemes", "n i2 .", "--reference", tmp_path / "x.wav", "-o", out),

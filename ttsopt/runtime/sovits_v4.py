@@ -94,7 +94,8 @@ class V4Synthesizer(Synthesizer):
                 raise TtsoptError(f"say which voice: --voice NAME (package voices: {known})")
             voice = next(iter(self.voices))
         if not isinstance(voice, str):
-            raise TtsoptError("a v4 voice is a stored voice's name or a V4Voice (make_voice): a bare ge is not enough")
+            raise TtsoptError("a v4 voice is a voice stored at export (--voice NAME) or a V4Voice (make_voice); .voice files "
+                              "and bare embeddings are for v1/v2 packages: pass --voice NAME")
         return self.voice(voice)
 
     def _ge(self, voice):  # TextToSpeech checks the voice early through this
