@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from tests.conftest import AUX_ORACLE, assert_one_line_error, ttsopt
 from tests.conftest import ORACLE as V2_ORACLE
-from tests.conftest import assert_one_line_error, ttsopt
 from ttsopt.runtime import cfm, load
 from ttsopt.runtime.tts_v4 import V4TextToSpeech
 
@@ -59,7 +59,8 @@ def package(tmp_path_factory, oracle) -> Path:
         np.save(root / f"{name}.npy", oracle[codes])
         voices += ["--voice", f"{name}={root / name}.wav:{root / name}.npy:{_phonemes(oracle['phones_prompt'])}"]
     out = root / "pkg"
-    ttsopt("export", "--gpt", GPT, "--sovits", LORA, "--sovits-base", BASE, "--vocoder", VOCODER, *voices, "-o", out,
+    g2pw = ["--g2pw", AUX_ORACLE / "G2PWModel", "--bert", AUX_ORACLE / "chinese-roberta-wwm-ext-large"] if AUX_ORACLE.is_dir() else []
+    ttsopt("export", "--gpt", GPT, "--sovits", LORA, "--sovits-base", BASE, "--vocoder", VOCODER, *voices, *g2pw, "-o", out,
            check=True)
     return out
 
@@ -132,6 +133,18 @@ def test_run_speaks_48khz(package, tmp_path):
     assert_one_line_error(ttsopt("run", package, "--phonemes", "n i2 .", "--reference", tmp_path / "x.wav", "-o", out),
                           "a v4 model continues its reference's speech")
     assert_one_line_error(ttsopt("bench", package), "ttsopt bench is not available for GPT-SoVITS v4 packages yet")
+
+
+def test_text_is_read_with_the_package_g2pw(package, tmp_path):
+    """v4 speaks Chinese with v2's front end: the package carries g2pW, and --text reads polyphones with it."""
+    if not AUX_ORACLE.is_dir():
+        pytest.skip(f"oracle not found under {AUX_ORACLE}")
+    done = ttsopt("phonemize", package, "--text", "他说明天要去银行。", "--lang", "zh", "--json", check=True)
+    report = json.loads(done.stdout)
+    assert report["g2pw"] is True and report["sentences"][0]["phones"].startswith("t uo1 t uo1")  # the stand-in's reading
+    done = ttsopt("run", package, "--text", "他说明天要去银行。", "--lang", "zh", "--voice", "a", "--seed", "0",
+                  "--max-tokens", "20", "--steps", "4", "-o", tmp_path / "zh.wav", check=True)
+    assert "g2pW is not available" not in done.stderr and soundfile.info(tmp_path / "zh.wav").samplerate == 48000
 
 
 def test_export_errors_are_one_line(tmp_path):

@@ -7,7 +7,6 @@ into place.  A package that fails its target's gates is not written.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -46,10 +45,10 @@ def export_package(family: Family, sources: ExportSources, target: str, out: Pat
 
     with PackageWriter(out) as writer:
         for name, payload in plan.files.items():
-            writer.path(name).parent.mkdir(parents=True, exist_ok=True)
             if isinstance(payload, Path):
-                shutil.copyfile(payload, writer.path(name))
+                writer.copy_in(payload, name)
             else:
+                writer.path(name).parent.mkdir(parents=True, exist_ok=True)
                 writer.path(name).write_bytes(payload)
         step("running the original model on the verification set")
         write_golden(writer.path(GOLDEN_FILE), ((item.name, item.inputs, plan.original[item.graph](item.inputs))

@@ -29,7 +29,7 @@ class V4TextToSpeech(V4Synthesizer, TextToSpeech):
         V4Synthesizer.__init__(self, package)
         self.gpt = GPT(package)
         self.token_rate = int(self.settings["token_rate_hz"])
-        self.g2pw = package_g2pw(package.path, self.settings)  # as TextToSpeech (a v4 export carries none yet)
+        self.g2pw = package_g2pw(package.path, self.settings)  # as TextToSpeech.__init__ (not called) sets it
 
     def speak(self, phonemes: str | np.ndarray | None = None, voice: str | None = None, bert: np.ndarray | None = None,
               params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,

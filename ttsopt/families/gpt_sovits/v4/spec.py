@@ -30,6 +30,7 @@ from ttsopt.compiler.checkpoint import checkpoint_head
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
+from ttsopt.families.gpt_sovits.g2pw_payload import g2pw_payload
 from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint
 from ttsopt.families.gpt_sovits.v4.checkpoint import BASE_HINT, VOCODER_HINT, LoadedV4, load_v4_sovits, load_vocoder
 from ttsopt.families.gpt_sovits.v4.graphs import StepGraph, graph_modules, graphs
@@ -160,6 +161,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     if gpt is not None and gpt.config.symbol_version != "v2":
         raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but v4 SoVITS models use v2: "
                           f"give the GPT trained for v4 (s1v3.ckpt or your own)")
+    g2pw_files, g2pw_facts, _ = g2pw_payload(sources.auxiliary, "v2")  # v4 reads Chinese as v2 does
     model, sizes, text = loaded.model, loaded.sizes, loaded.sizes.text
     exported = graphs(model, vocoder)
     modules = graph_modules(model, vocoder)
@@ -205,11 +207,11 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     reference = {f"chain/{k}": v for k, v in chain.items()} | {"chain/audio": eager(chain)}
 
     files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz(_voices(sources, eager, table, text.codebook_size)),
-             REFERENCE_FILE: _npz(reference)}
+             REFERENCE_FILE: _npz(reference), **g2pw_files}
     runtime = {
         "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE, "v4_reference": REFERENCE_FILE,
         "voices": {name: {"source": str(v.recording.resolve()), "prompt": True} for name, v in sources.voices.items()},
-        "token_rate_hz": 25, "vocoder_context_frames": receptive_field(vocoder),
+        "token_rate_hz": 25, "vocoder_context_frames": receptive_field(vocoder), "auxiliary": {"g2pw": g2pw_facts},
         "cfm": {"steps": cfm.DEFAULT_STEPS, "step_choices": list(cfm.STEP_CHOICES), "t_ref": cfm.T_REF, "t_chunk": cfm.T_CHUNK,
                 "cfg_rate": 0.0},
     }
