@@ -20,11 +20,12 @@ from ttsopt.errors import TtsoptError
 from ttsopt.runtime.sampling import Cancelled, SamplingParams
 from ttsopt.runtime.sovits import check_synthesis
 from ttsopt.runtime.streaming import StreamSettings
+from ttsopt.runtime.text import Sentence
 from ttsopt.runtime.tts import SENTENCE_PAUSE_S
 from ttsopt.serve.limits import Admission, AudioCache
 from ttsopt.serve.metrics import Metrics
 from ttsopt.serve.schemas import OPENAI_VOICES, SpeechRequest
-from ttsopt.serve.text import request_sentences
+from ttsopt.serve.text import request_sentences, sentences_key
 
 log = logging.getLogger("ttsopt.serve")
 #: Requests admitted (running or waiting) per worker by default: with the default 8 workers (one batch of GPT
@@ -68,7 +69,7 @@ class Job:
     """A checked request: everything synthesis needs, and the cache key (None: not cached)."""
 
     #: Phonemes of each sentence, synthesised in order with the sentence pause between them.
-    sentences: tuple[str, ...]
+    sentences: tuple[str | Sentence, ...]  # the front end's sentences, or one phoneme string
     voice: str
     params: SamplingParams
     noise_scale: float
@@ -159,7 +160,7 @@ class Engine:
         check_synthesis(request.speed, request.noise_scale)
         key = None
         if self.cache is not None and seed is not None:
-            key = (sentences, voice, params, request.noise_scale, request.speed, streamed)
+            key = (sentences_key(sentences), voice, params, request.noise_scale, request.speed, streamed)
         return Job(sentences, voice, params, request.noise_scale, request.speed, streamed, request.resolved_format(), key, started)
 
     async def audio(self, job: Job) -> AsyncIterator[np.ndarray]:
@@ -194,13 +195,13 @@ class Engine:
                     raise Cancelled("the client went away before synthesis started")
                 pause = np.zeros(int(SENTENCE_PAUSE_S * self.tts.sample_rate), np.float32)
                 whole = []
-                for index, phonemes in enumerate(job.sentences):
+                for index, sentence in enumerate(job.sentences):
                     if index and job.streamed:
                         send(("piece", pause))
                     elif index:
                         whole.append(pause)
                     if job.streamed:
-                        speech = self.tts.stream(phonemes, job.voice, params=job.params, noise_scale=job.noise_scale,
+                        speech = self.tts.stream(sentence, job.voice, params=job.params, noise_scale=job.noise_scale,
                                                  speed=job.speed, settings=self.settings.stream, stop=stop)
                         for piece in speech:
                             send(("piece", piece))
@@ -208,7 +209,7 @@ class Engine:
                                 speech.close()
                                 raise Cancelled("stopped between pieces")
                     else:
-                        audio, _ = self.tts.speak(phonemes, job.voice, params=job.params, noise_scale=job.noise_scale,
+                        audio, _ = self.tts.speak(sentence, job.voice, params=job.params, noise_scale=job.noise_scale,
                                                   speed=job.speed, stop=stop)
                         whole.append(audio)
                 if whole:
