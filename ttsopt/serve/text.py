@@ -61,7 +61,7 @@ def _fit(text: str, lang: str, tts, room: int, depth: int = 0) -> list[list[str]
     return _fit(stripped[:cut], lang, tts, room, depth + 1) + _fit(stripped[cut:], lang, tts, room, depth + 1)
 
 
-def request_sentences(text: str, lang: str, tts, room: int, piece: int) -> tuple[str, ...]:
+def request_sentences(text: str, lang: str, tts, room: int, piece: int, cut: str = "cut5") -> tuple[str, ...]:
     """The phonemes of each piece of ``text`` for package ``tts``: phonemes as given (one utterance of at most
     ``room``), text cut into pieces of at most ``piece`` phonemes (a TtsoptError says how to fix the request;
     :class:`FrontEndUnavailable`, how to fix the server)."""
@@ -72,7 +72,7 @@ def request_sentences(text: str, lang: str, tts, room: int, piece: int) -> tuple
             raise TtsoptError(f"{ids.size} phonemes; with this voice one request of phonemes takes at most {room}: "
                               "split them into sentences")
         return (phonemes,)
-    sentences = _front_end(lambda: tts.phonemize(text, lang), lang)
+    sentences = _front_end(lambda: tts.phonemize(text, lang, cut), lang)
     pieces: list[list[str]] = []
     for sentence in sentences:
         if len(sentence.phones) <= piece:
