@@ -52,6 +52,7 @@ from ttsopt.errors import TtsoptError
 from ttsopt.runtime.prompt import SSL, Recording, hubert_input, load_16k, padding_samples, read_audio, to_mono
 
 if TYPE_CHECKING:
+    from ttsopt.runtime.text.g2pw import G2PW
     from ttsopt.runtime.tts import TextToSpeech
 
 FORMAT = "ttsopt-voice"
@@ -113,7 +114,7 @@ class Voice:
                               "(export it with --gpt s1.ckpt)")
         if SSL not in tts.manifest.graphs:
             raise TtsoptError(HUBERT_HINT)
-        sentence = transcript_phones(text, lang, tts.phonemes.symbols, tts.phonemes.version)
+        sentence = transcript_phones(text, lang, tts.phonemes.symbols, tts.phonemes.version, tts.g2pw)
         audio16k = load_16k(recording)  # the 3-10 s bound, before any graph runs
         codes = prompt_tokens(tts, audio16k.wav16k)
         inputs = tts.reference_inputs(reference_at_model_rate(recording, tts.sample_rate))
@@ -217,15 +218,16 @@ class Voice:
                 "sv": self.sv is not None}
 
 
-def transcript_phones(text: str, lang: str, symbols: list[str], version: str):
+def transcript_phones(text: str, lang: str, symbols: list[str], version: str, g2pw: G2PW | None = None):
     """The transcript as the official code reads a prompt text: the closing-mark rule, then one sentence of the
-    text front end (:class:`~ttsopt.runtime.text.Sentence`); refused when empty or when nothing is readable."""
+    text front end (:class:`~ttsopt.runtime.text.Sentence`; ``g2pw``: the package's, for Chinese polyphones);
+    refused when empty or when nothing is readable."""
     from ttsopt.runtime.text import PUNCTUATION_PHONES, check_language, sentence_phones
 
     if not isinstance(text, str):
         raise TtsoptError("the transcript must be text")
     check_language(lang, version)
-    sentence = sentence_phones(prompt_text(text, lang), lang, version, set(symbols))
+    sentence = sentence_phones(prompt_text(text, lang), lang, version, set(symbols), g2pw)
     if not set(sentence.phones) - PUNCTUATION_PHONES:
         raise TtsoptError(f"nothing in the transcript {text!r} can be read as {lang!r}: check the language, or write the words out")
     return sentence
