@@ -53,7 +53,7 @@ def test_first_audio_metric_includes_the_text_front_end(edge_server: str):
     before_sum, before_count = metric(edge_server, "ttsopt_first_audio_seconds_sum"), metric(edge_server, "ttsopt_first_audio_seconds_count")
     start = time.perf_counter()
     with httpx.stream("POST", f"{edge_server}/v1/audio/speech", timeout=120,
-                      json={"input": HANZI[:60], "lang": "zh", "response_format": "pcm", "max_tokens": 20, "seed": 1}) as response:
+                      json={"input": HANZI[:60], "lang": "zh", "voice": "fox", "response_format": "pcm", "max_tokens": 20, "seed": 1}) as response:
         assert response.status_code == 200, response.read()
         chunks = response.iter_bytes()
         next(chunks)

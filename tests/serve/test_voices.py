@@ -144,6 +144,7 @@ def test_api_v2_tts(store: tuple[str, Path, Path]):
         ({"ref_audio_path": "../" * 8 + "etc/passwd"}, 403, "outside the reference folder"),
         ({"ref_audio_path": "/etc/passwd"}, 403, "outside the reference folder"),
         ({"ref_audio_path": "missing.wav"}, 404, "not a file"),
+        ({"ref_audio_path": "b\x00.wav"}, 400, "not a usable path"),
         ({"text": ""}, 400, "text is required"),
         ({"text_lang": "xx"}, 400, "unsupported language"),
         ({"media_type": "aac"}, 400, "use one of wav, raw, ogg"),

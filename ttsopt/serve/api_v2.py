@@ -71,7 +71,10 @@ def _inside(root: Path, given: str) -> Path:
     """``given`` (relative to ``root``, or absolute) resolved, symlinks included, and refused unless it is a file
     inside ``root``: nothing outside is ever opened."""
     base = root.resolve()
-    target = (base / given).resolve()
+    try:
+        target = (base / given).resolve()
+    except (ValueError, OSError) as exc:  # a NUL byte, a loop of links
+        raise TtsoptError(f"ref_audio_path {given[:200]!r} is not a usable path ({exc})") from None
     if not target.is_relative_to(base):
         raise PermissionError(f"ref_audio_path {given[:200]!r} is outside the reference folder of this server")
     if not target.is_file():
@@ -132,6 +135,8 @@ def add_api_v2(app: FastAPI, engine: Engine, respond: Callable[[Job, bool], Awai
             return _message(403, str(exc))
         except FileNotFoundError as exc:
             return _message(404, str(exc))
+        except OSError as exc:
+            return _message(400, f"ref_audio_path {req.ref_audio_path[:200]!r} cannot be read: {exc.strerror or exc}")
         except FrontEndUnavailable as exc:
             return _message(503, str(exc))
         except TtsoptError as exc:

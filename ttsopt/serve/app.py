@@ -104,12 +104,17 @@ def create_app(engine: Engine) -> FastAPI:
             form = await request.form(max_files=1, max_fields=8)
         except AssertionError:  # starlette: python-multipart is missing
             return error(500, "this server cannot read uploads: pip install 'ttsopt[serve]'", kind="server_error")
-        name, transcript, lang = (str(form.get(key) or "").strip() for key in ("name", "transcript", "language"))
-        upload = form.get("recording")
-        if not name or not transcript or not lang or upload is None or isinstance(upload, str):
-            return error(400, "send multipart/form-data with recording (an audio file), transcript, language and name")
-        engine.store.check_name(name)  # before the work
-        voice = await engine.make_voice(await upload.read(), transcript, lang, name=upload.filename or "the recording")
+        try:
+            name, transcript, lang = (str(form.get(key) or "").strip() for key in ("name", "transcript", "language"))
+            upload = form.get("recording")
+            if not name or not transcript or not lang or upload is None or isinstance(upload, str):
+                return error(400, "send multipart/form-data with recording (an audio file), transcript, language and name")
+            engine.store.check_name(name)  # before the work
+            data = await upload.read()
+        finally:
+            await form.close()  # a large upload spooled to a temporary file: gone now, whatever happens next
+        voice = await engine.make_voice(data, transcript, lang, name=upload.filename or "the recording")
+        del data  # the recording is not kept
         await asyncio.get_running_loop().run_in_executor(engine.voice_maker, engine.store.add, name, voice)
         return JSONResponse({"id": name, "name": name, "prompt": True, "stored": True, "text": voice.text, "lang": voice.lang,
                              "seconds": voice.seconds, "phones": list(voice.phones), "prompt_tokens": int(voice.prompt_tokens.size)},
