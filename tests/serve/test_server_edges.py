@@ -166,6 +166,7 @@ def test_ports_are_honest(tts_package: Path):
     """--port 70000 refused; a port in use refused before the serving line. (--port 0 and the real port in the serving
     line: every ``running_server`` reads its URL from there.)"""
     assert_one_line_error(ttsopt("serve", tts_package, "--port", "70000"), "--port 70000", "1..65535")
+    assert_one_line_error(ttsopt("serve", tts_package, "--port", "0", "--ray"), "--port 0", "--ray")
     with running_server(tts_package, "--lang", "phonemes") as url:
         taken = url.rsplit(":", 1)[1]
         done = ttsopt("serve", tts_package, "--port", taken, "--lang", "phonemes")

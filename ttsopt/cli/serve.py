@@ -64,6 +64,8 @@ def serve(
         raise TtsoptError("--replicas and --address apply to --ray: add --ray")
     if not 0 <= port <= 65535:
         raise TtsoptError(f"--port {port} is not a TCP port: use 1..65535 (or 0 for any free one)")
+    if ray and port == 0:
+        raise TtsoptError("--port 0 is not available with --ray (Ray Serve's proxy binds the port itself): name a port")
     listening = None if ray else listen(host, port)  # before the package loads: a port in use is said at once
     share_thread_pool()
     tts = load(package)
