@@ -22,12 +22,13 @@ from ttsopt.errors import TtsoptError
 from ttsopt.runtime.sampling import Cancelled, SamplingParams
 from ttsopt.runtime.sovits import check_synthesis
 from ttsopt.runtime.streaming import StreamSettings
+from ttsopt.runtime.text import Sentence
 from ttsopt.runtime.tts import SENTENCE_PAUSE_S
 from ttsopt.runtime.voice import Voice
 from ttsopt.serve.limits import Admission, AudioCache
 from ttsopt.serve.metrics import Metrics
 from ttsopt.serve.schemas import OPENAI_VOICES, SpeechRequest
-from ttsopt.serve.text import request_sentences
+from ttsopt.serve.text import request_sentences, sentences_key
 from ttsopt.serve.voices import VoiceStore
 
 log = logging.getLogger("ttsopt.serve")
@@ -89,7 +90,7 @@ class Job:
     """A checked request: everything synthesis needs, and the cache key (None: not cached)."""
 
     #: Phonemes of each sentence, synthesised in order with the sentence pause between them.
-    sentences: tuple[str, ...]
+    sentences: tuple[str | Sentence, ...]  # the front end's sentences, or one phoneme string
     #: A package voice's name, a :class:`Voice` (stored or made from a recording), or a recording's ``ge`` (reference-free).
     voice: str | Voice | np.ndarray
     params: SamplingParams
@@ -202,7 +203,7 @@ class Engine:
         check_synthesis(request.speed, request.noise_scale)
         key = None
         if self.cache is not None and seed is not None:
-            key = (sentences, voice_key, params, request.noise_scale, request.speed, request.fragment_interval, streamed)
+            key = (sentences_key(sentences), voice_key, params, request.noise_scale, request.speed, request.fragment_interval, streamed)
         return Job(sentences, voice, params, request.noise_scale, request.speed, streamed, request.resolved_format(), key, started,
                    request.fragment_interval)
 
@@ -238,13 +239,13 @@ class Engine:
                     raise Cancelled("the client went away before synthesis started")
                 pause = np.zeros(int(job.pause * self.tts.sample_rate), np.float32)
                 whole = []
-                for index, phonemes in enumerate(job.sentences):
+                for index, sentence in enumerate(job.sentences):
                     if index and job.streamed and pause.size:
                         send(("piece", pause))
                     elif index:
                         whole.append(pause)
                     if job.streamed:
-                        speech = self.tts.stream(phonemes, job.voice, params=job.params, noise_scale=job.noise_scale,
+                        speech = self.tts.stream(sentence, job.voice, params=job.params, noise_scale=job.noise_scale,
                                                  speed=job.speed, settings=self.settings.stream, stop=stop)
                         for piece in speech:
                             send(("piece", piece))
@@ -252,7 +253,7 @@ class Engine:
                                 speech.close()
                                 raise Cancelled("stopped between pieces")
                     else:
-                        audio, _ = self.tts.speak(phonemes, job.voice, params=job.params, noise_scale=job.noise_scale,
+                        audio, _ = self.tts.speak(sentence, job.voice, params=job.params, noise_scale=job.noise_scale,
                                                   speed=job.speed, stop=stop)
                         whole.append(audio)
                 if whole:
