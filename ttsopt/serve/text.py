@@ -64,10 +64,11 @@ def _fit(text: str, lang: str, tts, room: int, depth: int = 0) -> list[Sentence]
     return _fit(stripped[:cut], lang, tts, room, depth + 1) + _fit(stripped[cut:], lang, tts, room, depth + 1)
 
 
-def request_sentences(text: str, lang: str, tts, room: int, piece: int) -> tuple[str | Sentence, ...]:
+def request_sentences(text: str, lang: str, tts, room: int, piece: int, cut: str = "cut5") -> tuple[str | Sentence, ...]:
     """Each piece of ``text`` for package ``tts``: phonemes as given (one utterance of at most ``room``), or the front
-    end's sentences (their phones, and the text their BERT features are made of) cut into pieces of at most ``piece``
-    phonemes (a TtsoptError says how to fix the request; :class:`FrontEndUnavailable`, how to fix the server)."""
+    end's sentences (cut by ``cut``, the official cut methods; their phones, and the text their BERT features are made
+    of) cut into pieces of at most ``piece`` phonemes (a TtsoptError says how to fix the request;
+    :class:`FrontEndUnavailable`, how to fix the server)."""
     if lang == PHONEMES:
         phonemes = " ".join(text.split())
         ids = tts.phoneme_ids(phonemes)
@@ -75,7 +76,7 @@ def request_sentences(text: str, lang: str, tts, room: int, piece: int) -> tuple
             raise TtsoptError(f"{ids.size} phonemes; with this voice one request of phonemes takes at most {room}: "
                               "split them into sentences")
         return (phonemes,)
-    sentences = _front_end(lambda: tts.phonemize(text, lang), lang)
+    sentences = _front_end(lambda: tts.phonemize(text, lang, cut), lang)
     pieces: list[Sentence] = []
     for sentence in sentences:
         if len(sentence.phones) <= piece:
