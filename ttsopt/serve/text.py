@@ -50,7 +50,7 @@ def _fit(text: str, lang: str, tts, room: int, depth: int = 0) -> list[Sentence]
     its BERT features are made of)."""
     from ttsopt.runtime.text import sentence_phones
 
-    sentence = sentence_phones(text, lang, tts.phonemes.version, set(tts.phonemes.symbols))
+    sentence = sentence_phones(text, lang, tts.phonemes.version, set(tts.phonemes.symbols), getattr(tts, "g2pw", None))
     phones = sentence.phones
     if len(phones) <= room:
         return [sentence] if phones else []
