@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-v2-tiny"
+AUX_ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
 SPEECH = ROOT / "examples" / "speech.wav"
 TTS_PROMPT_PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
 
@@ -98,7 +99,8 @@ def package(tmp_path_factory: pytest.TempPathFactory, universal: Path) -> Path:
 @pytest.fixture(scope="session")
 def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The official tiny GPT + SoVITS oracle exported once per session through the CLI (exports cost CPU), with a
-    voice whose prompt is the oracle's ("fox") and one without a prompt ("plain")."""
+    voice whose prompt is the oracle's ("fox") and one without a prompt ("plain"), and the stand-in g2pW of the
+    auxiliary oracle (official interface and tables, random weights; its tokenizer from the RoBERTa folder)."""
     import numpy as np
 
     gpt, sovits = ORACLE / "gpt_tiny.ckpt", ORACLE / "sovits_tiny.pth"
@@ -109,6 +111,25 @@ def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         np.save(work / "prompt.npy", data["prompt_semantic"][0])
     fox = ROOT / "ttsopt/assets/speech/fox_en-us.wav"
     out = work / "tts-cpu"
+    auxiliary = (["--g2pw", AUX_ORACLE / "G2PWModel", "--bert", AUX_ORACLE / "chinese-roberta-wwm-ext-large"]
+                 if AUX_ORACLE.is_dir() else [])
     ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--voice", f"fox={fox}:{work / 'prompt.npy'}:{TTS_PROMPT_PHONEMES}",
-           "--voice", f"plain={fox}", "-o", out, check=True)
+           "--voice", f"plain={fox}", *auxiliary, "-o", out, check=True)
+    return out
+
+
+#: chain_en's reference transcript (oracle README §4), stored in the package as the voice "gee".
+CHAIN_EN_PROMPT = "Hello, this is a short test recording for the speech system"
+
+
+@pytest.fixture(scope="session")
+def hubert_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GPT + SoVITS oracle exported once per session with the stand-in HuBERT (``--hubert``: an ``ssl``
+    graph), and the voice "gee" made at export from chain_en's reference recording and its transcript."""
+    gpt, sovits, hubert = ORACLE / "gpt_tiny.ckpt", ORACLE / "sovits_tiny.pth", AUX_ORACLE / "chinese-hubert-base"
+    if not (gpt.is_file() and sovits.is_file() and hubert.is_dir()):
+        pytest.skip(f"oracle not found under {ORACLE} / {AUX_ORACLE}")
+    out = tmp_path_factory.mktemp("tts-hubert") / "tts-hubert-cpu"
+    ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--hubert", hubert,
+           "--voice", f"gee={AUX_ORACLE / 'wavs' / 'ref_g_32k.wav'}|en|{CHAIN_EN_PROMPT}", "-o", out, check=True)
     return out

@@ -33,13 +33,17 @@ def run(
     text: Annotated[str | None, typer.Option("--text", help="TTS: the text to speak (cut into sentences, each synthesised).")] = None,
     lang: Annotated[str | None, typer.Option("--lang", help="TTS: language of --text: en, zh, ja (v1/v2), ko, yue (v2).")] = None,
     cut: Annotated[str, typer.Option("--cut", help="TTS: sentence cutting, official cut0..cut5 (cut5: at every mark).")] = "cut5",
-    voice: Annotated[str | None, typer.Option("--voice", help="SoVITS: a voice stored in the package.")] = None,
+    voice: Annotated[str | None, typer.Option("--voice", help="SoVITS: a voice stored in the package, or a NAME.voice file (ttsopt voice).")] = None,
     reference: Annotated[list[Path] | None, typer.Option(
         "--reference", help="SoVITS: reference recording(s) of 3-10 s instead of a stored voice.")] = None,
+    reference_text: Annotated[str | None, typer.Option("--reference-text", help="TTS: what is said in --reference: the voice "
+                                                       "prompts the GPT, as `ttsopt voice` makes it (needs --hubert at export).")] = None,
+    reference_lang: Annotated[str | None, typer.Option("--reference-lang", help="TTS: language of --reference-text.")] = None,
     noise_scale: Annotated[float, typer.Option("--noise-scale", help="SoVITS: prior temperature (official default 0.5).")] = 0.5,
     speed: Annotated[float, typer.Option("--speed", help="SoVITS: speaking rate (> 1 is faster).")] = 1.0,
     seed: Annotated[int | None, typer.Option("--seed", help="SoVITS/TTS: seed of the noise and the GPT's sampling "
                                                              "(-1 or none: random, as api_v2's -1).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="v4: Euler steps of the mel generator, 4/8/16/32 (default 8).")] = None,
     bert: Annotated[Path | None, typer.Option("--bert", help="TTS: BERT features .npy [1024, phonemes] (default zeros).")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="TTS: keep the k most likely tokens (default: the GPT's config).")] = None,
     top_p: Annotated[float, typer.Option("--top-p", help="TTS: nucleus sampling threshold (1 = off).")] = 1.0,
@@ -72,6 +76,13 @@ def run(
     model = load(package)
     check_audio_output(output, model.sample_rate)  # format at this rate, and the place: before any synthesis
     start = time.perf_counter()
+    if steps is not None:
+        if not hasattr(model, "default_steps"):
+            raise TtsoptError("--steps is for GPT-SoVITS v4 packages (their CFM mel generator); this package has none")
+        from ttsopt.runtime.cfm import check_steps
+
+        check_steps(steps)
+        model.default_steps = steps
     if stream and not isinstance(model, TextToSpeech):
         raise TtsoptError("--stream is for text-to-speech packages (GPT + SoVITS): this package has no GPT")
     if isinstance(model, Synthesizer):
@@ -90,7 +101,7 @@ def run(
         semantic = read_npy(tokens, "semantic tokens") if tokens is not None else None
         features = read_npy(bert, "BERT features") if bert is not None else None
         start = time.perf_counter()
-        ge = model.voice_embedding(reference) if reference else voice
+        ge = _voice(model, voice, reference or [], reference_text, reference_lang)
         if semantic is not None:
             audio = model.synthesize(semantic, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=seed)
         else:
@@ -115,7 +126,7 @@ def run(
                 audio, result = model.speak(phonemes, ge, features, params, noise_scale=noise_scale, speed=speed)
                 err.print(f"GPT: {result.tokens.size} semantic tokens, stopped by {result.stop_reason}", highlight=False)
     else:
-        if tokens is not None or phonemes is not None or text is not None or voice is not None or reference:
+        if tokens is not None or phonemes is not None or text is not None or voice is not None or reference or reference_text:
             raise TtsoptError("--tokens/--phonemes/--text/--voice/--reference are for GPT-SoVITS packages; a vocoder takes --wav or --mel")
         if (wav is None) == (mel is None):
             raise TtsoptError("give exactly one of --wav or --mel")
@@ -126,6 +137,29 @@ def run(
     write_audio(output, audio, model.sample_rate)
     seconds = len(audio) / model.sample_rate
     out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
+
+
+def _voice(model, voice: str | None, references: list[Path], text: str | None, lang: str | None):
+    """What ``--voice`` / ``--reference`` name: a stored voice's name, a ``.voice`` file, a :class:`Voice` made now from
+    a recording and its transcript, or the ``ge`` of recordings (reference-free)."""
+    from ttsopt.runtime import TextToSpeech
+    from ttsopt.runtime.voice import SUFFIX, Voice
+
+    if (text is None) != (lang is None):
+        raise TtsoptError("--reference-text and --reference-lang go together: give both (with one --reference)")
+    if text is not None:
+        if not isinstance(model, TextToSpeech):
+            raise TtsoptError("--reference-text prompts the GPT: it needs a text-to-speech package (exported with --gpt)")
+        if len(references) != 1:
+            raise TtsoptError("--reference-text needs exactly one --reference recording (the one it transcribes)")
+        return Voice.from_recording(model, references[0], text, lang)
+    if references:
+        return model.voice_embedding(references)
+    if voice is not None and voice.endswith(SUFFIX):
+        if not isinstance(model, TextToSpeech):
+            raise TtsoptError("a .voice file prompts the GPT: it needs a text-to-speech package (exported with --gpt)")
+        return Voice.load(voice, model)
+    return voice
 
 
 def _stream_to_file(model, output: Path, utterances: list[str], voice, features, params, noise_scale: float, speed: float,

@@ -19,12 +19,15 @@ from ttsopt.package.manifest import GraphSignature, ModelFacts
 
 @dataclass(frozen=True)
 class VoiceSource:
-    """``--voice NAME=ref.wav[:prompt_tokens.npy:prompt phonemes]``: a reference recording and, for a GPT,
-    what was said in it (its semantic tokens and phonemes), which prompts the GPT to continue in that voice."""
+    """``--voice NAME=ref.wav[:prompt_tokens.npy:prompt phonemes]`` or ``NAME=ref.wav|LANG|transcript``: a reference
+    recording and, for a GPT, what was said in it — its semantic tokens and phonemes, or its transcript (the
+    package's HuBERT and text front end make both) — which prompts the GPT to continue in that voice."""
 
     recording: Path
     prompt_tokens: Path | None = None
     prompt_phonemes: str | None = None
+    transcript: str | None = None
+    lang: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,5 +70,6 @@ class ExportPlan(ModelFacts):
     original: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] = field(default_factory=dict)
     #: (module, inputs, seconds of audio they make): what ``cost.count_flops`` measures per audio second.
     cost_example: tuple[torch.nn.Module, tuple[torch.Tensor, ...], float] | None = None
-    #: Payload files beside the graphs (name -> bytes): symbol tables, voice embeddings, ...
-    files: dict[str, bytes] = field(default_factory=dict)
+    #: Payload files beside the graphs (name -> bytes, or a file to copy: large user files such as g2pW's model):
+    #: symbol tables, voice embeddings, ...; a name may have folders ("g2pw/g2pW.onnx").
+    files: dict[str, bytes | Path] = field(default_factory=dict)

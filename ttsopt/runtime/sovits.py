@@ -4,10 +4,10 @@
     >>> audio = synth.synthesize(tokens, "n i2 h ao3 .", voice="alice", noise_scale=0.5, seed=0)
 
 A voice is either a name stored in the package (its ``ge`` computed at export: the reference encoder
-never runs for it) or reference recordings, encoded on the fly by the ``reference_encoder`` graph and
-averaged. v2Pro/v2ProPlus packages also hold a ``speaker_verification`` graph: a recording's 16 kHz Kaldi
-fbank (numpy, :mod:`ttsopt.audio.kaldi`) gives its ``sv`` embedding, which the reference encoder takes
-beside the spectrogram; stored voices have it folded into their ``ge``.
+never runs for it), a :class:`~ttsopt.runtime.voice.Voice` (a ``.voice`` file), or reference recordings,
+encoded on the fly by the ``reference_encoder`` graph and averaged. v2Pro/v2ProPlus packages also hold a
+``speaker_verification`` graph: a recording's 16 kHz Kaldi fbank (numpy, :mod:`ttsopt.audio.kaldi`) gives its
+``sv`` embedding, which the reference encoder takes beside the spectrogram; stored voices have it folded into their ``ge``.
 
 The noise of the prior is drawn here (numpy, seeded) and passed to the ``latent`` graph, so equal seeds
 give equal audio; numpy's generator is not torch's, so a seed does not reproduce the official code's draw for
@@ -16,6 +16,7 @@ the same seed (pass ``noise=`` to reproduce a given draw exactly).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,7 +28,9 @@ from ttsopt.audio.mel import linear_spectrogram
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.phonemes import PhonemeTable
+from ttsopt.runtime.prompt import MAX_SAMPLES, MIN_SAMPLES, SSL_RATE
 from ttsopt.runtime.sampling import resolve_seed
+from ttsopt.runtime.voice import Voice
 
 SYMBOLS_FILE = "symbols.json"
 VOICES_FILE = "voices.npz"
@@ -36,22 +39,15 @@ SPEED_RANGE = (0.25, 4.0)
 SPEAKER_VERIFICATION = "speaker_verification"
 
 
-#: The official bound on a reference recording (GPT-SoVITS: "参考音频在3~10秒范围外，请更换！"), which the official
-#: code checks on the recording resampled to 16 kHz: 48000 to 160000 samples. Every place a recording becomes a
-#: voice checks it here (:func:`check_reference_length`).
-REFERENCE_RATE = 16000
-REFERENCE_SECONDS = (3.0, 10.0)
-
-
 def check_reference_length(samples: int, sample_rate: int, name: str | Path) -> None:
-    """Refuse a reference outside :data:`REFERENCE_SECONDS`, counted as the official code counts it: in samples
-    at 16 kHz (``samples`` at ``sample_rate`` resampled, as librosa rounds up)."""
-    at_16k = -(-int(samples) * REFERENCE_RATE // int(sample_rate))
-    low, high = (int(seconds * REFERENCE_RATE) for seconds in REFERENCE_SECONDS)
-    if not low <= at_16k <= high:
+    """Refuse a reference outside the official 3-10 s, counted as the official code counts it and with the bound
+    :mod:`ttsopt.runtime.prompt` holds for every recording that becomes a voice: samples at 16 kHz (``samples`` at
+    ``sample_rate`` resampled, as librosa rounds up)."""
+    at_16k = int(math.ceil(int(samples) * float(SSL_RATE) / int(sample_rate)))
+    if not MIN_SAMPLES <= at_16k <= MAX_SAMPLES:
         raise TtsoptError(f"reference recording {name} is {samples / sample_rate:.2f} s long; GPT-SoVITS takes "
-                          f"{REFERENCE_SECONDS[0]:g}-{REFERENCE_SECONDS[1]:g} s (the official bound): "
-                          + ("give a longer recording" if at_16k < low else "cut it to 10 s or less of clean speech"))
+                          f"{MIN_SAMPLES // SSL_RATE}-{MAX_SAMPLES // SSL_RATE} s (the official bound): "
+                          + ("give a longer recording" if at_16k < MIN_SAMPLES else "cut it to 10 s or less of clean speech"))
 
 
 def check_reference_file(path: str | Path) -> None:
@@ -184,7 +180,10 @@ class Synthesizer:
             raise TtsoptError(f"voice {name!r} is not in this package (voices: {known})")
         return self.voices[name]
 
-    def _ge(self, voice: str | np.ndarray | None) -> np.ndarray:
+    def _ge(self, voice: str | np.ndarray | Voice | None) -> np.ndarray:
+        if isinstance(voice, Voice):
+            voice.check_package(self)
+            return voice.ge
         if voice is None:
             if len(self.voices) != 1:
                 known = ", ".join(sorted(self.voices)) or "none"

@@ -9,10 +9,14 @@ Graphs (see :mod:`ttsopt.families.gpt_sovits.sovits_graphs` for why they are cut
                        noise_scale [1]                                   → z [batch, inter, frames]
     generator          z, ge                                             → audio [batch, 1, samples]
     prompt_codes       ssl [batch, 768, ssl_frames]                      → codes [batch, tokens]
+    ssl                waveform [batch, samples] (16 kHz)                → ssl [batch, 768, ssl_frames]  (--hubert)
 
 Voices given as ``--voice name=ref.wav`` are run through the original model's reference encoder at
 export and stored as ``voices.npz`` (``ge`` per name), so synthesis with them skips the encoder (and, for
-v2Pro/v2ProPlus, the speaker-verification network given with ``--sv``).
+v2Pro/v2ProPlus, the speaker-verification network given with ``--sv``). With ``--hubert`` (or ``--pretrained``)
+the package also runs HuBERT (:mod:`ttsopt.families.gpt_sovits.hubert`), so voices can be made from a recording
+and its transcript without torch (:mod:`ttsopt.runtime.voice`); ``runtime["auxiliary"]`` records which auxiliary
+models the package holds (``null``: missing).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ttsopt.compiler.folding import remove_weight_norm
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
+from ttsopt.families.gpt_sovits.g2pw_payload import g2pw_payload
 from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint
 from ttsopt.families.gpt_sovits.sovits_checkpoint import LoadedSoVITS, load_sovits_checkpoint
 from ttsopt.families.gpt_sovits.sovits_graphs import (
@@ -48,6 +53,7 @@ from ttsopt.families.gpt_sovits.sovits_graphs import (
 from ttsopt.families.gpt_sovits.sovits_model import SoVITSConfig, SoVITSModel
 from ttsopt.families.gpt_sovits.sv_checkpoint import LoadedSV, load_sv_checkpoint
 from ttsopt.families.gpt_sovits.sv_model import ERes2NetV2, fold_batch_norm
+from ttsopt.families.gpt_sovits.v4.checkpoint import is_cfm_sovits
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
 from ttsopt.runtime.arrays import read_int_array
 from ttsopt.runtime.phonemes import PhonemeTable
@@ -59,6 +65,8 @@ from ttsopt.runtime.sovits import (
     reference_spectrogram,
     reference_sv_features,
 )
+from ttsopt.runtime.text.g2pw import G2PW
+from ttsopt.runtime.voice import transcript_phones
 
 FAMILY = "gpt_sovits"
 TASK = "sovits"
@@ -66,6 +74,10 @@ TTS_TASK = "tts"
 ROLE = "sovits"
 GPT_ROLE = "gpt"
 SV_ROLE = "sv"
+HUBERT_ROLE = "hubert"
+G2PW_ROLE = "g2pw"
+#: The auxiliary models a package can hold (``runtime["auxiliary"]``: role → facts, or null when missing).
+PACKAGE_AUXILIARIES = (HUBERT_ROLE,)
 SV_HINT = "--sv GPT_SoVITS/pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt (or --pretrained CHECKOUT)"
 GPT_REFERENCE_FILE = "gpt_reference.npz"
 
@@ -205,8 +217,11 @@ class ReferenceEmbedder:
             return self.model.speaker_embedding(torch.from_numpy(inputs["spectrogram"]), *sv).numpy()
 
 
-def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTable, with_gpt: bool) -> dict[str, np.ndarray]:
-    """``ge`` of each voice (original models), and for a GPT its prompt: semantic tokens and phoneme ids."""
+def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTable, with_gpt: bool,
+            prompt: Callable[[Path], np.ndarray] | None, g2pw: G2PW | None = None) -> dict[str, np.ndarray]:
+    """``ge`` of each voice (original models), and for a GPT its prompt: semantic tokens and phoneme ids, given
+    or made from the recording and its transcript (``prompt``: recording → codes by the original HuBERT + SoVITS;
+    ``g2pw``: the package's g2pW, which reads a Chinese transcript's polyphones as the package will)."""
     original = embed.model
     arrays = {}
     for name, voice in sources.voices.items():
@@ -218,7 +233,16 @@ def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTabl
             raise TtsoptError(f"voice {name}: {voice.recording} is {spec.shape[-1] / 50:.1f} s long; a reference must be at most "
                               f"{REF_FRAMES.max / 50:.0f} s: cut it (3-10 s of clean speech is typical)")
         arrays[name] = embed(embed.inputs(wav))
-        if voice.prompt_tokens is not None:
+        if voice.transcript is not None:
+            if not with_gpt:
+                raise TtsoptError(f"voice {name}: a transcript prompts the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
+            if prompt is None:
+                raise TtsoptError(f"voice {name}: a transcript needs HuBERT to turn the recording into prompt tokens: "
+                                  f"give --hubert GPT_SoVITS/pretrained_models/chinese-hubert-base (or --pretrained CHECKOUT)")
+            sentence = transcript_phones(voice.transcript, voice.lang or "", table.symbols, table.version, g2pw)
+            arrays[f"{name}/prompt_tokens"] = prompt(voice.recording)
+            arrays[f"{name}/prompt_phonemes"] = table.ids(" ".join(sentence.phones))
+        elif voice.prompt_tokens is not None:
             if not with_gpt:
                 raise TtsoptError(f"voice {name}: prompt tokens and phonemes are for the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
             tokens = read_int_array(voice.prompt_tokens, "prompt tokens")
@@ -239,6 +263,10 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     """Load the SoVITS (and GPT) checkpoints and describe the export; ``speech(rate)`` gives the verification recordings."""
     if ROLE not in sources.checkpoints:
         raise TtsoptError("a GPT-SoVITS package needs the SoVITS weights: give --sovits s2.pth")
+    if is_cfm_sovits(sources.checkpoints[ROLE]):  # v3/v4: CFM + vocoder, another model (v4/spec.py)
+        from ttsopt.families.gpt_sovits.v4 import spec as v4_spec
+
+        return v4_spec.plan(sources, speech)
     if sources.config is not None:
         raise TtsoptError("--config is for HiFi-GAN checkpoints; GPT-SoVITS checkpoints embed their config")
     loaded = load_sovits_checkpoint(sources.checkpoints[ROLE])
@@ -251,6 +279,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but the SoVITS model is {loaded.version} "
                           f"({loaded.config.symbol_version} table): give the GPT and SoVITS weights of one GPT-SoVITS version")
     config, original = loaded.config, loaded.model
+    g2pw_files, g2pw_facts, g2pw = g2pw_payload(sources.auxiliary, config.symbol_version)  # checked before the long work
     # A second instance, not copy.deepcopy (parametrized modules share their generated class with copies).
     exported = SoVITSModel(config)
     exported.load_state_dict(original.state_dict())
@@ -289,12 +318,30 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     golden.append(GoldenItem("prompt-codes", "prompt_codes",
                              {"ssl": rng.standard_normal((1, config.ssl_dim, 81), dtype=np.float32)}))
 
-    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, embed, table, gpt is not None))}
+    auxiliary: dict[str, dict | None] = dict.fromkeys(PACKAGE_AUXILIARIES)
+    if config.symbol_version == "v2":  # Mandarin polyphones (ttsopt.runtime.text.g2pw); v1 never read them with g2pW
+        auxiliary[G2PW_ROLE] = g2pw_facts
+    prompt = None
+    if HUBERT_ROLE in sources.auxiliary:
+        from ttsopt.families.gpt_sovits.hubert import official_prompt, plan_ssl
+
+        ssl = plan_ssl(sources.auxiliary[HUBERT_ROLE], speech, config.sampling_rate)
+        graphs.append(ssl.graph)
+        originals[ssl.graph.name] = ssl.original
+        golden += ssl.golden
+        auxiliary[HUBERT_ROLE] = ssl.facts
+        prompt = official_prompt(ssl.loaded, PromptCodesGraph(original).eval(), config.sampling_rate)
+
+    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, embed, table, gpt is not None, prompt, g2pw)),
+             **g2pw_files}
     runtime = {
         "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
-        "voices": {name: {"source": str(v.recording.resolve()), "prompt": v.prompt_tokens is not None}
+        "voices": {name: {"source": str(v.recording.resolve()),
+                          "prompt": v.prompt_tokens is not None or v.transcript is not None}
+                          | ({"transcript": v.transcript, "lang": v.lang} if v.transcript is not None else {})
                    for name, v in sources.voices.items()},
         "token_rate_hz": 25, "generator_context_frames": generator_receptive_field(exported),
+        "auxiliary": auxiliary,
     }
     model_config = {"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
                     "symbol_version": config.symbol_version, "parameters": sum(p.numel() for p in original.parameters())}

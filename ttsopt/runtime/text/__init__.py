@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.text import cutting
 from ttsopt.runtime.text.markup import strip_markup
 from ttsopt.runtime.text.scripts import warn_dropped
+
+if TYPE_CHECKING:
+    from ttsopt.runtime.text.g2pw import G2PW
 
 LANGUAGES = {"v1": ("zh", "ja", "en"), "v2": ("zh", "ja", "en", "ko", "yue")}
 MIN_PHONES = 6
@@ -90,7 +94,7 @@ def _split_scripts(text: str, lang: str) -> list[tuple[str, str]]:
     return merged
 
 
-def _g2p(lang: str, text: str, version: str, symbols: set[str]) -> Segment:
+def _g2p(lang: str, text: str, version: str, symbols: set[str], g2pw: G2PW | None = None) -> Segment:
     word2ph = None
     if lang == "en":
         from ttsopt.runtime.text import en
@@ -103,7 +107,7 @@ def _g2p(lang: str, text: str, version: str, symbols: set[str]) -> Segment:
         from ttsopt.runtime.text import zh
 
         norm = zh.normalize(text)
-        phones, word2ph = (zh.g2p if version == "v1" else zh.g2p_v2)(norm)
+        phones, word2ph = zh.g2p(norm) if version == "v1" else zh.g2p_v2(norm, g2pw)
     elif lang == "yue":
         from ttsopt.runtime.text import yue
 
@@ -122,13 +126,15 @@ def _g2p(lang: str, text: str, version: str, symbols: set[str]) -> Segment:
     return Segment(lang, norm, ["UNK" if p not in symbols else p for p in phones], word2ph)
 
 
-def sentence_phones(text: str, lang: str, version: str, symbols: set[str]) -> Sentence:
-    """One cut sentence → its phones, with the official retry: fewer than 6 phones → once more as "." + text."""
+def sentence_phones(text: str, lang: str, version: str, symbols: set[str], g2pw: G2PW | None = None) -> Sentence:
+    """One cut sentence → its phones, with the official retry: fewer than 6 phones → once more as "." + text.
+
+    ``g2pw``: the package's g2pW (v2 Mandarin polyphones); None reads them with pypinyin."""
     text = re.sub(" {2,}", " ", text)
-    sentence = Sentence(text, [_g2p(seg_lang, seg, version, symbols) for seg_lang, seg in _split_scripts(text, lang)])
+    sentence = Sentence(text, [_g2p(seg_lang, seg, version, symbols, g2pw) for seg_lang, seg in _split_scripts(text, lang)])
     if len(sentence.phones) < MIN_PHONES:
         retried = "." + text
-        sentence = Sentence(text, [_g2p(seg_lang, seg, version, symbols) for seg_lang, seg in _split_scripts(retried, lang)])
+        sentence = Sentence(text, [_g2p(seg_lang, seg, version, symbols, g2pw) for seg_lang, seg in _split_scripts(retried, lang)])
     return sentence
 
 
@@ -140,11 +146,12 @@ def check_language(lang: str, version: str) -> None:
 
 
 def phonemize(text: str, lang: str, symbols: list[str] | set[str], version: str = "v2",
-              cut: str = cutting.DEFAULT_METHOD) -> list[Sentence]:
-    """The sentences of ``text`` with their phones, as the official front end gives them, except that SSML tags are
-    removed first (:mod:`~ttsopt.runtime.text.markup`), and that a sentence left with marks only (its words were in a
-    script ``lang`` drops, said once: :mod:`~ttsopt.runtime.text.scripts`) is left out, where the official front end
-    synthesises it."""
+              cut: str = cutting.DEFAULT_METHOD, g2pw: G2PW | None = None) -> list[Sentence]:
+    """The sentences of ``text`` with their phones, as the official front end gives them (``g2pw``: the
+    package's g2pW, :func:`ttsopt.runtime.text.g2pw.package_g2pw`; None: pypinyin reads v2 polyphones), except that
+    SSML tags are removed first (:mod:`~ttsopt.runtime.text.markup`), and that a sentence left with marks only (its
+    words were in a script ``lang`` drops, said once: :mod:`~ttsopt.runtime.text.scripts`) is left out, where the
+    official front end synthesises it."""
     check_language(lang, version)
     text = strip_markup(text, "." if lang == "en" else "。")
     warn_dropped(text, lang)
@@ -152,7 +159,7 @@ def phonemize(text: str, lang: str, symbols: list[str] | set[str], version: str 
     if not pieces:
         raise TtsoptError("the text has nothing to speak (it is empty or only punctuation): give some words")
     table = set(symbols)
-    result = [s for s in (sentence_phones(piece, lang, version, table) for piece in pieces)
+    result = [s for s in (sentence_phones(piece, lang, version, table, g2pw) for piece in pieces)
               if s.norm_text and set(s.phones) - PUNCTUATION_PHONES]
     if not result:
         raise TtsoptError(f"nothing in the text can be read as {lang!r} (only marks are left after normalisation): "
