@@ -112,8 +112,7 @@ def run(
                 sentences = model.phonemize(text, lang, cut)
                 front_end = time.perf_counter() - front_start
                 if stream:
-                    _stream_to_file(model, output, [" ".join(s.phones) for s in sentences], ge, None, params, noise_scale, speed,
-                                    settings)
+                    _stream_to_file(model, output, sentences, ge, None, params, noise_scale, speed, settings)
                     return
                 audio, results = model.speak_sentences(sentences, ge, params, noise_scale=noise_scale, speed=speed)
                 stops = ", ".join(sorted({r.stop_reason for r in results}))
@@ -162,11 +161,12 @@ def _voice(model, voice: str | None, references: list[Path], text: str | None, l
     return voice
 
 
-def _stream_to_file(model, output: Path, utterances: list[str], voice, features, params, noise_scale: float, speed: float,
+def _stream_to_file(model, output: Path, utterances: list, voice, features, params, noise_scale: float, speed: float,
                     settings: StreamSettings) -> None:
     """Write each piece to ``output`` as it arrives (soundfile fixes the WAV header's sizes on close),
     so a player following the file, or a pipe reader, gets audio before the GPT is done. ``utterances``:
-    phonemes of each sentence, streamed one after the other with the sentence pause between them."""
+    each sentence (the front end's, with its BERT features, or a phoneme string), streamed one after the other
+    with the sentence pause between them."""
     import time
 
     import numpy as np

@@ -46,8 +46,10 @@ class V4TextToSpeech(V4Synthesizer, TextToSpeech):
     def _speak_one(self, phonemes: str | np.ndarray, voice: str | None, bert: np.ndarray | None, params: SamplingParams,
                    noise_scale: float, speed: float, stop: StopFn | None, steps: int | None = None
                    ) -> tuple[np.ndarray, GenerationResult]:
-        """One utterance, unreported (``speak_sentences`` reports a text's cut-offs once)."""
+        """One utterance, unreported (``speak_sentences`` reports a text's cut-offs once); a :class:`Sentence` brings
+        its phones and BERT features."""
         chosen = self._voice(voice)  # fails early, before the GPT runs, on an unknown voice
+        phonemes, bert = self._utterance(phonemes, bert)
         result = self.semantic_tokens(phonemes, voice, bert, params, stop=stop)
         if result.tokens.size == 0:
             raise TtsoptError("the GPT produced no semantic tokens for this text: check the phonemes")
