@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from ttsopt.runtime.text.g2pw import package_g2pw
 from ttsopt.runtime.voice import Voice
 
 SENTENCE_PAUSE_S = 0.3  # the official fragment_interval
+OFFICIAL_MAX_TOKENS = SamplingParams.max_new_tokens  # the official loop's 1500 iterations (60 s at 25 Hz)
 #: BERT features ``[1, 1024, phonemes]``, or a callable making them when the GPT starts, or None (zeros).
 Features = np.ndarray | Callable[[], np.ndarray] | None
 
@@ -127,12 +128,23 @@ class TextToSpeech(Synthesizer):
         prompt_bert = voice.prompt_bert if isinstance(voice, Voice) else self.voice_data.get(f"{voice}/prompt_bert")
         return ids, np.concatenate((prompt_ids, ids)), self._bert(bert, prompt_ids.size, ids.size, prompt_bert), prompt_tokens
 
-    def _report(self, result: GenerationResult, params: SamplingParams) -> None:
-        if result.stop_reason == "max_new_tokens":
-            log.warning("the GPT reached the %d-token cap (%.0f s) without producing EOS; the audio is cut there: "
-                        "split long text into sentences", params.max_new_tokens, params.max_new_tokens / self.token_rate)
-        elif result.stop_reason == "early_stop":
-            log.warning("the GPT stopped at early_stop_num = %d tokens", params.early_stop_num)
+    def report_stops(self, results: Sequence[GenerationResult], params: SamplingParams) -> None:
+        """One warning per text (not per sentence) when the GPT was cut off: how many of its sentences, and the
+        advice that fits the cap: below the official 1500 tokens it was the caller's cap (raise it), at or above
+        it the GPT found no end (a sentence of a minute or more: split it)."""
+        capped = [r for r in results if r.stop_reason == "max_new_tokens"]
+        where = f"{len(capped)} of {len(results)} sentences" if len(results) > 1 else "the sentence"
+        if capped:
+            seconds = params.max_new_tokens / self.token_rate
+            advice = (f"raise the token cap (--max-tokens / max_new_tokens; this package takes up to {self.max_tokens})"
+                      if params.max_new_tokens < OFFICIAL_MAX_TOKENS else
+                      "the GPT did not find the sentence's end: split it into shorter sentences, or try another seed")
+            log.warning("the GPT reached the %d-token cap (%s s) without EOS in %s; that audio is cut there: %s",
+                        params.max_new_tokens, f"{seconds:.3g}", where, advice)
+        early = [r for r in results if r.stop_reason == "early_stop"]
+        if early:
+            log.warning("the GPT stopped at early_stop_num = %d tokens in %s", params.early_stop_num,
+                        f"{len(early)} of {len(results)} sentences" if len(results) > 1 else "the sentence")
 
     def semantic_tokens(self, phonemes: str | np.ndarray, voice: VoiceLike = None,
                         bert: Features = None, params: SamplingParams | None = None,
@@ -140,9 +152,7 @@ class TextToSpeech(Synthesizer):
         """The GPT's tokens for the target ``phonemes`` (EOS removed), continuing the voice's prompt."""
         params = params or SamplingParams()
         _, all_ids, features, prompt_tokens = self._gpt_inputs(phonemes, voice, bert, params)
-        result = self.gpt.generate(all_ids, features, prompt_tokens, params, stop=stop)
-        self._report(result, params)
-        return result
+        return self.gpt.generate(all_ids, features, prompt_tokens, params, stop=stop)
 
     def _default_voice_name(self) -> str | None:
         return next(iter(self.voices)) if len(self.voices) == 1 else None
@@ -172,6 +182,14 @@ class TextToSpeech(Synthesizer):
                                   "package has it)")
             return self.speak_sentences(self.phonemize(text, lang, cut), voice, params, noise_scale, speed, stop)
         params = params or SamplingParams()
+        audio, result = self._speak_one(phonemes, voice, bert, params, noise_scale, speed, stop)
+        self.report_stops([result], params)
+        return audio, result
+
+    def _speak_one(self, phonemes: str | np.ndarray | Sentence, voice: VoiceLike, bert: Features,
+                   params: SamplingParams, noise_scale: float, speed: float, stop: StopFn | None
+                   ) -> tuple[np.ndarray, GenerationResult]:
+        """One utterance, unreported (``speak`` reports it; ``speak_sentences`` reports a text's cut-offs once)."""
         ge = self._ge(voice)  # fails early, before the GPT runs, on an unknown voice
         check_synthesis(speed, noise_scale)
         phonemes, bert = self._utterance(phonemes, bert)
@@ -186,13 +204,15 @@ class TextToSpeech(Synthesizer):
                         params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
                         stop: StopFn | None = None) -> tuple[np.ndarray, list[GenerationResult]]:
         """Each sentence synthesised on its own (with its BERT features), peaks above 1 normalised, joined with 0.3 s pauses."""
+        params = params or SamplingParams()
         pause = np.zeros(int(SENTENCE_PAUSE_S * self.sample_rate), np.float32)
         pieces, results = [], []
         for sentence in sentences:
-            audio, result = self.speak(sentence, voice, None, params, noise_scale, speed, stop)
+            audio, result = self._speak_one(sentence, voice, None, params, noise_scale, speed, stop)
             peak = float(np.max(np.abs(audio))) if audio.size else 0.0
             pieces += [audio / peak if peak > 1 else audio, pause]
             results.append(result)
+        self.report_stops(results, params)
         return np.concatenate(pieces).astype(np.float32), results
 
     def stream(self, phonemes: str | np.ndarray | Sentence, voice: VoiceLike = None, bert: np.ndarray | None = None,
@@ -200,8 +220,9 @@ class TextToSpeech(Synthesizer):
                settings: StreamSettings | None = None, stop: StopFn | None = None) -> SpeechStream:
         """Audio pieces while the GPT generates (see :mod:`ttsopt.runtime.streaming`). Inputs are checked
         now; the work runs as the returned stream is iterated (``stream.stats`` has first-audio time and
-        the GPT result once it is done); closing the iterator early stops the GPT. A :class:`Sentence` brings
-        its BERT features, computed when the GPT starts."""
+        the GPT result once it is done, and :meth:`report_stops` of it says whether the GPT was cut off: a caller
+        streaming a text sentence by sentence reports once for all of them); closing the iterator early stops the GPT.
+        A :class:`Sentence` brings its BERT features, computed when the GPT starts."""
         params = params or SamplingParams()
         ge = self._ge(voice)
         check_synthesis(speed, noise_scale)
@@ -226,7 +247,6 @@ class SpeechStream:
     def __iter__(self) -> Iterator[np.ndarray]:
         self.stats.started = time.perf_counter()
         yield from self._pieces
-        self.tts._report(self.stats.result, self.params)
 
     def close(self) -> None:
         """Stop generating (the GPT stops at its next token)."""

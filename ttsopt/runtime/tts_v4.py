@@ -39,7 +39,17 @@ class V4TextToSpeech(V4Synthesizer, TextToSpeech):
         if text is not None or phonemes is None:
             return TextToSpeech.speak(self, phonemes, voice, bert, params, noise_scale, speed, stop, text=text, lang=lang, cut=cut)
         params = params or SamplingParams()
+        audio, result = self._speak_one(phonemes, voice, bert, params, noise_scale, speed, stop, steps)
+        self.report_stops([result], params)
+        return audio, result
+
+    def _speak_one(self, phonemes: str | np.ndarray, voice: str | None, bert: np.ndarray | None, params: SamplingParams,
+                   noise_scale: float, speed: float, stop: StopFn | None, steps: int | None = None
+                   ) -> tuple[np.ndarray, GenerationResult]:
+        """One utterance, unreported (``speak_sentences`` reports a text's cut-offs once); a :class:`Sentence` brings
+        its phones and BERT features."""
         chosen = self._voice(voice)  # fails early, before the GPT runs, on an unknown voice
+        phonemes, bert = self._utterance(phonemes, bert)
         result = self.semantic_tokens(phonemes, voice, bert, params, stop=stop)
         if result.tokens.size == 0:
             raise TtsoptError("the GPT produced no semantic tokens for this text: check the phonemes")
@@ -80,8 +90,7 @@ class V4SpeechStream:
                 break
         if not tokens:
             raise TtsoptError("the GPT produced no semantic tokens for this text: check the phonemes")
-        self.stats.tokens = np.asarray(tokens, np.int64)
-        self.tts._report(self.stats.result, self.params)
+        self.stats.tokens = np.asarray(tokens, np.int64)  # cut-offs: the caller's report_stops, as for SpeechStream
         for piece in self.tts.synthesize_stream(self.stats.tokens, self.ids, self.voice, self.speed, self.params.seed, self.steps):
             if self.stats.first_audio_s is None:
                 self.stats.first_audio_s = time.perf_counter() - self.stats.started

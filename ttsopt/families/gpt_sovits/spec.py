@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ttsopt.audio.io import read_wav
 from ttsopt.audio.mel import MelSettings
 from ttsopt.compiler.folding import remove_weight_norm
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
@@ -63,6 +62,7 @@ from ttsopt.runtime.sovits import (
     SPEAKER_VERIFICATION,
     SYMBOLS_FILE,
     VOICES_FILE,
+    read_reference,
     reference_spectrogram,
     reference_sv_features,
 )
@@ -231,7 +231,7 @@ def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTabl
     for name, voice in sources.voices.items():
         if not VOICE_NAME.match(name):
             raise TtsoptError(f"voice name {name!r} is not usable: use letters, digits, '_', '-', '.' (e.g. --voice alice=ref.wav)")
-        wav = read_wav(voice.recording, original.config.sampling_rate)
+        wav = read_reference(voice.recording, original.config.sampling_rate)
         spec = _reference_spectrogram(wav, original.config)
         if not REF_FRAMES.contains(spec.shape[-1]):
             raise TtsoptError(f"voice {name}: {voice.recording} is {spec.shape[-1] / 50:.1f} s long; a reference must be at most "
