@@ -30,7 +30,7 @@ from ttsopt.runtime.package import Package
 from ttsopt.runtime.sampling import GenerationResult, SamplingParams, StopFn
 from ttsopt.runtime.sovits import Synthesizer, check_synthesis, latent_frames
 from ttsopt.runtime.streaming import FrameNoise, StreamSettings, StreamStats, stream_pieces
-from ttsopt.runtime.text import Sentence, phonemize
+from ttsopt.runtime.text import Sentence, package_langdetect, phonemize
 from ttsopt.runtime.text.cutting import DEFAULT_METHOD
 
 SENTENCE_PAUSE_S = 0.3  # the official fragment_interval
@@ -92,8 +92,9 @@ class TextToSpeech(Synthesizer):
         return next(iter(self.voices)) if len(self.voices) == 1 else None
 
     def phonemize(self, text: str, lang: str, cut: str = DEFAULT_METHOD) -> list[Sentence]:
-        """The sentences of ``text`` with their phones in this package's symbol table (see :func:`phonemize`)."""
-        return phonemize(text, lang, self.phonemes.symbols, self.phonemes.version, cut)
+        """The sentences of ``text`` with their phones in this package's symbol table (see :func:`phonemize`),
+        segmented with the package's language identifier (the official ``lid.176.bin`` when it was exported with it)."""
+        return phonemize(text, lang, self.phonemes.symbols, self.phonemes.version, cut, package_langdetect(self.package))
 
     def speak(self, phonemes: str | np.ndarray | None = None, voice: str | np.ndarray | None = None, bert: np.ndarray | None = None,
               params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
@@ -109,7 +110,7 @@ class TextToSpeech(Synthesizer):
             raise TtsoptError("give either phonemes or text (with lang) to speak")
         if text is not None:
             if lang is None:
-                raise TtsoptError("text needs its language: pass lang='en', 'zh', 'ja', 'ko' or 'yue'")
+                raise TtsoptError("text needs its language: pass lang='en', 'zh', 'ja', 'ko', 'yue', 'all_zh', ... or 'auto'")
             if bert is not None:
                 raise TtsoptError("bert features go with phonemes; text is spoken with zero BERT features")
             return self.speak_sentences(self.phonemize(text, lang, cut), voice, params, noise_scale, speed, stop)

@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import io
 import json
+import logging
 import re
 from collections.abc import Callable
 from importlib.resources import files
@@ -59,6 +60,7 @@ from ttsopt.runtime.sovits import (
     reference_spectrogram,
     reference_sv_features,
 )
+from ttsopt.runtime.text import langseg
 
 FAMILY = "gpt_sovits"
 TASK = "sovits"
@@ -66,6 +68,7 @@ TTS_TASK = "tts"
 ROLE = "sovits"
 GPT_ROLE = "gpt"
 SV_ROLE = "sv"
+LANGDETECT_ROLE = "langdetect"  # fastText lid.176.bin: copied into a text-to-speech package (langseg.PACKAGE_FILE)
 SV_HINT = "--sv GPT_SoVITS/pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt (or --pretrained CHECKOUT)"
 GPT_REFERENCE_FILE = "gpt_reference.npz"
 
@@ -296,6 +299,13 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
                    for name, v in sources.voices.items()},
         "token_rate_hz": 25, "generator_context_frames": generator_receptive_field(exported),
     }
+    if gpt is not None and LANGDETECT_ROLE in sources.auxiliary:
+        files[langseg.PACKAGE_FILE], official = langseg.read_model(sources.auxiliary[LANGDETECT_ROLE])
+        runtime["langdetect"] = {"file": langseg.PACKAGE_FILE, "official": official}
+        if not official:
+            logging.getLogger("ttsopt").warning(
+                "%s is not the official lid.176.bin (md5 differs): language segmentation may differ from the official "
+                "front end", sources.auxiliary[LANGDETECT_ROLE])
     model_config = {"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
                     "symbol_version": config.symbol_version, "parameters": sum(p.numel() for p in original.parameters())}
     if sv is not None:
