@@ -110,5 +110,12 @@ def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fox = ROOT / "ttsopt/assets/speech/fox_en-us.wav"
     out = work / "tts-cpu"
     ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--voice", f"fox={fox}:{work / 'prompt.npy'}:{TTS_PROMPT_PHONEMES}",
-           "--voice", f"plain={fox}", "-o", out, check=True)
+           "--voice", f"plain={fox}", "-o", out,
+           "--langdetect", _lite_langdetect(), check=True)  # a fastText model to copy (the official one is 126 MB)
     return out
+
+
+def _lite_langdetect() -> Path:
+    from ttsopt.runtime.text.langseg import lite_model
+
+    return lite_model()
