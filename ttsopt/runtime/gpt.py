@@ -154,9 +154,23 @@ class GPT:
         transformer = package.manifest.graphs[TRANSFORMER]
         self.max_capacity = transformer.dims["slots"].max
         self.max_new_positions = transformer.dims["new"].max
+        self.max_batch = transformer.dims["batch"].max
         self._decoder = Decoder(self)
+        self.scheduler = None
         for graph in (TEXT_EMBEDDING, AUDIO_EMBEDDING, TRANSFORMER):
             package.session(graph)
+
+    def batch(self, max_rows: int | None = None):
+        """From now on, batch the decode steps of concurrent requests (:mod:`ttsopt.runtime.batching`) with at
+        most ``max_rows`` rows per step (default: the package's largest batch). Returns the scheduler."""
+        from ttsopt.runtime.batching import DecodeScheduler
+
+        if self.scheduler is None:
+            rows = self.max_batch if max_rows is None else max_rows
+            if not 1 <= rows <= self.max_batch:
+                raise TtsoptError(f"a decode batch of {rows} rows: this package's GPT takes 1 to {self.max_batch}")
+            self.scheduler = DecodeScheduler(self, rows)
+        return self.scheduler
 
     @property
     def cache(self) -> KVCache | None:
@@ -178,7 +192,10 @@ class GPT:
     def tokens(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
                params: SamplingParams, record_logits: bool = False,
                stop: StopFn | None = None) -> Generator[int, None, GenerationResult]:
-        """One request on its own decoder: yields tokens as they are drawn, returns the result."""
+        """One request on its own decoder (or in the shared batch after :meth:`batch`): yields tokens as they
+        are drawn, returns the result."""
+        if self.scheduler is not None:
+            return self.scheduler.tokens(phoneme_ids, bert_features, prompt_tokens, params, record_logits, stop)
         decoder = Decoder(self)
         return iterate_tokens(lambda: decoder.prefill(phoneme_ids, bert_features, prompt_tokens), decoder.step,
                               prompt_tokens, params, record_logits=record_logits, stop=stop)

@@ -239,44 +239,72 @@ def generate(prefill: PrefillFn, step: StepFn, prompt_tokens: np.ndarray | Seque
             return done.value
 
 
+class TokenLoop:
+    """One request's autoregressive loop state, fed one step's raw logits at a time: its history (prompt +
+    generated), loop index, random generator and the stop rules above. :func:`iterate_tokens` drives one
+    for a single request; the batched scheduler (:mod:`ttsopt.runtime.batching`) drives one per row, so a
+    request decides exactly the same tokens alone or in a batch."""
+
+    def __init__(self, prompt_tokens: np.ndarray | Sequence[int] | None, params: SamplingParams,
+                 rng: np.random.Generator | None = None, *, record_logits: bool = False):
+        prompt = np.asarray([] if prompt_tokens is None else prompt_tokens, dtype=np.int64).reshape(-1)
+        if prompt.size and (prompt.min() < 0 or prompt.max() >= params.eos_token):
+            raise TtsoptError(f"prompt semantic tokens must lie in [0, {params.eos_token}), "
+                              f"got {prompt.min()}..{prompt.max()}")
+        self.params, self.prompt_size = params, prompt.size
+        self.rng = params.make_rng() if rng is None and not params.greedy else rng
+        self.history = np.empty(prompt.size + params.max_new_tokens, dtype=np.int64)
+        self.history[:prompt.size] = prompt
+        self.generated = 0
+        self.idx = 0  # the loop index of the logits :meth:`decide` takes next (the prefill's is 0)
+        self.recorded: list[np.ndarray] | None = [] if record_logits else None
+        self.result: GenerationResult | None = None
+
+    def decide(self, logits: np.ndarray) -> int | None:
+        """The token kept at this loop index (None on EOS); sets :attr:`result` when the loop ends here."""
+        if self.recorded is not None:
+            self.recorded.append(np.asarray(logits, dtype=np.float32).reshape(-1).copy())
+        params = self.params
+        decision = sample_next_token(logits, self.history[:self.prompt_size + self.generated], self.idx, params, self.rng)
+        reason: StopReason | None = None
+        token = None
+        if decision.is_eos:
+            reason = "eos"
+        else:
+            token = decision.token
+            self.history[self.prompt_size + self.generated] = token
+            self.generated += 1
+            if params.early_stop_num != -1 and self.generated > params.early_stop_num:
+                reason = "early_stop"
+            elif self.generated >= params.max_new_tokens:
+                reason = "max_new_tokens"
+        if reason is not None:
+            self.result = GenerationResult(tokens=self.history[self.prompt_size:self.prompt_size + self.generated].copy(),
+                                           stop_reason=reason, steps=self.idx,
+                                           logits=np.stack(self.recorded) if self.recorded is not None else None)
+        return token
+
+    def advance(self) -> int:
+        """Move to the next loop index; the audio position at which the token just kept is fed."""
+        position = self.prompt_size + self.idx
+        self.idx += 1
+        return position
+
+
 def iterate_tokens(prefill: PrefillFn, step: StepFn, prompt_tokens: np.ndarray | Sequence[int] | None,
                    params: SamplingParams, rng: np.random.Generator | None = None, *,
                    record_logits: bool = False, stop: StopFn | None = None) -> Generator[int, None, GenerationResult]:
     """:func:`generate` as a generator: yields each kept token as soon as it is drawn (what streaming
     needs) and returns the :class:`GenerationResult`. ``stop()``, checked before every step, raises
     :class:`Cancelled` when it returns true."""
-    prompt = np.asarray([] if prompt_tokens is None else prompt_tokens, dtype=np.int64).reshape(-1)
-    if prompt.size and (prompt.min() < 0 or prompt.max() >= params.eos_token):
-        raise TtsoptError(f"prompt semantic tokens must lie in [0, {params.eos_token}), "
-                          f"got {prompt.min()}..{prompt.max()}")
-    if rng is None and not params.greedy:
-        rng = params.make_rng()
-    history = np.empty(prompt.size + params.max_new_tokens, dtype=np.int64)
-    history[:prompt.size] = prompt
-    generated = 0
-    recorded: list[np.ndarray] = []
+    loop = TokenLoop(prompt_tokens, params, rng, record_logits=record_logits)
     logits = prefill()
-    idx = 0
     while True:
-        if record_logits:
-            recorded.append(np.asarray(logits, dtype=np.float32).reshape(-1).copy())
-        decision = sample_next_token(logits, history[:prompt.size + generated], idx, params, rng)
-        reason: StopReason | None = None
-        if decision.is_eos:
-            reason = "eos"
-        else:
-            history[prompt.size + generated] = decision.token
-            generated += 1
-            yield decision.token
-            if params.early_stop_num != -1 and generated > params.early_stop_num:
-                reason = "early_stop"
-            elif generated >= params.max_new_tokens:
-                reason = "max_new_tokens"
-        if reason is not None:
-            return GenerationResult(tokens=history[prompt.size:prompt.size + generated].copy(),
-                                    stop_reason=reason, steps=idx,
-                                    logits=np.stack(recorded) if record_logits else None)
+        token = loop.decide(logits)
+        if token is not None:
+            yield token
+        if loop.result is not None:
+            return loop.result
         if stop is not None and stop():
             raise Cancelled("generation was cancelled: the request was stopped or timed out")
-        logits = step(decision.token, prompt.size + idx)
-        idx += 1
+        logits = step(token, loop.advance())
