@@ -26,8 +26,9 @@ def serve(
     cache_mb: Annotated[float, typer.Option("--cache-mb", help="Finished-audio cache for seeded requests, MB (0: off).")] = 64.0,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="TTSOPT_API_KEY",
                                                 help="Require Authorization: Bearer KEY (or set TTSOPT_API_KEY).")] = None,
-    lang: Annotated[str, typer.Option("--lang", help="Language of a request's input when it names none: en, zh, ja, ko, yue, "
-                                                      "or phonemes (input is space-separated phonemes).")] = "en",
+    lang: Annotated[str, typer.Option("--lang", help="Language mode of a request's input when it names none: an official "
+                                                      "mode (zh, all_zh, en, auto, ...: see run --lang), or phonemes "
+                                                      "(input is space-separated phonemes).")] = "en",
     name: Annotated[str | None, typer.Option("--name", help="Model name reported by /v1/models (default: the directory name).")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Serve through Ray Serve, from --replicas copies that each own the package "
                                                     "(pip install 'ttsopt[cluster]').")] = False,

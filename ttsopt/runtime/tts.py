@@ -9,9 +9,11 @@ runs the GPT reference-free (text only). BERT features default to zeros, as the 
 non-Chinese text; pass ``bert`` (``[1024, phonemes]`` of the target text, or of prompt + target) for
 Chinese.
 
-Text goes in with ``speak(text=..., lang=...)``: the text front end (:mod:`ttsopt.runtime.text`) cuts it
-into sentences, each sentence is synthesised on its own (the GPT's token cap applies per sentence, so a
-paragraph is never cut short) and the pieces are joined with 0.3 s of silence, as the official API does.
+Text goes in with ``speak(text=..., lang=...)`` (``lang``: an official mode, ``zh``, ``all_zh``, ``auto``, ...;
+segmented with the package's fastText model when it was exported with one): the text front end
+(:mod:`ttsopt.runtime.text`) cuts it into sentences, each sentence is synthesised on its own (the GPT's token
+cap applies per sentence, so a paragraph is never cut short) and the pieces are joined with 0.3 s of silence,
+as the official API does.
 BERT features are zeros for every language (the official code uses zeros for non-Chinese text; for
 Chinese this is a quality loss, said once per process).
 """

@@ -16,7 +16,8 @@ class SpeechRequest(BaseModel):
 
     model: str = "ttsopt"
     input: str = Field(min_length=1, description=INPUT_NOTE)
-    lang: str | None = Field(None, description="language of input: en, zh, ja, ko, yue or \"phonemes\"; default: the server's --lang")
+    lang: str | None = Field(None, description="language mode of input (official: zh, ja, ko, yue, all_zh, all_ja, all_ko, all_yue, en, "
+                                             "auto, auto_yue) or \"phonemes\"; default: the server's --lang")
     voice: str | None = None
     response_format: Literal["wav", "pcm", "flac", "opus", "mp3"] | None = Field(
         None, description="default mp3 (OpenAI's); pcm with stream_format sse")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from ttsopt.errors import TtsoptError
 
 PHONEMES = "phonemes"
-INPUT_NOTE = ("text in `lang` (en, zh, ja, ko, yue; default: the server's --lang), or space-separated phonemes "
-              "(e.g. \"n i2 h ao3 .\") with lang \"phonemes\"")
+INPUT_NOTE = ("text in `lang` (the official modes: zh, ja, ko, yue, all_zh, all_ja, all_ko, all_yue, en, auto, auto_yue; "
+              "default: the server's --lang), or space-separated phonemes (e.g. \"n i2 h ao3 .\") with lang \"phonemes\"")
 
 
 def request_sentences(text: str, lang: str, tts) -> tuple[str, ...]:
