@@ -119,3 +119,21 @@ def _lite_langdetect() -> Path:
     from ttsopt.runtime.text.langseg import lite_model
 
     return lite_model()
+
+
+AUX_ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
+#: chain_en's reference transcript (oracle README §4), stored in the package as the voice "gee".
+CHAIN_EN_PROMPT = "Hello, this is a short test recording for the speech system"
+
+
+@pytest.fixture(scope="session")
+def hubert_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GPT + SoVITS oracle exported once per session with the stand-in HuBERT (``--hubert``: an ``ssl``
+    graph), and the voice "gee" made at export from chain_en's reference recording and its transcript."""
+    gpt, sovits, hubert = ORACLE / "gpt_tiny.ckpt", ORACLE / "sovits_tiny.pth", AUX_ORACLE / "chinese-hubert-base"
+    if not (gpt.is_file() and sovits.is_file() and hubert.is_dir()):
+        pytest.skip(f"oracle not found under {ORACLE} / {AUX_ORACLE}")
+    out = tmp_path_factory.mktemp("tts-hubert") / "tts-hubert-cpu"
+    ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--hubert", hubert,
+           "--voice", f"gee={AUX_ORACLE / 'wavs' / 'ref_g_32k.wav'}|en|{CHAIN_EN_PROMPT}", "-o", out, check=True)
+    return out

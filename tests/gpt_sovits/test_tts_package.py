@@ -173,7 +173,8 @@ def test_phonemize_cli_prints_phones_ids_and_word2ph(tts_package: Path):
 
 def test_phonemize_cli_segments_mixed_text_with_the_package_language_model(tts_package: Path):
     manifest = json.loads((tts_package / "manifest.json").read_text())
-    assert manifest["runtime"]["langdetect"] == {"file": "lid.176.bin", "official": False}  # the lite model was given
+    facts = manifest["runtime"]["auxiliary"]["langdetect"]
+    assert facts["file"] == "lid.176.bin" and facts["official"] is False  # the lite model was given
     done = ttsopt("phonemize", tts_package, "--text", "我今天用ChatGPT写了一篇文章。", "--lang", "zh", "--json")
     assert done.returncode == 0, done.stderr
     (sentence,) = json.loads(done.stdout)["sentences"]

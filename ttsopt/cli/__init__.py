@@ -5,7 +5,7 @@ One module per subcommand; importing a module registers its command on ``app`` (
 
 from __future__ import annotations
 
-from ttsopt.cli import bench, build, export, inspect, phonemize, prune, quantize, run, serve, verify  # noqa: F401  (registers the commands)
+from ttsopt.cli import bench, build, export, inspect, phonemize, prune, quantize, run, serve, verify, voice  # noqa: F401  (registers the commands)
 from ttsopt.cli._common import app
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ttsopt.cli._common import command, fmt, out, spinner
+from ttsopt.cli._common import command, err, fmt, out, spinner
 from ttsopt.errors import TtsoptError
 
 
@@ -23,7 +23,8 @@ def export(
                                                           "(GPT_SoVITS/pretrained_models/sv/*.ckpt).")] = None,
     gpt: Annotated[Path | None, typer.Option("--gpt", help="GPT-SoVITS GPT weights (s1 .ckpt), with --sovits: a text-to-speech package.")] = None,
     voice: Annotated[list[str] | None, typer.Option(
-        "--voice", help='NAME=ref.wav[:prompt_tokens.npy:"prompt phonemes"]: store this voice in the package (repeatable).')] = None,
+        "--voice", help='NAME=ref.wav, NAME="ref.wav|LANG|transcript" (needs --hubert) or '
+                        'NAME=ref.wav:prompt_tokens.npy:"prompt phonemes": store this voice in the package (repeatable).')] = None,
     pretrained: Annotated[Path | None, typer.Option(
         "--pretrained", help="Your GPT-SoVITS checkout (or its GPT_SoVITS/pretrained_models): every auxiliary model "
                              "(HuBERT, RoBERTa, g2pW, fastText, sv) is found at its official path.")] = None,
@@ -51,6 +52,10 @@ def export(
         unavailable = tensorrt_available() if manifest.tensorrt else None
         if manifest.tensorrt and unavailable is None:
             manifest = build_engines(output, output, step=lambda message: status.update(message))
+    from ttsopt.families.gpt_sovits.pretrained import package_notes
+
+    for note in package_notes(manifest.runtime):
+        err.print(f"note: {escape(note)}", highlight=False)
     if as_json:
         out.print_json(json.dumps({"package": str(output), "verification": manifest.verification,
                                    "tensorrt": manifest.tensorrt.get("status")}))
@@ -73,10 +78,34 @@ def _auxiliary(pretrained: Path | None, **explicit: Path | None) -> dict[str, Pa
     return find_auxiliaries(pretrained, explicit)
 
 
+VOICE_SYNTAX = ('NAME=recording.wav, NAME=recording.wav|LANG|transcript (the official .list order: the package\'s '
+                'HuBERT and text front end make the prompt) or NAME=recording.wav:prompt_tokens.npy:"prompt phonemes"')
+
+
+def _voice_source(entry: str):
+    """``(name, VoiceSource)`` of one ``--voice``: ``|`` separates a transcript (which may hold ``:``) from the
+    recording; otherwise the old ``:``-separated prompt tokens and phonemes."""
+    from ttsopt.compiler.spec import VoiceSource
+
+    name, sep, spec = entry.partition("=")
+    if not sep or not name or not spec:
+        raise TtsoptError(f"--voice {entry!r} must be {VOICE_SYNTAX}")
+    if "|" in spec:
+        parts = spec.split("|", 2)
+        if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2].strip():
+            raise TtsoptError(f"--voice {entry!r}: give NAME=recording.wav|LANG|transcript (e.g. 'alice=ref.wav|en|Hello there.')")
+        return name, VoiceSource(Path(parts[0]), transcript=parts[2], lang=parts[1].strip())
+    parts = spec.split(":", 2)
+    if not parts[0] or len(parts) == 2:
+        raise TtsoptError(f"--voice {entry!r} must be {VOICE_SYNTAX}")
+    return name, VoiceSource(Path(parts[0]), Path(parts[1]) if len(parts) == 3 else None,
+                             parts[2] if len(parts) == 3 else None)
+
+
 def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path | None, gpt: Path | None, voices: list[str],
                     sv: Path | None = None, auxiliary: dict[str, Path] | None = None):
     """The checkpoints by role (the positional one is a vocoder ``generator``) and the family that takes them."""
-    from ttsopt.compiler.spec import ExportSources, VoiceSource
+    from ttsopt.compiler.spec import ExportSources
     from ttsopt.families import family_for_checkpoints
 
     roles = {role: path for role, path in (("generator", checkpoint), ("sovits", sovits), ("gpt", gpt), ("sv", sv))
@@ -84,14 +113,10 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
     family = family_for_checkpoints(set(roles))
     if auxiliary and "sovits" not in roles:
         raise TtsoptError("--pretrained, --hubert, --bert, --g2pw and --langdetect are for GPT-SoVITS packages (--sovits s2.pth)")
-    named = {}
+    named: dict = {}
     for entry in voices:
-        name, sep, spec = entry.partition("=")
-        parts = spec.split(":", 2)
-        if not sep or not name or not parts[0] or len(parts) == 2:
-            raise TtsoptError(f"--voice {entry!r} must be NAME=recording.wav or NAME=recording.wav:prompt_tokens.npy:\"prompt phonemes\"")
+        name, source = _voice_source(entry)
         if name in named:
             raise TtsoptError(f"voice {name!r} is given twice")
-        named[name] = VoiceSource(Path(parts[0]), Path(parts[1]) if len(parts) == 3 else None,
-                                  parts[2] if len(parts) == 3 else None)
+        named[name] = source
     return family, ExportSources(roles, config, named, auxiliary or {})

@@ -43,6 +43,16 @@ def inspect(
     if voices is not None:
         out.print("voices: " + (", ".join(f"{name} ({'with' if v.get('prompt') else 'no'} GPT prompt; from {Path(v['source']).name})"
                                           for name, v in voices.items()) or "none (synthesise with --reference ref.wav)"))
+    auxiliary = manifest.runtime.get("auxiliary")
+    if auxiliary is not None:
+        from ttsopt.families.gpt_sovits.pretrained import package_notes
+
+        held = [f"{role} ({Path(facts.get('source', role)).name}"
+                + (f", {facts['parameters'] / 1e6:.1f} M parameters)" if "parameters" in facts else ")")
+                for role, facts in auxiliary.items() if facts]
+        out.print("auxiliary models: " + (", ".join(held) or "none"))
+        for note in package_notes(manifest.runtime):
+            out.print(f"note: {escape(note)}", highlight=False)
     gates = manifest.verification.get("gates", [])
     if gates:
         out.print("verified at export: " + "; ".join(

@@ -23,8 +23,11 @@ def run(
     text: Annotated[str | None, typer.Option("--text", help="TTS: the text to speak (cut into sentences, each synthesised).")] = None,
     lang: Annotated[str | None, typer.Option("--lang", help="TTS: " + LANG_HELP)] = None,
     cut: Annotated[str, typer.Option("--cut", help="TTS: sentence cutting, official cut0..cut5 (cut5: at every mark).")] = "cut5",
-    voice: Annotated[str | None, typer.Option("--voice", help="SoVITS: a voice stored in the package.")] = None,
+    voice: Annotated[str | None, typer.Option("--voice", help="SoVITS: a voice stored in the package, or a NAME.voice file (ttsopt voice).")] = None,
     reference: Annotated[list[Path] | None, typer.Option("--reference", help="SoVITS: reference recording(s) instead of a stored voice.")] = None,
+    reference_text: Annotated[str | None, typer.Option("--reference-text", help="TTS: what is said in --reference: the voice "
+                                                       "prompts the GPT, as `ttsopt voice` makes it (needs --hubert at export).")] = None,
+    reference_lang: Annotated[str | None, typer.Option("--reference-lang", help="TTS: language of --reference-text.")] = None,
     noise_scale: Annotated[float, typer.Option("--noise-scale", help="SoVITS: prior temperature (official default 0.5).")] = 0.5,
     speed: Annotated[float, typer.Option("--speed", help="SoVITS: speaking rate (> 1 is faster).")] = 1.0,
     seed: Annotated[int | None, typer.Option("--seed", help="SoVITS/TTS: seed of the noise and the GPT's sampling.")] = None,
@@ -67,7 +70,7 @@ def run(
         semantic = read_npy(tokens, "semantic tokens") if tokens is not None else None
         features = read_npy(bert, "BERT features") if bert is not None else None
         start = time.perf_counter()
-        ge = model.voice_embedding(reference) if reference else voice
+        ge = _voice(model, voice, reference or [], reference_text, reference_lang)
         if semantic is not None:
             audio = model.synthesize(semantic, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=seed)
         else:
@@ -92,7 +95,7 @@ def run(
                 audio, result = model.speak(phonemes, ge, features, params, noise_scale=noise_scale, speed=speed)
                 err.print(f"GPT: {result.tokens.size} semantic tokens, stopped by {result.stop_reason}", highlight=False)
     else:
-        if tokens is not None or phonemes is not None or text is not None or voice is not None or reference:
+        if tokens is not None or phonemes is not None or text is not None or voice is not None or reference or reference_text:
             raise TtsoptError("--tokens/--phonemes/--text/--voice/--reference are for GPT-SoVITS packages; a vocoder takes --wav or --mel")
         if (wav is None) == (mel is None):
             raise TtsoptError("give exactly one of --wav or --mel")
@@ -103,6 +106,29 @@ def run(
     write_wav(output, audio, model.sample_rate)
     seconds = len(audio) / model.sample_rate
     out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
+
+
+def _voice(model, voice: str | None, references: list[Path], text: str | None, lang: str | None):
+    """What ``--voice`` / ``--reference`` name: a stored voice's name, a ``.voice`` file, a :class:`Voice` made now from
+    a recording and its transcript, or the ``ge`` of recordings (reference-free)."""
+    from ttsopt.runtime import TextToSpeech
+    from ttsopt.runtime.voice import SUFFIX, Voice
+
+    if (text is None) != (lang is None):
+        raise TtsoptError("--reference-text and --reference-lang go together: give both (with one --reference)")
+    if text is not None:
+        if not isinstance(model, TextToSpeech):
+            raise TtsoptError("--reference-text prompts the GPT: it needs a text-to-speech package (exported with --gpt)")
+        if len(references) != 1:
+            raise TtsoptError("--reference-text needs exactly one --reference recording (the one it transcribes)")
+        return Voice.from_recording(model, references[0], text, lang)
+    if references:
+        return model.voice_embedding(references)
+    if voice is not None and voice.endswith(SUFFIX):
+        if not isinstance(model, TextToSpeech):
+            raise TtsoptError("a .voice file prompts the GPT: it needs a text-to-speech package (exported with --gpt)")
+        return Voice.load(voice, model)
+    return voice
 
 
 def _stream_to_file(model, output: Path, utterances: list[str], voice, features, params, noise_scale: float, speed: float,

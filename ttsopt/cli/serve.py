@@ -17,7 +17,8 @@ def serve(
     package: Annotated[Path, typer.Argument(help="Text-to-speech package directory (GPT + SoVITS).")],
     host: Annotated[str, typer.Option("--host", help="Interface to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", help="Requests synthesized at once (threads over one loaded package).")] = 2,
+    workers: Annotated[int, typer.Option("--workers", help="Requests synthesized at once (threads over one loaded package; their "
+                                                            "GPT decode steps run batched, up to the package's batch size).")] = 8,
     max_concurrent: Annotated[int | None, typer.Option("--max-concurrent", help="Requests admitted at once, running or waiting "
                                                        "(default 2 × workers); beyond: 429 with Retry-After.")] = None,
     max_input: Annotated[int, typer.Option("--max-input", help="Longest input accepted, in characters.")] = 4096,

@@ -19,12 +19,15 @@ from ttsopt.package.manifest import GraphSignature, ModelFacts
 
 @dataclass(frozen=True)
 class VoiceSource:
-    """``--voice NAME=ref.wav[:prompt_tokens.npy:prompt phonemes]``: a reference recording and, for a GPT,
-    what was said in it (its semantic tokens and phonemes), which prompts the GPT to continue in that voice."""
+    """``--voice NAME=ref.wav[:prompt_tokens.npy:prompt phonemes]`` or ``NAME=ref.wav|LANG|transcript``: a reference
+    recording and, for a GPT, what was said in it — its semantic tokens and phonemes, or its transcript (the
+    package's HuBERT and text front end make both) — which prompts the GPT to continue in that voice."""
 
     recording: Path
     prompt_tokens: Path | None = None
     prompt_phonemes: str | None = None
+    transcript: str | None = None
+    lang: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@
     >>> tts = ttsopt.runtime.load("build/gpt-sovits-cpu")
     >>> audio, result = tts.speak("n i2 h ao3 .", voice="alice")
     >>> audio, results = tts.speak(text="你好，世界。", lang="zh", voice="alice")   # one result per sentence
+    >>> voice = ttsopt.runtime.Voice.from_recording(tts, "ref.wav", "What is said in it.", "en")  # --hubert packages
+    >>> audio, results = tts.speak(text="Hello.", lang="en", voice=voice)
 
 Several sessions in one process run faster on one shared thread pool: call
 ``ttsopt.runtime.share_thread_pool()`` first (see :mod:`ttsopt.runtime.threads` for when not to).
@@ -22,6 +24,7 @@ from ttsopt.runtime.sovits import Synthesizer
 from ttsopt.runtime.threads import share_thread_pool
 from ttsopt.runtime.tts import TextToSpeech
 from ttsopt.runtime.vocoder import Vocoder
+from ttsopt.runtime.voice import Voice
 
 _TASKS = {"vocoder": Vocoder, "sovits": Synthesizer, "tts": TextToSpeech}
 
@@ -32,4 +35,4 @@ def load(path: str | Path) -> Vocoder | Synthesizer | TextToSpeech:
     return _TASKS[package.manifest.task](package)
 
 
-__all__ = ["Package", "Synthesizer", "TextToSpeech", "Vocoder", "load", "share_thread_pool"]
+__all__ = ["Package", "Synthesizer", "TextToSpeech", "Vocoder", "Voice", "load", "share_thread_pool"]

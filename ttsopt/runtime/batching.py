@@ -29,7 +29,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,6 +121,7 @@ class _Row:
     stop: StopFn | None
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     abandoned: threading.Event = field(default_factory=threading.Event)
+    queued_at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -138,7 +139,13 @@ class DecodeScheduler:
 
     :meth:`tokens` has :meth:`GPT.tokens`'s contract, so callers (``speak``, ``stream``, the server) are
     unchanged; ``GPT.batch()`` routes them here. :meth:`close` ends the thread; requests still running then
-    fail with :class:`Cancelled`."""
+    fail with :class:`Cancelled`.
+
+    ``on_step(rows, seconds)`` and ``on_join(wait_seconds)``, when set, observe every step and every row's wait
+    for a place in the batch (the server's ``/metrics``)."""
+
+    on_step: Callable[[int, float], None] | None = None
+    on_join: Callable[[float], None] | None = None
 
     def __init__(self, gpt: GPT, max_rows: int):
         if max_rows < 1:
@@ -206,6 +213,8 @@ class DecodeScheduler:
                     row, cache = self._joining.pop(0)
                     self._cache.insert(cache)
                     self._active.append(row)
+                    if self.on_join is not None:
+                        self.on_join(time.perf_counter() - row.queued_at)
             self._drop_stopped()
             if self._active:
                 try:
@@ -251,11 +260,13 @@ class DecodeScheduler:
         for index in reversed(finished):
             rows[index].out.put(rows[index].loop.result)
             self._leave(index)
-        stats = self.stats
+        seconds, stats = time.perf_counter() - started, self.stats
         stats.steps += 1
         stats.rows_stepped += len(logits)
         stats.largest_batch = max(stats.largest_batch, len(logits))
-        stats.step_seconds += time.perf_counter() - started
+        stats.step_seconds += seconds
+        if self.on_step is not None:
+            self.on_step(len(logits), seconds)
 
 
 __all__ = ["BatchStats", "BatchedCache", "DecodeScheduler"]

@@ -4,10 +4,10 @@
     >>> audio = synth.synthesize(tokens, "n i2 h ao3 .", voice="alice", noise_scale=0.5, seed=0)
 
 A voice is either a name stored in the package (its ``ge`` computed at export: the reference encoder
-never runs for it) or reference recordings, encoded on the fly by the ``reference_encoder`` graph and
-averaged. v2Pro/v2ProPlus packages also hold a ``speaker_verification`` graph: a recording's 16 kHz Kaldi
-fbank (numpy, :mod:`ttsopt.audio.kaldi`) gives its ``sv`` embedding, which the reference encoder takes
-beside the spectrogram; stored voices have it folded into their ``ge``.
+never runs for it), a :class:`~ttsopt.runtime.voice.Voice` (a ``.voice`` file), or reference recordings,
+encoded on the fly by the ``reference_encoder`` graph and averaged. v2Pro/v2ProPlus packages also hold a
+``speaker_verification`` graph: a recording's 16 kHz Kaldi fbank (numpy, :mod:`ttsopt.audio.kaldi`) gives its
+``sv`` embedding, which the reference encoder takes beside the spectrogram; stored voices have it folded into their ``ge``.
 
 The noise of the prior is drawn here (numpy, seeded) and passed to the ``latent`` graph, so equal seeds
 give equal audio; numpy's generator is not torch's, so a seed does not reproduce the official code's draw for
@@ -27,6 +27,7 @@ from ttsopt.audio.mel import linear_spectrogram
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.phonemes import PhonemeTable
+from ttsopt.runtime.voice import Voice
 
 SYMBOLS_FILE = "symbols.json"
 VOICES_FILE = "voices.npz"
@@ -147,7 +148,10 @@ class Synthesizer:
             raise TtsoptError(f"voice {name!r} is not in this package (voices: {known})")
         return self.voices[name]
 
-    def _ge(self, voice: str | np.ndarray | None) -> np.ndarray:
+    def _ge(self, voice: str | np.ndarray | Voice | None) -> np.ndarray:
+        if isinstance(voice, Voice):
+            voice.check_package(self)
+            return voice.ge
         if voice is None:
             if len(self.voices) != 1:
                 known = ", ".join(sorted(self.voices)) or "none"

@@ -34,10 +34,13 @@ from ttsopt.runtime.sovits import Synthesizer, check_synthesis, latent_frames
 from ttsopt.runtime.streaming import FrameNoise, StreamSettings, StreamStats, stream_pieces
 from ttsopt.runtime.text import Sentence, package_langdetect, phonemize
 from ttsopt.runtime.text.cutting import DEFAULT_METHOD
+from ttsopt.runtime.voice import Voice
 
 SENTENCE_PAUSE_S = 0.3  # the official fragment_interval
 
 log = logging.getLogger("ttsopt")
+#: A stored voice's name, a :class:`Voice` (recording + transcript), a ``ge`` array (reference-free), or the default.
+VoiceLike = str | np.ndarray | Voice | None
 
 
 class TextToSpeech(Synthesizer):
@@ -46,32 +49,42 @@ class TextToSpeech(Synthesizer):
         self.gpt = GPT(package)
         self.token_rate = int(self.settings["token_rate_hz"])  # the semantic rate, 25 Hz
 
-    def prompt(self, voice: str | np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray]:
-        """(prompt semantic tokens, prompt phoneme ids) of a stored voice; (None, empty) for reference-free."""
+    def prompt(self, voice: VoiceLike) -> tuple[np.ndarray | None, np.ndarray]:
+        """(prompt semantic tokens, prompt phoneme ids) of a stored voice or a :class:`Voice`; (None, empty) for reference-free."""
+        if isinstance(voice, Voice):
+            return voice.prompt_tokens, voice.phone_ids
         if isinstance(voice, str) and f"{voice}/prompt_tokens" in self.voice_data:
             return self.voice_data[f"{voice}/prompt_tokens"], self.voice_data[f"{voice}/prompt_phonemes"]
         return None, np.zeros(0, np.int64)
 
-    def _bert(self, bert: np.ndarray | None, prompt_len: int, text_len: int) -> np.ndarray | None:
-        if bert is None:
+    def _bert(self, bert: np.ndarray | None, prompt_len: int, text_len: int,
+              prompt_bert: np.ndarray | None = None) -> np.ndarray | None:
+        """``[1, 1024, prompt + text]`` or None (zeros); the prompt's columns come from ``bert``, else the voice's
+        ``prompt_bert``, else zeros."""
+        if bert is None and prompt_bert is None:
             return None
+        if bert is None:
+            bert = np.zeros((self.gpt.bert_dim, text_len), np.float32)
         bert = np.asarray(bert, dtype=np.float32)
         bert = bert[0] if bert.ndim == 3 and bert.shape[0] == 1 else bert
         if bert.ndim != 2 or bert.shape[0] != self.gpt.bert_dim or bert.shape[1] not in (text_len, prompt_len + text_len):
             raise TtsoptError(f"BERT features must be [{self.gpt.bert_dim}, {text_len}] (target phonemes) or "
                               f"[{self.gpt.bert_dim}, {prompt_len + text_len}] (prompt + target), got {list(bert.shape)}")
-        if bert.shape[1] == text_len:  # the prompt's columns: zeros, as for non-Chinese prompt text
-            bert = np.concatenate((np.zeros((self.gpt.bert_dim, prompt_len), np.float32), bert), axis=1)
+        if bert.shape[1] == text_len and prompt_len:  # the prompt's columns: the voice's, else zeros (non-Chinese)
+            prompt = (np.zeros((self.gpt.bert_dim, prompt_len), np.float32) if prompt_bert is None
+                      else np.asarray(prompt_bert, np.float32).reshape(self.gpt.bert_dim, prompt_len))
+            bert = np.concatenate((prompt, bert), axis=1)
         return bert[None]
 
-    def _gpt_inputs(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None, bert: np.ndarray | None,
+    def _gpt_inputs(self, phonemes: str | np.ndarray, voice: VoiceLike, bert: np.ndarray | None,
                     params: SamplingParams) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(target ids, prompt + target ids, BERT features, prompt tokens), checked before anything runs."""
         ids = self.phoneme_ids(phonemes)
         prompt_tokens, prompt_ids = self.prompt(voice if voice is not None else self._default_voice_name())
         if params.max_new_tokens > self.max_tokens:
             raise TtsoptError(f"max new tokens {params.max_new_tokens} exceeds what the SoVITS graphs take ({self.max_tokens})")
-        return ids, np.concatenate((prompt_ids, ids)), self._bert(bert, prompt_ids.size, ids.size), prompt_tokens
+        prompt_bert = voice.prompt_bert if isinstance(voice, Voice) else None
+        return ids, np.concatenate((prompt_ids, ids)), self._bert(bert, prompt_ids.size, ids.size, prompt_bert), prompt_tokens
 
     def _report(self, result: GenerationResult, params: SamplingParams) -> None:
         if result.stop_reason == "max_new_tokens":
@@ -80,7 +93,7 @@ class TextToSpeech(Synthesizer):
         elif result.stop_reason == "early_stop":
             log.warning("the GPT stopped at early_stop_num = %d tokens", params.early_stop_num)
 
-    def semantic_tokens(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None = None,
+    def semantic_tokens(self, phonemes: str | np.ndarray, voice: VoiceLike = None,
                         bert: np.ndarray | None = None, params: SamplingParams | None = None,
                         stop: StopFn | None = None) -> GenerationResult:
         """The GPT's tokens for the target ``phonemes`` (EOS removed), continuing the voice's prompt."""
@@ -98,7 +111,7 @@ class TextToSpeech(Synthesizer):
         segmented with the package's language identifier (the official ``lid.176.bin`` when it was exported with it)."""
         return phonemize(text, lang, self.phonemes.symbols, self.phonemes.version, cut, package_langdetect(self.package))
 
-    def speak(self, phonemes: str | np.ndarray | None = None, voice: str | np.ndarray | None = None, bert: np.ndarray | None = None,
+    def speak(self, phonemes: str | np.ndarray | None = None, voice: VoiceLike = None, bert: np.ndarray | None = None,
               params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
               stop: StopFn | None = None, *, text: str | None = None, lang: str | None = None, cut: str = DEFAULT_METHOD
               ) -> tuple[np.ndarray, GenerationResult | list[GenerationResult]]:
@@ -128,7 +141,7 @@ class TextToSpeech(Synthesizer):
 
     _warned_zero_bert = False
 
-    def speak_sentences(self, sentences: list[Sentence], voice: str | np.ndarray | None = None,
+    def speak_sentences(self, sentences: list[Sentence], voice: VoiceLike = None,
                         params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
                         stop: StopFn | None = None) -> tuple[np.ndarray, list[GenerationResult]]:
         """Each sentence synthesised on its own, peaks above 1 normalised, joined with 0.3 s pauses."""
@@ -145,7 +158,7 @@ class TextToSpeech(Synthesizer):
             results.append(result)
         return np.concatenate(pieces).astype(np.float32), results
 
-    def stream(self, phonemes: str | np.ndarray, voice: str | np.ndarray | None = None, bert: np.ndarray | None = None,
+    def stream(self, phonemes: str | np.ndarray, voice: VoiceLike = None, bert: np.ndarray | None = None,
                params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
                settings: StreamSettings | None = None, stop: StopFn | None = None) -> SpeechStream:
         """Audio pieces while the GPT generates (see :mod:`ttsopt.runtime.streaming`). Inputs are checked

@@ -33,7 +33,7 @@ class ServeSettings:
     """The server's bounds. ``workers``: requests synthesized at once (threads over one shared package);
     ``max_concurrent``: requests admitted at once, running or waiting (default 2 × workers), beyond → 429."""
 
-    workers: int = 2
+    workers: int = 8
     max_concurrent: int | None = None
     max_input_chars: int = 4096
     max_tokens: int = 1500
@@ -75,6 +75,10 @@ class Engine:
         self.cache = AudioCache(int(settings.cache_mb * 2**20)) if settings.cache_mb > 0 else None
         self.metrics = Metrics()
         self.metrics.in_flight.set_function(lambda: self.admission.active)
+        # Every request's GPT decode steps run batched on one thread (ttsopt.runtime.batching); each worker holds a
+        # request (its prefill, its SoVITS work, its pieces), so the batch holds at most one row per worker.
+        self.scheduler = tts.gpt.batch(min(settings.workers, tts.gpt.max_batch))
+        self.scheduler.on_step, self.scheduler.on_join = self.metrics.observe_step, self.metrics.queue_wait.observe
 
     def voices(self) -> list[dict]:
         return [{"id": name, "name": name, "prompt": f"{name}/prompt_tokens" in self.tts.voice_data} for name in sorted(self.tts.voices)]
@@ -189,3 +193,4 @@ class Engine:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.scheduler.close()

@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
+STEP_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
 
 
 class Metrics:
@@ -18,6 +20,16 @@ class Metrics:
         self.audio_seconds = Counter("ttsopt_audio_seconds", "Seconds of audio produced", registry=self.registry)
         self.in_flight = Gauge("ttsopt_requests_in_flight", "Requests admitted and not finished", registry=self.registry)
         self.cache_hits = Counter("ttsopt_cache_hits", "Requests answered from the finished-audio cache", registry=self.registry)
+        self.batch_rows = Histogram("ttsopt_decode_batch_rows", "Requests stepped together per GPT decode step",
+                                    buckets=BATCH_BUCKETS, registry=self.registry)
+        self.step_seconds = Histogram("ttsopt_decode_step_seconds", "Time of one batched GPT decode step",
+                                      buckets=STEP_BUCKETS, registry=self.registry)
+        self.queue_wait = Histogram("ttsopt_decode_queue_wait_seconds", "A request's wait for a place in the decode batch "
+                                    "after its prefill", buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    def observe_step(self, rows: int, seconds: float) -> None:
+        self.batch_rows.observe(rows)
+        self.step_seconds.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

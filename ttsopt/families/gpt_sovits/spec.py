@@ -9,10 +9,14 @@ Graphs (see :mod:`ttsopt.families.gpt_sovits.sovits_graphs` for why they are cut
                        noise_scale [1]                                   → z [batch, inter, frames]
     generator          z, ge                                             → audio [batch, 1, samples]
     prompt_codes       ssl [batch, 768, ssl_frames]                      → codes [batch, tokens]
+    ssl                waveform [batch, samples] (16 kHz)                → ssl [batch, 768, ssl_frames]  (--hubert)
 
 Voices given as ``--voice name=ref.wav`` are run through the original model's reference encoder at
 export and stored as ``voices.npz`` (``ge`` per name), so synthesis with them skips the encoder (and, for
-v2Pro/v2ProPlus, the speaker-verification network given with ``--sv``).
+v2Pro/v2ProPlus, the speaker-verification network given with ``--sv``). With ``--hubert`` (or ``--pretrained``)
+the package also runs HuBERT (:mod:`ttsopt.families.gpt_sovits.hubert`), so voices can be made from a recording
+and its transcript without torch (:mod:`ttsopt.runtime.voice`); ``runtime["auxiliary"]`` records which auxiliary
+models the package holds (``null``: missing).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from ttsopt.runtime.sovits import (
     reference_sv_features,
 )
 from ttsopt.runtime.text import langseg
+from ttsopt.runtime.voice import transcript_phones
 
 FAMILY = "gpt_sovits"
 TASK = "sovits"
@@ -68,7 +73,10 @@ TTS_TASK = "tts"
 ROLE = "sovits"
 GPT_ROLE = "gpt"
 SV_ROLE = "sv"
+HUBERT_ROLE = "hubert"
 LANGDETECT_ROLE = "langdetect"  # fastText lid.176.bin: copied into a text-to-speech package (langseg.PACKAGE_FILE)
+#: The auxiliary models a package can hold (``runtime["auxiliary"]``: role → facts, or null when missing).
+PACKAGE_AUXILIARIES = (HUBERT_ROLE,)
 SV_HINT = "--sv GPT_SoVITS/pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt (or --pretrained CHECKOUT)"
 GPT_REFERENCE_FILE = "gpt_reference.npz"
 
@@ -208,8 +216,10 @@ class ReferenceEmbedder:
             return self.model.speaker_embedding(torch.from_numpy(inputs["spectrogram"]), *sv).numpy()
 
 
-def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTable, with_gpt: bool) -> dict[str, np.ndarray]:
-    """``ge`` of each voice (original models), and for a GPT its prompt: semantic tokens and phoneme ids."""
+def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTable, with_gpt: bool,
+            prompt: Callable[[Path], np.ndarray] | None) -> dict[str, np.ndarray]:
+    """``ge`` of each voice (original models), and for a GPT its prompt: semantic tokens and phoneme ids, given
+    or made from the recording and its transcript (``prompt``: recording → codes by the original HuBERT + SoVITS)."""
     original = embed.model
     arrays = {}
     for name, voice in sources.voices.items():
@@ -221,7 +231,17 @@ def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTabl
             raise TtsoptError(f"voice {name}: {voice.recording} is {spec.shape[-1] / 50:.1f} s long; a reference must be at most "
                               f"{REF_FRAMES.max / 50:.0f} s: cut it (3-10 s of clean speech is typical)")
         arrays[name] = embed(embed.inputs(wav))
-        if voice.prompt_tokens is not None:
+        if voice.transcript is not None:
+            if not with_gpt:
+                raise TtsoptError(f"voice {name}: a transcript prompts the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
+            if prompt is None:
+                raise TtsoptError(f"voice {name}: a transcript needs HuBERT to turn the recording into prompt tokens: "
+                                  f"give --hubert GPT_SoVITS/pretrained_models/chinese-hubert-base (or --pretrained CHECKOUT)")
+            sentence = transcript_phones(voice.transcript, voice.lang or "", table.symbols, table.version,
+                                         sources.auxiliary.get(LANGDETECT_ROLE))
+            arrays[f"{name}/prompt_tokens"] = prompt(voice.recording)
+            arrays[f"{name}/prompt_phonemes"] = table.ids(" ".join(sentence.phones))
+        elif voice.prompt_tokens is not None:
             if not with_gpt:
                 raise TtsoptError(f"voice {name}: prompt tokens and phonemes are for the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
             tokens = read_int_array(voice.prompt_tokens, "prompt tokens")
@@ -292,20 +312,37 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     golden.append(GoldenItem("prompt-codes", "prompt_codes",
                              {"ssl": rng.standard_normal((1, config.ssl_dim, 81), dtype=np.float32)}))
 
-    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, embed, table, gpt is not None))}
+    auxiliary: dict[str, dict | None] = dict.fromkeys(PACKAGE_AUXILIARIES)
+    prompt = None
+    if HUBERT_ROLE in sources.auxiliary:
+        from ttsopt.families.gpt_sovits.hubert import official_prompt, plan_ssl
+
+        ssl = plan_ssl(sources.auxiliary[HUBERT_ROLE], speech, config.sampling_rate)
+        graphs.append(ssl.graph)
+        originals[ssl.graph.name] = ssl.original
+        golden += ssl.golden
+        auxiliary[HUBERT_ROLE] = ssl.facts
+        prompt = official_prompt(ssl.loaded, PromptCodesGraph(original).eval(), config.sampling_rate)
+
+    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, embed, table, gpt is not None, prompt))}
     runtime = {
         "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
-        "voices": {name: {"source": str(v.recording.resolve()), "prompt": v.prompt_tokens is not None}
+        "voices": {name: {"source": str(v.recording.resolve()),
+                          "prompt": v.prompt_tokens is not None or v.transcript is not None}
+                          | ({"transcript": v.transcript, "lang": v.lang} if v.transcript is not None else {})
                    for name, v in sources.voices.items()},
         "token_rate_hz": 25, "generator_context_frames": generator_receptive_field(exported),
+        "auxiliary": auxiliary,
     }
-    if gpt is not None and LANGDETECT_ROLE in sources.auxiliary:
-        files[langseg.PACKAGE_FILE], official = langseg.read_model(sources.auxiliary[LANGDETECT_ROLE])
-        runtime["langdetect"] = {"file": langseg.PACKAGE_FILE, "official": official}
-        if not official:
-            logging.getLogger("ttsopt").warning(
-                "%s is not the official lid.176.bin (md5 differs): language segmentation may differ from the official "
-                "front end", sources.auxiliary[LANGDETECT_ROLE])
+    if gpt is not None:  # text in: the language identifier of the official segmentation, copied (langseg)
+        auxiliary[LANGDETECT_ROLE] = None
+        if LANGDETECT_ROLE in sources.auxiliary:
+            source = sources.auxiliary[LANGDETECT_ROLE]
+            files[langseg.PACKAGE_FILE], official = langseg.read_model(source)
+            auxiliary[LANGDETECT_ROLE] = {"file": langseg.PACKAGE_FILE, "source": str(source.resolve()), "official": official}
+            if not official:
+                logging.getLogger("ttsopt").warning("%s is not the official lid.176.bin (md5 differs): language "
+                                                    "segmentation may differ from the official front end", source)
     model_config = {"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
                     "symbol_version": config.symbol_version, "parameters": sum(p.numel() for p in original.parameters())}
     if sv is not None:

@@ -128,7 +128,7 @@ def check_language(lang: str, version: str) -> None:
 
 def package_langdetect(package) -> Path | None:
     """The fastText model a package was exported with (``--langdetect``/``--pretrained``); None: the lite one."""
-    record = package.manifest.runtime.get("langdetect")
+    record = (package.manifest.runtime.get("auxiliary") or {}).get("langdetect")
     return None if record is None else package.path / record["file"]
 
 

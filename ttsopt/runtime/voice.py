@@ -1,0 +1,257 @@
+"""A voice made from a reference recording and its transcript, and the ``.voice`` file that stores it (torch-free).
+
+Every official GPT-SoVITS inference prompts the GPT with what was said in the reference: the recording's
+semantic tokens (HuBERT → ``extract_latent``) and the transcript's phones (and, for Chinese, its BERT
+features); SoVITS takes the recording's ``ge`` (v2Pro/v2ProPlus: with its speaker-verification embedding).
+A :class:`Voice` computes all of it once, with the package's graphs, so a voice can be made at run time,
+kept in a file and reused without the recording::
+
+    >>> tts = ttsopt.runtime.load("build/gpt-sovits-cpu")           # exported with --hubert (or --pretrained)
+    >>> voice = Voice.from_recording(tts, "ref.wav", "Hello, this is my voice.", "en")
+    >>> voice = Voice.from_recording(tts, (samples, 44100), "你好。", "zh")   # or a waveform and its rate
+    >>> voice.save("alice.voice")                                    # atomic; a small npz with a JSON header
+    >>> voice = Voice.load("alice.voice", tts)                       # refused if made with another model
+    >>> audio, results = tts.speak(text="Nice to meet you.", lang="en", voice=voice)
+    >>> speech = tts.stream("n i2 h ao3 .", voice=voice)
+
+Stable API: :meth:`Voice.from_recording`, :meth:`Voice.save`, :meth:`Voice.load` (also :meth:`Voice.from_bytes`
+/ :meth:`Voice.to_bytes` for stores that keep voices elsewhere), :meth:`Voice.describe` (JSON-ready), and the
+fields below. Every input problem is a :class:`~ttsopt.errors.TtsoptError` with a one-line message.
+
+The official rules applied: the recording read as ``librosa.load(sr=16000)`` does, the 3–10 s bound, the
+``0.3 × rate`` zero padding (:mod:`ttsopt.runtime.prompt`); the transcript gets "." (English) or "。" (other
+languages) appended when it does not end in one of the official split marks, then the package's text front
+end (:func:`ttsopt.runtime.text.sentence_phones`: the per-sentence rules, e.g. a "." prefix under 6 phones).
+The SoVITS reference is the recording at the model's rate (a file at another rate is resampled by the
+runtime's polyphase resampler, where the official code uses torchaudio's; the 32 kHz files of the oracle
+are not resampled).
+
+File format (``.voice``, version 1): an ``.npz`` (no pickles) of ``header`` (UTF-8 JSON as uint8: format,
+version, the model it belongs to — the sha256 of the package's SoVITS and GPT checkpoints — transcript,
+language, phones, source duration, symbol table version, which arrays are present), ``prompt_tokens`` int64
+``[P]``, ``phone_ids`` int64 ``[N]``, ``ge`` float32 ``[1, gin, 1]``, and when present ``sv`` float32
+``[1, sv_dim]`` (v2Pro/v2ProPlus) and ``prompt_bert`` float32 ``[1024, N]`` (the transcript's BERT features:
+``None`` until a package holds a BERT graph; the GPT then reads zeros for the prompt, as the official code does
+for non-Chinese text).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ttsopt.errors import TtsoptError
+from ttsopt.runtime.prompt import SSL, Recording, hubert_input, load_16k, padding_samples, read_audio, to_mono
+
+if TYPE_CHECKING:
+    from ttsopt.runtime.tts import TextToSpeech
+
+FORMAT = "ttsopt-voice"
+VERSION = 1
+SUFFIX = ".voice"
+#: The official ``splits``: a prompt text ending in none of them gets "." (en) or "。" appended.
+SPLIT_MARKS = frozenset("，。？！,.?!~:：—…")
+HUBERT_HINT = ("this package has no HuBERT (ssl graph), so it cannot make a voice from a recording and its transcript: "
+               "re-export it with --hubert GPT_SoVITS/pretrained_models/chinese-hubert-base (or --pretrained CHECKOUT)")
+
+
+def prompt_text(text: str, lang: str) -> str:
+    """The official prompt-text rule (``TTS.run``): strip newlines, append "." (en) or "。" unless it ends in a split mark."""
+    text = text.strip("\n")
+    if not text.strip():
+        raise TtsoptError("the transcript is empty: give the words spoken in the reference recording")
+    return text if text[-1] in SPLIT_MARKS else text + ("." if lang == "en" else "。")
+
+
+def model_identity(manifest) -> dict[str, str]:
+    """The sha256 of the checkpoints a package was made from (SoVITS and GPT): what a voice belongs to."""
+    hashes = manifest.source.get("sha256", {})
+    return {role: hashes[role] for role in ("sovits", "gpt") if role in hashes}
+
+
+@dataclass(frozen=True)
+class Voice:
+    """Everything a prompted synthesis needs of a reference recording and its transcript."""
+
+    #: The recording's semantic tokens (25 Hz), int64 ``[P]``: the GPT continues after them.
+    prompt_tokens: np.ndarray
+    #: The transcript's phone ids in the package's symbol table, int64 ``[N]``.
+    phone_ids: np.ndarray
+    phones: tuple[str, ...]
+    #: SoVITS speaker embedding, float32 ``[1, gin, 1]``.
+    ge: np.ndarray
+    text: str
+    lang: str
+    #: Duration of the recording (s, at 16 kHz as the prompt path reads it).
+    seconds: float
+    #: sha256 of the SoVITS and GPT checkpoints of the package that made it (role → hex).
+    model: dict[str, str]
+    symbol_version: str
+    #: The transcript's BERT features ``[1024, N]``; ``None`` until packages hold a BERT graph.
+    prompt_bert: np.ndarray | None = None
+    #: v2Pro/v2ProPlus: the recording's speaker-verification embedding ``[1, sv_dim]`` (already folded into ``ge``).
+    sv: np.ndarray | None = None
+    #: The transcript as spoken to the front end (with the official closing mark).
+    norm_text: str = ""
+    source: str = field(default="", compare=False)
+
+    # -- making one --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_recording(cls, tts: TextToSpeech, recording: Recording, text: str, lang: str) -> Voice:
+        """A voice from a recording (a path, or ``(samples, rate)``) and its transcript in ``lang``, with ``tts``'s graphs."""
+        if not hasattr(tts, "gpt"):
+            raise TtsoptError("a voice from a recording and its transcript prompts the GPT: this package has no GPT "
+                              "(export it with --gpt s1.ckpt)")
+        if SSL not in tts.manifest.graphs:
+            raise TtsoptError(HUBERT_HINT)
+        from ttsopt.runtime.text import package_langdetect
+
+        sentence = transcript_phones(text, lang, tts.phonemes.symbols, tts.phonemes.version, package_langdetect(tts.package))
+        audio16k = load_16k(recording)  # the 3-10 s bound, before any graph runs
+        codes = prompt_tokens(tts, audio16k.wav16k)
+        inputs = tts.reference_inputs(reference_at_model_rate(recording, tts.sample_rate))
+        ge = tts.package.run("reference_encoder", inputs)["ge"]
+        return cls(prompt_tokens=codes, phone_ids=tts.phonemes.ids(" ".join(sentence.phones)),
+                   phones=tuple(sentence.phones), ge=ge.astype(np.float32), text=text, lang=lang,
+                   seconds=round(audio16k.seconds, 4), model=model_identity(tts.manifest),
+                   symbol_version=tts.phonemes.version, prompt_bert=None,
+                   sv=inputs.get("sv"), norm_text=sentence.norm_text, source=audio16k.source)
+
+    # -- the file ------------------------------------------------------------------------------------
+
+    def header(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "model": self.model, "symbol_version": self.symbol_version,
+                "text": self.text, "lang": self.lang, "norm_text": self.norm_text, "phones": list(self.phones),
+                "seconds": self.seconds, "prompt_tokens": int(self.prompt_tokens.size),
+                "prompt_bert": self.prompt_bert is not None, "sv": self.sv is not None}
+
+    def to_bytes(self) -> bytes:
+        arrays = {"header": np.frombuffer(json.dumps(self.header(), ensure_ascii=False).encode(), np.uint8),
+                  "prompt_tokens": self.prompt_tokens.astype(np.int64), "phone_ids": self.phone_ids.astype(np.int64),
+                  "ge": self.ge.astype(np.float32)}
+        if self.sv is not None:
+            arrays["sv"] = self.sv.astype(np.float32)
+        if self.prompt_bert is not None:
+            arrays["prompt_bert"] = self.prompt_bert.astype(np.float32)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the voice file atomically (a temporary sibling renamed into place): never half-written."""
+        path = Path(path)
+        if path.is_dir():
+            raise TtsoptError(f"{path} is a folder: give a file name such as {path / ('NAME' + SUFFIX)}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = self.to_bytes()
+        scratch = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(scratch, "xb") as sink:  # the umask's permissions, like any file the user writes
+                sink.write(payload)
+                sink.flush()
+                os.fsync(sink.fileno())
+            os.replace(scratch, path)
+        except BaseException:
+            Path(scratch).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, tts: TextToSpeech | None = None) -> Voice:
+        """Read a voice file; with ``tts``, refuse it unless it was made with that package's model."""
+        path = Path(path)
+        if not path.is_file():
+            raise TtsoptError(f"voice file not found: {path}: make one with `ttsopt voice PKG --reference ref.wav --text ...`")
+        return cls.from_bytes(path.read_bytes(), tts, str(path))
+
+    @classmethod
+    def from_bytes(cls, payload: bytes, tts: TextToSpeech | None = None, name: str = "voice") -> Voice:
+        try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as stored:
+                arrays = {key: stored[key] for key in stored.files}
+            header = json.loads(arrays.pop("header").tobytes().decode())
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as exc:
+            raise TtsoptError(f"{name} is not a readable voice file ({type(exc).__name__}: it is truncated or not a "
+                              f"{SUFFIX} file): make it again with `ttsopt voice`") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise TtsoptError(f"{name} is not a ttsopt voice file: make one with `ttsopt voice`")
+        if header.get("version") != VERSION:
+            raise TtsoptError(f"{name} is a version {header.get('version')} voice file; this ttsopt reads version {VERSION}: "
+                              "make it again with this ttsopt's `ttsopt voice`")
+        missing = {"prompt_tokens", "phone_ids", "ge"} - set(arrays)
+        if missing:
+            raise TtsoptError(f"{name} lacks {', '.join(sorted(missing))}: it is damaged; make it again with `ttsopt voice`")
+        voice = cls(prompt_tokens=arrays["prompt_tokens"].astype(np.int64), phone_ids=arrays["phone_ids"].astype(np.int64),
+                    phones=tuple(header["phones"]), ge=arrays["ge"].astype(np.float32), text=header["text"],
+                    lang=header["lang"], seconds=float(header["seconds"]), model=dict(header["model"]),
+                    symbol_version=header["symbol_version"], prompt_bert=arrays.get("prompt_bert"),
+                    sv=arrays.get("sv"), norm_text=header.get("norm_text", ""), source=name)
+        if tts is not None:
+            voice.check_package(tts, name)
+        return voice
+
+    def check_package(self, tts, name: str = "the voice") -> None:
+        """Refuse a voice made with another model (or whose arrays do not fit this package)."""
+        own = model_identity(tts.manifest)
+        if self.model != own:
+            raise TtsoptError(f"{name} was made with another model (SoVITS sha256 {self.model.get('sovits', '?')[:12]}…, "
+                              f"this package's is {own.get('sovits', '?')[:12]}…): make the voice again with this "
+                              f"package (`ttsopt voice PKG --reference ref.wav --text ...`)")
+        gin = int(tts.manifest.model_config["gin_channels"])
+        if self.ge.shape != (1, gin, 1) or self.phone_ids.size != len(self.phones) or (
+                self.phone_ids.size and int(self.phone_ids.max()) >= len(tts.phonemes.symbols)):
+            raise TtsoptError(f"{name} does not fit this package (its arrays are damaged): make it again with `ttsopt voice`")
+
+    def describe(self) -> dict:
+        """JSON-ready summary: what ``ttsopt voice --json`` prints (compare with the official code's prompt)."""
+        return {"text": self.text, "lang": self.lang, "norm_text": self.norm_text, "seconds": self.seconds,
+                "prompt_tokens": self.prompt_tokens.tolist(), "phones": list(self.phones),
+                "phone_ids": self.phone_ids.tolist(), "model": self.model, "prompt_bert": self.prompt_bert is not None,
+                "sv": self.sv is not None}
+
+
+def transcript_phones(text: str, lang: str, symbols: list[str], version: str, langdetect: Path | None = None):
+    """The transcript as the official code reads a prompt text: the closing-mark rule, then one sentence of the
+    text front end (:class:`~ttsopt.runtime.text.Sentence`, segmented with the fastText model ``langdetect``);
+    refused when empty or when nothing is readable."""
+    from ttsopt.runtime.text import PUNCTUATION_PHONES, check_language, sentence_phones
+
+    if not isinstance(text, str):
+        raise TtsoptError("the transcript must be text")
+    check_language(lang, version)
+    sentence = sentence_phones(prompt_text(text, lang), lang, version, set(symbols), langdetect)
+    if not set(sentence.phones) - PUNCTUATION_PHONES:
+        raise TtsoptError(f"nothing in the transcript {text!r} can be read as {lang!r}: check the language, or write the words out")
+    return sentence
+
+
+def prompt_tokens(tts, wav16k: np.ndarray) -> np.ndarray:
+    """The official prompt codes of a 16 kHz reference: padding → ``ssl`` → ``prompt_codes``."""
+    if SSL not in tts.manifest.graphs:
+        raise TtsoptError(HUBERT_HINT)
+    waveform = hubert_input(wav16k, padding_samples(tts.sample_rate))[None]
+    features = tts.package.run(SSL, {"waveform": waveform})["ssl"]
+    return tts.prompt_codes(features).astype(np.int64)
+
+
+def reference_at_model_rate(recording: Recording, sample_rate: int) -> np.ndarray:
+    """The recording mono at the SoVITS rate (what the reference spectrogram and SV embedding are made of)."""
+    from ttsopt.audio.io import read_wav, resample
+
+    if not isinstance(recording, tuple):
+        return read_wav(recording, sample_rate)
+    audio, rate, _ = read_audio(recording)
+    wav = to_mono(audio)
+    return wav if rate == sample_rate else resample(wav, rate, sample_rate)
+
+
+__all__ = ["FORMAT", "HUBERT_HINT", "SUFFIX", "VERSION", "Voice", "model_identity", "prompt_text", "prompt_tokens", "transcript_phones"]
