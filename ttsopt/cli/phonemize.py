@@ -26,21 +26,24 @@ def phonemize(
     from ttsopt.runtime.phonemes import PhonemeTable
     from ttsopt.runtime.text import package_langdetect
     from ttsopt.runtime.text import phonemize as to_phonemes
+    from ttsopt.runtime.text.g2pw import package_g2pw
 
     opened = Package(package)
     manifest = opened.manifest
     if "symbols" not in manifest.runtime:
         raise TtsoptError(f"{package} is not a GPT-SoVITS package (it has no symbol table): phonemize needs one")
     table = PhonemeTable.from_file(Path(package) / manifest.runtime["symbols"], manifest.model_config["version"])
+    g2pw = package_g2pw(Path(package), manifest.runtime)
     start = time.perf_counter()
-    sentences = to_phonemes(text, lang, table.symbols, table.version, cut, package_langdetect(opened))
+    sentences = to_phonemes(text, lang, table.symbols, table.version, cut, g2pw, langdetect=package_langdetect(opened))
     elapsed = time.perf_counter() - start
     rows = [{"text": s.text, "norm_text": s.norm_text, "phones": " ".join(s.phones),
              "ids": table.ids(" ".join(s.phones)).tolist(), "word2ph": s.word2ph,
              "segments": [{"lang": g.lang, "text": g.text, "norm_text": g.norm_text, "phones": " ".join(g.phones),
                            "word2ph": g.word2ph} for g in s.segments]} for s in sentences]
     if as_json:
-        print(json.dumps({"lang": lang, "version": table.version, "cut": cut, "seconds": round(elapsed, 4), "sentences": rows},
+        print(json.dumps({"lang": lang, "version": table.version, "cut": cut, "g2pw": g2pw is not None,
+                          "seconds": round(elapsed, 4), "sentences": rows},
                          ensure_ascii=False))
         return
     for i, row in enumerate(rows, start=1):

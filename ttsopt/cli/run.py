@@ -31,6 +31,7 @@ def run(
     noise_scale: Annotated[float, typer.Option("--noise-scale", help="SoVITS: prior temperature (official default 0.5).")] = 0.5,
     speed: Annotated[float, typer.Option("--speed", help="SoVITS: speaking rate (> 1 is faster).")] = 1.0,
     seed: Annotated[int | None, typer.Option("--seed", help="SoVITS/TTS: seed of the noise and the GPT's sampling.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="v4: Euler steps of the mel generator, 4/8/16/32 (default 8).")] = None,
     bert: Annotated[Path | None, typer.Option("--bert", help="TTS: BERT features .npy [1024, phonemes] (default zeros).")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="TTS: keep the k most likely tokens (default: the GPT's config).")] = None,
     top_p: Annotated[float, typer.Option("--top-p", help="TTS: nucleus sampling threshold (1 = off).")] = 1.0,
@@ -52,6 +53,13 @@ def run(
 
     model = load(package)
     start = time.perf_counter()
+    if steps is not None:
+        if not hasattr(model, "default_steps"):
+            raise TtsoptError("--steps is for GPT-SoVITS v4 packages (their CFM mel generator); this package has none")
+        from ttsopt.runtime.cfm import check_steps
+
+        check_steps(steps)
+        model.default_steps = steps
     if stream and not isinstance(model, TextToSpeech):
         raise TtsoptError("--stream is for text-to-speech packages (GPT + SoVITS): this package has no GPT")
     if isinstance(model, Synthesizer):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +18,7 @@ from ttsopt.errors import TtsoptError
 def serve(
     package: Annotated[Path, typer.Argument(help="Text-to-speech package directory (GPT + SoVITS).")],
     host: Annotated[str, typer.Option("--host", help="Interface to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", help="TCP port (0: any free one; the serving line says which).")] = 8000,
     workers: Annotated[int, typer.Option("--workers", help="Requests synthesized at once (threads over one loaded package; their "
                                                             "GPT decode steps run batched, up to the package's batch size).")] = 8,
     max_concurrent: Annotated[int | None, typer.Option("--max-concurrent", help="Requests admitted at once, running or waiting "
@@ -30,6 +32,8 @@ def serve(
     lang: Annotated[str, typer.Option("--lang", help="Language mode of a request's input when it names none: an official "
                                                       "mode (zh, all_zh, en, auto, ...: see run --lang), or phonemes "
                                                       "(input is space-separated phonemes).")] = "en",
+    default_voice: Annotated[str | None, typer.Option("--default-voice", help="Voice of requests that name none or one of "
+                                                      "OpenAI's (alloy, ...); default: the package's first voice with a prompt.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Model name reported by /v1/models (default: the directory name).")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Serve through Ray Serve, from --replicas copies that each own the package "
                                                     "(pip install 'ttsopt[cluster]').")] = False,
@@ -39,11 +43,12 @@ def serve(
 ) -> None:
     """Serve a text-to-speech package over HTTP: OpenAI's /v1/audio/speech (streamed), voices, health, metrics."""
     try:
+        import lameenc  # noqa: F401  (mp3, the default format, streams through it)
         import uvicorn
 
         from ttsopt.serve.app import create_app
         from ttsopt.serve.engine import Engine, ServeSettings
-        from ttsopt.serve.text import server_lang
+        from ttsopt.serve.text import FrontEndUnavailable, server_lang, warm_up
     except ImportError as exc:
         raise TtsoptError(f"the server needs its extra ({exc.name} is missing): pip install 'ttsopt[serve]'") from None
     from ttsopt.runtime import TextToSpeech, load, share_thread_pool
@@ -52,12 +57,20 @@ def serve(
         raise TtsoptError("--workers and --max-concurrent must be at least 1")
     if (replicas != 1 or address is not None) and not ray:
         raise TtsoptError("--replicas and --address apply to --ray: add --ray")
+    if not 0 <= port <= 65535:
+        raise TtsoptError(f"--port {port} is not a TCP port: use 1..65535 (or 0 for any free one)")
+    listening = None if ray else listen(host, port)  # before the package loads: a port in use is said at once
     share_thread_pool()
     tts = load(package)
     if not isinstance(tts, TextToSpeech):
         raise TtsoptError(f"{package} is a {tts.manifest.task} package: serve needs a text-to-speech package (export --gpt ... --sovits ...)")
     settings = ServeSettings(workers=workers, max_concurrent=max_concurrent, max_input_chars=max_input, max_tokens=max_tokens,
-                             timeout_s=timeout, cache_mb=cache_mb, api_key=api_key, lang=server_lang(lang, tts))
+                             timeout_s=timeout, cache_mb=cache_mb, api_key=api_key, lang=server_lang(lang, tts),
+                             default_voice=default_voice)
+    try:
+        warm_up(settings.lang, tts)  # the front end of --lang, loaded now rather than by the first request
+    except FrontEndUnavailable as exc:
+        raise TtsoptError(f"--lang {lang}: {exc}") from None
     name = name or Path(package).resolve().name
     voices = ", ".join(sorted(tts.voices))
     if ray:
@@ -69,6 +82,30 @@ def serve(
             f"{settings.admitted()} requests admitted per replica; voices: {voices})", highlight=False))
         return
     engine = Engine(tts, settings, name)
-    err.print(f"serving {package} on http://{host}:{port} (pid {os.getpid()}; {workers} workers, "
-              f"{settings.admitted()} requests admitted; voices: {voices})", highlight=False)
-    uvicorn.run(create_app(engine), host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    bound = listening.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"serving {package} on http://{shown}:{bound} (pid {os.getpid()}; {workers} workers, "
+              f"{settings.admitted()} requests admitted; voices: {voices}; default voice: {engine.default_voice})", highlight=False,
+              soft_wrap=True)  # one line, whatever the terminal's width: scripts read the port from it
+    config = uvicorn.Config(create_app(engine), log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening (uvicorn serves on it): the real port of ``--port 0`` is known
+    before the serving line is printed, and a port in use or an unknown host is one line before any work."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise TtsoptError(f"--host {host}: {exc.strerror or exc}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait for TIME_WAIT
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror or exc})"
+        raise TtsoptError(f"port {port} on {host} {reason}: choose another with --port (0: any free one)") from None
+    sock.set_inheritable(True)
+    return sock

@@ -45,7 +45,11 @@ def export_package(family: Family, sources: ExportSources, target: str, out: Pat
 
     with PackageWriter(out) as writer:
         for name, payload in plan.files.items():
-            writer.path(name).write_bytes(payload)
+            if isinstance(payload, Path):
+                writer.copy_in(payload, name)
+            else:
+                writer.path(name).parent.mkdir(parents=True, exist_ok=True)
+                writer.path(name).write_bytes(payload)
         step("running the original model on the verification set")
         write_golden(writer.path(GOLDEN_FILE), ((item.name, item.inputs, plan.original[item.graph](item.inputs))
                                                 for item in plan.golden))

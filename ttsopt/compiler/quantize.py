@@ -108,7 +108,7 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
 
     with PackageWriter(out) as writer:
         for relative in manifest.files:
-            shutil.copy2(source / relative, writer.path(relative))
+            writer.copy_in(source / relative, relative)
         manifest.precision = "int8"
         manifest.target = {**manifest.target, "gates": {**manifest.target["gates"], "int8": gates}}
         manifest.source = {**manifest.source, "quantized_from": str(Path(source).resolve())}

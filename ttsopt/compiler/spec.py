@@ -70,5 +70,6 @@ class ExportPlan(ModelFacts):
     original: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] = field(default_factory=dict)
     #: (module, inputs, seconds of audio they make): what ``cost.count_flops`` measures per audio second.
     cost_example: tuple[torch.nn.Module, tuple[torch.Tensor, ...], float] | None = None
-    #: Payload files beside the graphs (name -> bytes): symbol tables, voice embeddings, ...
-    files: dict[str, bytes] = field(default_factory=dict)
+    #: Payload files beside the graphs (name -> bytes, or a file to copy: large user files such as g2pW's model):
+    #: symbol tables, voice embeddings, ...; a name may have folders ("g2pw/g2pW.onnx").
+    files: dict[str, bytes | Path] = field(default_factory=dict)

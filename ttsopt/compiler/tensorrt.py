@@ -122,7 +122,7 @@ def build_engines(source: Path, out: Path, step: Callable[[str], None] = lambda 
     gpu = gpu_identity()
     with PackageWriter(out) as writer:
         for relative in manifest.files:
-            shutil.copy2(source / relative, writer.path(relative))
+            writer.copy_in(source / relative, relative)
         writer.path(ENGINE_DIR).mkdir(exist_ok=True)
         timing_cache = writer.path(TIMING_CACHE)
         if (source / TIMING_CACHE).exists():

@@ -41,6 +41,13 @@ class PackageWriter:
         assert self.scratch is not None, "use PackageWriter as a context manager"
         return self.scratch / relative
 
+    def copy_in(self, source: Path, relative: str) -> Path:
+        """Copy a file into the package as ``relative`` (folders made as needed: payloads such as ``g2pw/``)."""
+        destination = self.path(relative)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+        return destination
+
     def write_manifest(self, manifest: Manifest) -> None:
         """Hash every payload file into ``manifest.files`` and write the manifest into the scratch
         directory, so the package can be opened (and verified) before it is committed."""

@@ -32,6 +32,11 @@ _TASKS = {"vocoder": Vocoder, "sovits": Synthesizer, "tts": TextToSpeech}
 def load(path: str | Path) -> Vocoder | Synthesizer | TextToSpeech:
     """Open a package (checking every file against the manifest's hashes) as its task's API."""
     package = Package(path)
+    if package.manifest.family == "gpt_sovits" and package.manifest.model_config.get("version") == "v4":
+        from ttsopt.runtime.sovits_v4 import V4Synthesizer
+        from ttsopt.runtime.tts_v4 import V4TextToSpeech
+
+        return (V4TextToSpeech if package.manifest.task == "tts" else V4Synthesizer)(package)
     return _TASKS[package.manifest.task](package)
 
 

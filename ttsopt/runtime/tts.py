@@ -34,6 +34,7 @@ from ttsopt.runtime.sovits import Synthesizer, check_synthesis, latent_frames
 from ttsopt.runtime.streaming import FrameNoise, StreamSettings, StreamStats, stream_pieces
 from ttsopt.runtime.text import Sentence, package_langdetect, phonemize
 from ttsopt.runtime.text.cutting import DEFAULT_METHOD
+from ttsopt.runtime.text.g2pw import package_g2pw
 from ttsopt.runtime.voice import Voice
 
 SENTENCE_PAUSE_S = 0.3  # the official fragment_interval
@@ -48,6 +49,7 @@ class TextToSpeech(Synthesizer):
         super().__init__(package)
         self.gpt = GPT(package)
         self.token_rate = int(self.settings["token_rate_hz"])  # the semantic rate, 25 Hz
+        self.g2pw = package_g2pw(package.path, self.settings)  # v2 Mandarin polyphones; None: pypinyin reads them
 
     def prompt(self, voice: VoiceLike) -> tuple[np.ndarray | None, np.ndarray]:
         """(prompt semantic tokens, prompt phoneme ids) of a stored voice or a :class:`Voice`; (None, empty) for reference-free."""
@@ -109,7 +111,8 @@ class TextToSpeech(Synthesizer):
     def phonemize(self, text: str, lang: str, cut: str = DEFAULT_METHOD) -> list[Sentence]:
         """The sentences of ``text`` with their phones in this package's symbol table (see :func:`phonemize`),
         segmented with the package's language identifier (the official ``lid.176.bin`` when it was exported with it)."""
-        return phonemize(text, lang, self.phonemes.symbols, self.phonemes.version, cut, package_langdetect(self.package))
+        return phonemize(text, lang, self.phonemes.symbols, self.phonemes.version, cut, self.g2pw,
+                         langdetect=package_langdetect(self.package))
 
     def speak(self, phonemes: str | np.ndarray | None = None, voice: VoiceLike = None, bert: np.ndarray | None = None,
               params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,

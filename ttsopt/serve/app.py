@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -18,9 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.sampling import Cancelled
-from ttsopt.serve.audio import MEDIA_TYPES, STREAMABLE, encode_whole, pcm16, streaming_wav_header
-from ttsopt.serve.engine import Engine, RequestTimeout
+from ttsopt.serve.audio import MEDIA_TYPES, OPUS_RATE, STREAMABLE, Encoder, encode_whole, encoder, pcm16
+from ttsopt.serve.engine import Engine, Job, RequestTimeout
 from ttsopt.serve.schemas import SpeechRequest
+from ttsopt.serve.text import FrontEndUnavailable
 
 log = logging.getLogger("ttsopt.serve")
 RETRY_AFTER_S = 1
@@ -38,11 +40,18 @@ def create_app(engine: Engine) -> FastAPI:
     app.state.engine = engine
     tts = engine.tts
 
+    def refused(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
+                headers: dict | None = None) -> JSONResponse:
+        """An error answer to a speech request, counted in /metrics by its status."""
+        engine.metrics.requests.labels(str(status)).inc()
+        return error(status, message, kind, param, headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        return error(400, f"{where or 'body'}: {first.get('msg', 'invalid request')}", param=where or None)
+        message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        return refused(400, f"{where or 'body'}: {message}", param=where or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -50,8 +59,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.exception_handler(TtsoptError)
     async def user_error(_: Request, exc: TtsoptError) -> JSONResponse:
-        engine.metrics.requests.labels("400").inc()
-        return error(400, str(exc))
+        return refused(400, str(exc))
 
     def authorized(request: Request) -> None:
         key = engine.settings.api_key
@@ -80,47 +88,78 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.post("/v1/audio/speech", dependencies=[Depends(authorized)])
     async def speech(body: SpeechRequest) -> Response:
+        started = time.perf_counter()
         response_format = body.resolved_format()
         sse = body.stream_format == "sse"
         if sse and response_format != "pcm":
-            return error(400, "stream_format sse carries base64 16-bit PCM: use response_format pcm (or leave it out)",
-                         param="response_format")
+            return refused(400, "stream_format sse carries base64 16-bit PCM: use response_format pcm (or leave it out)",
+                           param="response_format")
         streamed = sse or response_format in STREAMABLE
-        job = engine.prepare(body, streamed)
+        try:
+            job = await engine.prepare(body, streamed, started)
+        except FrontEndUnavailable as exc:
+            return refused(503, str(exc), kind="server_error")
+        return await respond(job, sse)
+
+    async def respond(job: Job, sse: bool) -> Response:
+        """Synthesize a checked job: a JSON error for whatever fails before the first audio, else the audio, streamed
+        (errors after that end the stream: an SSE error event, or the audio stops) or whole."""
+        response_format = job.response_format
+        coder = encoder(response_format, tts.sample_rate) if job.streamed and not sse else None
         if not engine.admission.try_enter():
-            engine.metrics.requests.labels("429").inc()
-            return error(429, f"the server is busy ({engine.admission.limit} requests in progress): retry after "
-                              f"{RETRY_AFTER_S} s", kind="rate_limit_error", headers={"Retry-After": str(RETRY_AFTER_S)})
+            return refused(429, f"the server is busy ({engine.admission.limit} requests in progress): retry after "
+                                f"{RETRY_AFTER_S} s", kind="rate_limit_error", headers={"Retry-After": str(RETRY_AFTER_S)})
         pieces = engine.audio(job)
         try:
             first = await anext(pieces)  # errors before any audio become a JSON answer, not a broken stream
         except RequestTimeout as exc:
-            engine.metrics.requests.labels("504").inc()
-            return error(504, str(exc), kind="timeout")
+            return refused(504, str(exc), kind="timeout")
         except TtsoptError as exc:
-            engine.metrics.requests.labels("400").inc()
-            return error(400, str(exc))
-        if not streamed:
-            audio = np.concatenate([first] + [piece async for piece in pieces])
+            return refused(400, str(exc))
+        except Exception:
+            log.exception("synthesis failed")
+            return refused(500, "synthesis failed (the server's log has the details)", kind="server_error")
+        if not job.streamed:
+            try:
+                audio = np.concatenate([first] + [piece async for piece in pieces])
+            except TtsoptError as exc:
+                return refused(504 if isinstance(exc, RequestTimeout) else 400, str(exc))
             engine.metrics.requests.labels("200").inc()
             return Response(encode_whole(audio, tts.sample_rate, response_format), media_type=MEDIA_TYPES[response_format])
-        body_bytes = _sse(first, pieces, engine) if sse else _audio(first, pieces, engine, response_format == "wav")
-        media = "text/event-stream" if sse else MEDIA_TYPES[response_format]
-        headers = {"X-Sample-Rate": str(tts.sample_rate), "Cache-Control": "no-cache"}
+        if sse:
+            body_bytes, media = _sse(first, pieces, engine), "text/event-stream"
+        else:
+            body_bytes, media = _audio(first, pieces, engine, coder), MEDIA_TYPES[response_format]
+        headers = {"X-Sample-Rate": str(OPUS_RATE if response_format == "opus" else tts.sample_rate), "Cache-Control": "no-cache"}
         return StreamingResponse(body_bytes, media_type=media, headers=headers)
 
     return app
 
 
-async def _audio(first: np.ndarray, pieces: AsyncIterator[np.ndarray], engine: Engine, wav: bool) -> AsyncIterator[bytes]:
+def _failure(exc: BaseException) -> tuple[str, str, str]:
+    """(metric status, error type, message) of what ended a stream after its headers went out."""
+    if isinstance(exc, RequestTimeout):
+        return "504", "timeout", str(exc)
+    if isinstance(exc, Cancelled):
+        return "499", "cancelled", str(exc)
+    if isinstance(exc, TtsoptError):
+        return "400", "invalid_request_error", str(exc)
+    log.error("synthesis failed during a stream", exc_info=exc)
+    return "500", "server_error", "synthesis failed (the server's log has the details)"
+
+
+async def _audio(first: np.ndarray, pieces: AsyncIterator[np.ndarray], engine: Engine, coder: Encoder) -> AsyncIterator[bytes]:
     status = "200"
     try:
-        yield (streaming_wav_header(engine.tts.sample_rate) if wav else b"") + pcm16(first)
+        yield coder.encode(first)
         async for piece in pieces:
-            yield pcm16(piece)
-    except (Cancelled, RequestTimeout) as exc:  # headers are gone: the stream just ends
-        status = "504" if isinstance(exc, RequestTimeout) else "499"
-        log.warning("stream ended early: %s", exc)
+            chunk = coder.encode(piece)
+            if chunk:
+                yield chunk
+        yield coder.finish()
+    except Exception as exc:  # headers are gone: the stream just ends, and the metric says why
+        status, _, message = _failure(exc)
+        log.warning("stream ended early: %s", message)
     finally:
         await pieces.aclose()
         engine.metrics.requests.labels(status).inc()
@@ -139,9 +178,9 @@ async def _sse(first: np.ndarray, pieces: AsyncIterator[np.ndarray], engine: Eng
             yield event({"type": "speech.audio.delta", "audio": base64.b64encode(pcm16(piece)).decode()})
         yield event({"type": "speech.audio.done", "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
                      "audio_seconds": samples / engine.tts.sample_rate, "sample_rate": engine.tts.sample_rate})
-    except (Cancelled, RequestTimeout) as exc:
-        status = "504" if isinstance(exc, RequestTimeout) else "499"
-        yield event({"type": "error", "error": {"message": str(exc), "type": "timeout"}})
+    except Exception as exc:
+        status, kind, message = _failure(exc)
+        yield event({"type": "error", "error": {"message": message, "type": kind}})
     finally:
         await pieces.aclose()
         engine.metrics.requests.labels(status).inc()

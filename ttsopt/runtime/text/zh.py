@@ -4,9 +4,12 @@ Each hanzi becomes an initial and a final with its tone (``n i2``, from the offi
 table; zero-initial syllables use the table's ``y``/``w``/vowel initials), each punctuation mark one phone:
 ``word2ph`` is 2 per hanzi and 1 per mark, which is what spreads BERT features over the phones.
 
-v2 models use g2pW (a BERT model, not on PyPI) for polyphones; without it the pypinyin readings of
-v1 are used and :func:`g2p` says so once. The normaliser covers what plain prose needs: traditional →
-simplified (the official character table), full-width letters and digits, integers, decimals,
+v2 models read polyphones with g2pW (the user's ``G2PWModel``, carried by the package; :mod:`.g2pw`), then the
+official word overrides (``g2pw/polyphonic.rep`` and ``polyphonic-fix.rep``), tone sandhi and erhua
+(:func:`g2p_g2pw`); without it the pypinyin readings of v1 are used and :func:`g2p_v2` says so once.
+
+The normaliser covers what plain prose needs: traditional → simplified (the official character table),
+full-width letters and digits, integers, decimals,
 percentages, negative numbers and years ("2024年" → 二零二四年); dates with months, times, ranges,
 units and phone numbers are not verbalised the official way (their digits are read as a cardinal).
 """
@@ -17,9 +20,13 @@ import ast
 import logging
 import re
 from functools import cache
+from typing import TYPE_CHECKING
 
 from ttsopt.runtime.text import zh_tones
 from ttsopt.runtime.text.data import data_file
+
+if TYPE_CHECKING:
+    from ttsopt.runtime.text.g2pw import G2PW
 
 log = logging.getLogger("ttsopt")
 
@@ -55,6 +62,11 @@ def _simplified() -> dict[int, str]:
     return {ord(t): s for t, s in zip(traditional, simplified, strict=False)}
 
 
+def to_simplified(text: str) -> str:
+    """Traditional characters → simplified, character by character (the official ``tranditional_to_simplified``)."""
+    return text.translate(_simplified())
+
+
 def _cardinal(digits: str) -> str:
     import cn2an
 
@@ -78,7 +90,7 @@ def verbalise(text: str) -> str:
     letters and digits, numbers read out, spaces and brackets removed."""
     text = text.replace(" ", "")
     text = re.sub(r"[——《》【】<>{}()（）#&@“”^_|\\]", "", text)
-    text = text.translate(_simplified())
+    text = to_simplified(text)
     text = "".join(chr(ord(c) - 0xFEE0) if "！" <= c <= "～" and c.isalnum() else c for c in text).replace("\u3000", " ")
     return _verbalise_numbers(text)
 
@@ -143,12 +155,104 @@ def g2p(norm_text: str) -> tuple[list[str], list[int]]:
     return phones, word2ph
 
 
+#: polyphonic-fix.rep entries of the official data that gpt-sovits-cpufast 0.1.0's copy lacks (its last line).
+_FIX_MISSING_FROM_CPUFAST = {"唑": ["zuo4"]}
+
+
+def _rep_file(name: str) -> dict[str, list[str]]:
+    """``word: ['pin1', 'yin1']`` lines, read as data."""
+    table = {}
+    for line in data_file(f"g2pw/{name}").read_text(encoding="utf-8").splitlines():
+        word, sep, readings = line.partition(":")
+        if sep:
+            table[word.strip()] = re.findall(r"'([^']*)'", readings)
+    return table
+
+
+@cache
+def word_overrides() -> dict[str, list[str]]:
+    """The official readings that replace g2pW's: per word, else per character (``polyphonic-fix.rep`` wins)."""
+    fix = _rep_file("polyphonic-fix.rep")
+    for word, readings in _FIX_MISSING_FROM_CPUFAST.items():
+        fix.setdefault(word, readings)
+    return _rep_file("polyphonic.rep") | fix
+
+
+@cache
+def _erhua_words() -> tuple[frozenset[str], frozenset[str]]:
+    """(words always read with erhua, words never), the official sets of ``chinese2.py`` parsed as data."""
+    found = {}
+    for node in ast.parse(data_file("chinese2.py").read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in ("must_erhua", "not_erhua"):
+            found[node.targets[0].id] = frozenset(ast.literal_eval(node.value))
+    return found["must_erhua"], found["not_erhua"]
+
+
+def _override(word: str, readings: list[str]) -> list[str]:
+    table = word_overrides()
+    if word in table:
+        return list(table[word])
+    return [table[char][0] if char in table else reading for char, reading in zip(word, readings, strict=False)] + readings[len(word):]
+
+
+def _erhua(initials: list[str], finals: list[str], word: str, pos: str) -> tuple[list[str], list[str]]:
+    """儿 after a syllable takes that syllable's tone, except in the official exception words and POS."""
+    must, never = _erhua_words()
+    if finals and len(finals) <= len(word) and word[len(finals) - 1] == "儿" and finals[-1] == "er1":
+        finals = finals[:-1] + ["er2"]
+    if (word not in must and (word in never or pos in {"a", "j", "nr"})) or len(finals) != len(word):
+        return initials, finals
+    if len(word) > 1 and word[-1] == "儿" and finals[-1] in {"er2", "er5"} and word[-2:] not in never:
+        finals = finals[:-1] + ["er" + finals[-2][-1]]
+    return initials, finals
+
+
+def g2p_g2pw(norm_text: str, g2pw: G2PW) -> tuple[list[str], list[int]]:
+    """(phones, word2ph) of normalised Mandarin the v2 way: g2pW readings for every piece between marks (one
+    batch), then per jieba word the official overrides, tone sandhi and erhua."""
+    from pypinyin.contrib.tone_convert import to_finals_tone3, to_initials
+
+    pieces = [p for p in re.split(f"(?<=[{re.escape(PUNCTUATION)}])\\s*", norm_text) if p.strip()]
+    pieces = [re.sub("[a-zA-Z]+", "", p) for p in pieces]
+    read = [p for p in pieces if p]
+    readings = iter(g2pw(read) if read else [])
+    phones: list[str] = []
+    word2ph: list[int] = []
+    for piece in pieces:
+        pinyins = next(readings) if piece else []
+        start = 0
+        for word, pos in zh_tones.merge_for_sandhi(_segmenter().lcut(piece)):
+            end = start + len(word)
+            word_pinyins, start = pinyins[start:end], end
+            if pos == "eng":
+                continue
+            initials, finals = [], []
+            for reading in _override(word, word_pinyins):
+                if reading[0].isalpha():
+                    initials.append(to_initials(reading))
+                    finals.append(to_finals_tone3(reading, neutral_tone_with_five=True))
+                else:
+                    initials.append(reading)
+                    finals.append(reading)
+            initials, finals = _erhua(initials, zh_tones.apply(word, pos, finals), word, pos)
+            for initial, final in zip(initials, finals, strict=False):
+                if initial == final:  # a punctuation mark
+                    phones.append(initial)
+                    word2ph.append(1)
+                else:
+                    phones += _syllable_phones(initial, final)
+                    word2ph.append(2)
+    return phones, word2ph
+
+
 _warned_g2pw = False
 
 
-def g2p_v2(norm_text: str) -> tuple[list[str], list[int]]:
-    """v2 without g2pW: the v1 readings, with a warning once per process."""
+def g2p_v2(norm_text: str, g2pw: G2PW | None = None) -> tuple[list[str], list[int]]:
+    """v2: g2pW's readings (:func:`g2p_g2pw`); without the model, the v1 readings, with a warning once per process."""
     global _warned_g2pw
+    if g2pw is not None:
+        return g2p_g2pw(norm_text, g2pw)
     if not _warned_g2pw:
         log.warning("zh (v2): g2pW is not available, polyphones use pypinyin's readings (the v1 front end)")
         _warned_g2pw = True

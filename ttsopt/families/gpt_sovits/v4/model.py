@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from ttsopt.families.gpt_sovits.sovits_model import MelStyleEncoder, SemanticCodebook, SoVITSConfig, TextEncoder, stretch
 from ttsopt.families.gpt_sovits.v4.dit import DiT, DiTSizes
+from ttsopt.runtime.sovits_v4 import latent_frames_v4  # one rule, kept with the torch-free runtime that applies it
 
 #: ``bridge``'s LeakyReLU is torch's default slope.
 BRIDGE_SLOPE = 0.01
@@ -46,15 +47,6 @@ class V4Sizes:
     def as_dict(self) -> dict:
         return {"fea_channels": self.fea_channels, "wns1_layers": self.wns1_layers, "wns1_kernel": self.wns1_kernel,
                 "dit": self.dit.as_dict()}
-
-
-def latent_frames_v4(tokens: int, speed: float) -> tuple[int, int]:
-    """``(frames, valid)`` of ``fea`` for ``tokens`` semantic tokens: ``frames`` = 2 × the enc_p length
-    (``2T`` at speed 1, else ``int(2T / speed) + 1``), ``valid`` = the official wns1 length (``4T`` at speed 1,
-    else ``int(4T / speed) + 1``); frames past ``valid`` are zero."""
-    if speed == 1:
-        return 4 * tokens, 4 * tokens
-    return 2 * (int(2 * tokens / speed) + 1), int(4 * tokens / speed) + 1
 
 
 class MaskedWaveNet(nn.Module):

@@ -1,0 +1,174 @@
+"""A GPT-SoVITS v4 package against the official oracle, through its exported ONNX graphs and the torch-free runtime.
+
+One package is exported through the CLI (tiny v4 LoRA + base + vocoder from shared/oracle/gpt-sovits-v4-tiny, the
+v2 oracle's tiny GPT: v4 uses the v2 GPT architecture, with a stored voice made of the oracle's reference and
+prompt), then: the stored voice equals the oracle's ``ge`` / prompt window; ``latent`` gives the oracle's cond
+features; every Euler step's velocity, every chunk and the audio of the oracle's runs come out of
+``dit_condition``/``dit_step``/``vocoder`` within the oracle's tolerances; ``ttsopt run`` speaks 48 kHz audio;
+bad inputs get one-line errors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.conftest import AUX_ORACLE, assert_one_line_error, ttsopt
+from tests.conftest import ORACLE as V2_ORACLE
+from ttsopt.runtime import cfm, load
+from ttsopt.runtime.tts_v4 import V4TextToSpeech
+
+V4 = Path(__file__).resolve().parents[3] / "shared/oracle/gpt-sovits-v4-tiny"
+LORA, BASE, VOCODER = V4 / "sovits_v4_lora_tiny.pth", V4 / "sovits_v4_base_tiny.pth", V4 / "vocoder_v4_tiny.pth"
+GPT = V2_ORACLE / "gpt_tiny.ckpt"
+#: The oracle README's suggested tolerances for an fp32 reimplementation (as test_v4_model.py).
+FEA_ATOL, CFM_ATOL, VOCODER_IN_ATOL, AUDIO_ATOL = 1e-4, 1e-4, 1e-3, 1e-4
+pytestmark = pytest.mark.skipif(not (LORA.is_file() and GPT.is_file()), reason="v4 or v2 oracle missing")
+
+
+def assert_close(actual, expected, name: str, atol: float) -> None:
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
+    diff = float(np.max(np.abs(actual - expected)))
+    assert diff <= atol, f"{name}: max abs diff {diff:.3e} > {atol}"
+
+
+@pytest.fixture(scope="module")
+def oracle() -> dict[str, np.ndarray]:
+    with np.load(V4 / "v4_tiny.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+def _phonemes(ids: np.ndarray) -> str:
+    symbols = json.loads((Path(__file__).resolve().parents[2] / "ttsopt/families/gpt_sovits/symbols/v2.json").read_text())
+    return " ".join(symbols[i] for i in ids.reshape(-1))
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory, oracle) -> Path:
+    """The one v4 export of the suite: LoRA merged into the base, the vocoder, the tiny GPT, voices a (oracle run
+    lora_a's reference and prompt) and b (lora_b's: a prompt over 500 frames, two chunks)."""
+    root = tmp_path_factory.mktemp("v4")
+    voices = []
+    for name, ref, codes in (("a", "ref_a_32k", "prompt_codes_a"), ("b", "ref_b_32k", "prompt_codes_b")):
+        soundfile.write(root / f"{name}.wav", oracle[ref][0], 32000, subtype="FLOAT")
+        np.save(root / f"{name}.npy", oracle[codes])
+        voices += ["--voice", f"{name}={root / name}.wav:{root / name}.npy:{_phonemes(oracle['phones_prompt'])}"]
+    out = root / "pkg"
+    g2pw = ["--g2pw", AUX_ORACLE / "G2PWModel", "--bert", AUX_ORACLE / "chinese-roberta-wwm-ext-large"] if AUX_ORACLE.is_dir() else []
+    ttsopt("export", "--gpt", GPT, "--sovits", LORA, "--sovits-base", BASE, "--vocoder", VOCODER, *voices, *g2pw, "-o", out,
+           check=True)
+    return out
+
+
+def test_manifest_and_stored_voices(package, oracle):
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest["task"] == "tts" and manifest["model_config"]["version"] == "v4"
+    assert manifest["audio"]["sample_rate"] == 48000
+    assert set(manifest["graphs"]) >= {"reference_encoder", "latent", "dit_condition", "dit_step", "vocoder", "prompt_codes"}
+    gates = {g["name"]: g for g in manifest["verification"]["gates"]}
+    assert gates["v4 chain SNR dB (tokens → speech)"]["passed"] and gates["v4 chain SNR dB (tokens → speech)"]["value"] > 100
+    tts = load(package)
+    assert isinstance(tts, V4TextToSpeech)
+    for name, run in (("a", "lora_a"), ("b", "lora_b")):
+        voice = tts.voice(name)
+        assert_close(voice.ge, oracle[f"{run}__ge"], "ge", FEA_ATOL)
+        assert_close(voice.prompt.fea, oracle[f"{run}__fea_ref"], "fea_ref", FEA_ATOL)
+        assert_close(voice.prompt.mel, oracle[f"{run}__mel2_prompt0"], "mel2_prompt0", FEA_ATOL)
+
+
+def test_graphs_match_the_oracle_step_by_step(package, oracle):
+    synth = load(package)
+    ge = synth.package.run("reference_encoder", {"spectrogram": oracle["lora_a__ref_spec"][:, :704]})["ge"]
+    assert_close(ge, oracle["lora_a__ge"], "ge", FEA_ATOL)
+    tokens, ids = oracle["prompt_codes_a"].reshape(-1), oracle["phones_prompt"][0]
+    assert_close(synth.features(tokens, ids, ge, 1.0), oracle["lora_a__fea_ref_full"], "fea_ref_full", FEA_ATOL)
+    codes, text = oracle["codes_a"].reshape(-1), oracle["phones_text"][0]
+    assert_close(synth.features(codes, text, ge, 1.0), oracle["lora_a__fea_todo"], "fea_todo", FEA_ATOL)
+    assert_close(synth.features(codes, text, ge, 1.25), oracle["lora_a_speed125__fea_todo"], "fea_todo speed 1.25", FEA_ATOL)
+
+    fea = oracle["lora_a__chunk0_fea_in"]
+    assert_close(synth._condition(fea), oracle["lora_a__text_embed"], "text_embed", CFM_ATOL)
+    velocities = {}
+    out = cfm.euler(synth._condition, synth._step, fea, oracle["lora_a__chunk0_mel2_prompt"], 8,
+                    oracle["lora_a__chunk0_noise"], on_step=lambda j, v: velocities.setdefault(j, v))
+    for j in range(8):
+        assert_close(velocities[j].transpose(0, 2, 1), oracle["lora_a__steps_v_pred"][j], f"v_pred step {j}", CFM_ATOL)
+    assert_close(out, oracle["lora_a__chunk0_cfm_out"], "cfm_out", CFM_ATOL)
+    audio = synth.vocode(oracle["lora_a__vocoder_in"])
+    assert_close(audio, oracle["lora_a__audio"].reshape(-1), "vocoder audio", AUDIO_ATOL)
+
+
+@pytest.mark.parametrize("run,voice,steps", [("lora_a", "a", 8), ("lora_a_steps32", "a", 32), ("lora_b", "b", 8)])
+def test_whole_runs_through_the_runtime(package, oracle, run, voice, steps):
+    """The oracle's runs end to end (stored voice → chunks → vocoder), with its noise: lora_b is two chunks."""
+    synth = load(package)
+    source = "lora_a" if run.startswith("lora_a") else run
+    noise = np.concatenate([oracle[f"{source}__chunk{i}_noise"] for i in range(int(oracle[f"{source}__n_chunks"]))], axis=2)
+    codes = oracle["codes_a" if voice == "a" else "codes_b"].reshape(-1)
+    fea = synth.features(codes, oracle["phones_text"][0], synth.voice(voice).ge, 1.0)
+    assert synth.noise_frames(codes.size, synth.voice(voice)) == noise.shape[-1]
+    mel = synth.mel(fea, synth.voice(voice), steps, noise=noise)
+    assert_close(mel, oracle[f"{run}__cfm_res_norm"], "cfm_res_norm", CFM_ATOL)
+    assert_close(cfm.denormalize(mel), oracle[f"{run}__vocoder_in"], "vocoder_in", VOCODER_IN_ATOL)
+    audio = synth.synthesize(codes, _phonemes(oracle["phones_text"]), voice, steps=steps, noise=noise)
+    assert_close(audio, oracle[f"{run}__audio"].reshape(-1), "audio", AUDIO_ATOL)
+
+
+def test_run_speaks_48khz(package, tmp_path):
+    out = tmp_path / "out.wav"
+    ttsopt("run", package, "--phonemes", "n i2 h ao3 .", "--voice", "a", "--seed", "0", "--max-tokens", "20",
+           "--steps", "4", "-o", out, check=True)
+    audio, rate = soundfile.read(out)
+    assert rate == 48000 and audio.size == 20 * 1920 and 0 < np.max(np.abs(audio)) <= 1
+    assert_one_line_error(ttsopt("run", package, "--phonemes", "n i2 .", "--voice", "a", "--steps", "5", "-o", out),
+                          "5 sampling steps are not offered")
+    assert_one_line_error(ttsopt("run", package, "--phonemes", "n i2 .", "--reference", tmp_path / "x.wav", "-o", out),
+                          "a v4 model continues its reference's speech")
+    assert_one_line_error(ttsopt("bench", package), "ttsopt bench is not available for GPT-SoVITS v4 packages yet")
+
+
+def test_text_is_read_with_the_package_g2pw(package, tmp_path):
+    """v4 speaks Chinese with v2's front end: the package carries g2pW, and --text reads polyphones with it."""
+    if not AUX_ORACLE.is_dir():
+        pytest.skip(f"oracle not found under {AUX_ORACLE}")
+    done = ttsopt("phonemize", package, "--text", "他说明天要去银行。", "--lang", "zh", "--json", check=True)
+    report = json.loads(done.stdout)
+    assert report["g2pw"] is True and report["sentences"][0]["phones"].startswith("t uo1 t uo1")  # the stand-in's reading
+    done = ttsopt("run", package, "--text", "他说明天要去银行。", "--lang", "zh", "--voice", "a", "--seed", "0",
+                  "--max-tokens", "20", "--steps", "4", "-o", tmp_path / "zh.wav", check=True)
+    assert "g2pW is not available" not in done.stderr and soundfile.info(tmp_path / "zh.wav").samplerate == 48000
+
+
+def test_export_errors_are_one_line(tmp_path):
+    out = tmp_path / "pkg"
+    assert_one_line_error(ttsopt("export", "--sovits", LORA, "--vocoder", VOCODER, "-o", out),
+                          "is a v4 LoRA file (header tag 04)", "--sovits-base")
+    assert_one_line_error(ttsopt("export", "--sovits", LORA, "--sovits-base", BASE, "-o", out), "48 kHz vocoder", "--vocoder")
+    wav = tmp_path / "ref.wav"
+    soundfile.write(wav, np.zeros(32000, np.float32), 32000)
+    assert_one_line_error(ttsopt("export", "--sovits", BASE, "--vocoder", VOCODER, "--voice", f"x={wav}", "-o", out),
+                          "voice x: a v4 model continues the reference's speech")
+    assert not out.exists()
+
+
+def test_runtime_and_verify_without_torch(package, oracle, tmp_path):
+    """A v4 package runs (Python API and ``ttsopt verify``: graphs, v4 chain, GPT) with torch unimportable."""
+    from tests.test_runtime_without_torch import _run_without_torch
+
+    np.save(tmp_path / "codes.npy", oracle["codes_a"])
+    done = _run_without_torch(f"""
+import ttsopt.runtime, numpy as np
+tts = ttsopt.runtime.load({str(package)!r})
+audio = tts.synthesize(np.load({str(tmp_path / "codes.npy")!r}), "n i2 h ao3 .", "a", seed=0, steps=4)
+assert audio.dtype == np.float32 and audio.size == 40 * 1920 and np.isfinite(audio).all()
+assert 'torch' not in sys.modules
+from ttsopt.cli import app
+app(["verify", {str(package)!r}])
+""")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "v4 chain SNR dB" in done.stdout and "all gates pass" in done.stdout, done.stdout
