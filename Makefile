@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/ttsopt export $(HIFIGAN)/generator_universal.pth.tar --config $(HIFIGAN)/config.json --target cpu -o $(PKG)
+	$(BIN)/ttsopt export $(HIFIGAN)/generator_universal.pth.tar --config $(HIFIGAN)/config.json --target cpu -o $(PKG) --force
 	$(BIN)/ttsopt inspect $(PKG)
 	$(BIN)/ttsopt verify $(PKG) --reference examples/speech.wav --original $(HIFIGAN)/generator_universal.pth.tar
 	$(BIN)/ttsopt run $(PKG) --wav examples/speech.wav -o build/speech-resynthesized.wav

@@ -127,6 +127,8 @@ def _lite_langdetect() -> Path:
 
 #: chain_en's reference transcript (oracle README §4), stored in the package as the voice "gee".
 CHAIN_EN_PROMPT = "Hello, this is a short test recording for the speech system"
+#: chain_zh's reference transcript (all_zh), stored in the BERT package as the voice "zht".
+CHAIN_ZH_PROMPT = "这是一段测试用的参考音频，请听。"
 
 
 @pytest.fixture(scope="session")
@@ -139,4 +141,28 @@ def hubert_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tts-hubert") / "tts-hubert-cpu"
     ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--hubert", hubert,
            "--voice", f"gee={AUX_ORACLE / 'wavs' / 'ref_g_32k.wav'}|en|{CHAIN_EN_PROMPT}", "-o", out, check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tts_bert_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny oracle GPT + SoVITS exported once per session with the stand-in RoBERTa (``--bert``) and HuBERT
+    (``--hubert``), and two voices of the input-side oracle's ``chain_zh`` recording: "zh" with its official prompt
+    codes and transcript phonemes, "zht" made at export from the recording and its (Chinese) transcript."""
+    import numpy as np
+
+    gpt, sovits, bert = ORACLE / "gpt_tiny.ckpt", ORACLE / "sovits_tiny.pth", AUX_ORACLE / "chinese-roberta-wwm-ext-large"
+    hubert = AUX_ORACLE / "chinese-hubert-base"
+    if not (gpt.is_file() and sovits.is_file() and bert.is_dir() and hubert.is_dir()):
+        pytest.skip(f"oracles not found under {ORACLE} and {AUX_ORACLE}")
+    work = tmp_path_factory.mktemp("tts-bert")
+    symbols = json.loads((ROOT / "ttsopt/families/gpt_sovits/symbols/v2.json").read_text())
+    with np.load(AUX_ORACLE / "chain.npz") as chain:
+        np.save(work / "prompt.npy", chain["chain_zh__prompt_semantic"])
+        phonemes = " ".join(symbols[i] for i in chain["chain_zh__prompt_phones"])
+    out = work / "tts-bert-cpu"
+    recording = AUX_ORACLE / "wavs" / "ref_b_32k.wav"
+    ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--bert", bert, "--hubert", hubert,
+           "--voice", f"zh={recording}:{work / 'prompt.npy'}:{phonemes}", "--voice", f"zht={recording}|zh|{CHAIN_ZH_PROMPT}",
+           "-o", out, check=True)
     return out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -65,3 +68,16 @@ def test_resampling_keeps_a_tone():
     assert len(up) == 22050
     spectrum = np.abs(np.fft.rfft(up))
     assert np.fft.rfftfreq(len(up), 1 / 22050)[spectrum.argmax()] == pytest.approx(440, abs=2)
+
+
+def test_resampling_is_said_for_the_users_files_not_for_the_bundled_speech(tmp_path: Path, caplog):
+    from ttsopt.assets import VERIFICATION, bundled_recordings
+
+    bundled = bundled_recordings(VERIFICATION)[0]
+    mine = tmp_path / bundled.name
+    shutil.copy(bundled, mine)
+    with caplog.at_level("WARNING", logger="ttsopt"):
+        read_wav(bundled, 32000)
+        assert caplog.records == []  # an export the user gave no recording to prints no note about one
+        read_wav(mine, 32000)
+    assert [r.getMessage() for r in caplog.records] == [f"{bundled.name} is 22050 Hz; resampled to the model's 32000 Hz"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -134,18 +135,47 @@ def test_export_bad_inputs_leave_nothing_behind(tmp_path: Path, universal: Path,
     assert list(tmp_path.glob(".pkg*")) == []  # no scratch directory left over
 
 
-def test_export_replaces_an_existing_package_atomically(tmp_path: Path):
+def test_export_replaces_an_existing_package_only_with_force(tmp_path: Path):
     checkpoint = save_jik876(tmp_path / "v2", V2, seed=1)
     out = tmp_path / "pkg"
-    ttsopt("export", checkpoint, "-o", out, check=True)
+    done = ttsopt("export", checkpoint, "-o", out, check=True)
+    # stderr is a pipe here, as in a log: the steps are lines (a spinner would show nothing)
+    assert "loading checkpoint" in done.stderr and "exporting graph vocoder to ONNX" in done.stderr, done.stderr
     first = (out / MANIFEST_NAME).read_text()
-    ttsopt("export", checkpoint, "-o", out, check=True)  # re-export over it
+    refused = ttsopt("export", checkpoint, "-o", out)
+    assert_one_line_error(refused, "already holds a ttsopt package", "--force")
+    assert "loading checkpoint" not in refused.stderr and (out / MANIFEST_NAME).read_text() == first
+    ttsopt("export", checkpoint, "-o", out, "--force", check=True)  # re-export over it
     assert (out / MANIFEST_NAME).read_text() != first  # new package (new verification figures/timestamps)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg", "v2"]
+    assert_one_line_error(ttsopt("quantize", out, "--int8", "-o", out), "already holds a ttsopt package", "--force")
     (tmp_path / "not-a-package").mkdir()
     (tmp_path / "not-a-package" / "notes.txt").write_text("mine")
-    assert_one_line_error(ttsopt("export", checkpoint, "-o", tmp_path / "not-a-package"), "is not a ttsopt package")
+    for args in (("export", checkpoint), ("quantize", out, "--int8")):
+        done = ttsopt(*args, "-o", tmp_path / "not-a-package", "--force")
+        assert_one_line_error(done, "is not a ttsopt package")
+        assert "loading checkpoint" not in done.stderr  # refused before loading and planning
     assert (tmp_path / "not-a-package" / "notes.txt").read_text() == "mine"
+
+
+def test_sigterm_during_export_removes_the_scratch_directory(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    checkpoint = save_jik876(tmp_path / "v2", V2, seed=2)
+    out = tmp_path / "out" / "pkg"
+    process = subprocess.Popen([sys.executable, "-m", "ttsopt", "export", checkpoint, "-o", out], cwd=Path(__file__).parents[1],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(out.parent.glob(".pkg.ttsopt-*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the export ended before its scratch directory was seen"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM and "terminated" in stderr and "Traceback" not in stderr, stderr
+    assert list(out.parent.iterdir()) == []
 
 
 def test_inspect(package: Path):
@@ -165,3 +195,78 @@ def test_bench_reports_package_eager_and_floor(package: Path):
         assert row["speedup_vs_eager"] > 0 and 0 < row["percent_of_floor"]
     assert report["peak_gflops"] > 0 and set(report["memory_mb"]) == {"package (onnxruntime)", "PyTorch eager FP32"}
     assert_one_line_error(ttsopt("bench", package, "--seconds", "abc"), "--seconds must be numbers")
+
+
+def _unwritable_places(tmp_path: Path) -> list[Path]:
+    """Directories nothing can be written under: below a regular file, in /proc (even for root), and a read-only
+    directory where the tests do not run as root (root writes there anyway)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    places = [blocker]
+    if Path("/proc/self").is_dir():
+        places.append(Path("/proc"))
+    if os.geteuid() != 0:
+        locked = tmp_path / "read-only"
+        locked.mkdir()
+        locked.chmod(0o555)
+        places.append(locked)
+    return places
+
+
+def test_unwritable_output_is_refused_before_any_work(package: Path, universal: Path, tmp_path: Path):
+    for place in _unwritable_places(tmp_path):
+        for args in (("export", universal, "-o", place / "pkg"), ("quantize", package, "--int8", "-o", place / "pkg"),
+                     ("prune", universal, "-o", place / "pruned"), ("run", package, "--wav", SPEECH, "-o", place / "x.wav")):
+            done = ttsopt(*args)
+            assert_one_line_error(done, "cannot write", "choose another -o")
+            assert "loading checkpoint" not in done.stderr and "quantizing" not in done.stderr, done.stderr
+
+
+def test_run_writes_the_formats_soundfile_writes_and_checks_the_name_first(package: Path, tmp_path: Path):
+    suffixes = [".flac", ".ogg"] + ([".mp3"] if "MP3" in soundfile.available_formats() else [])
+    for suffix in suffixes:
+        out = tmp_path / f"out{suffix}"
+        done = ttsopt("run", package, "--wav", SPEECH, "-o", out)
+        assert done.returncode == 0, done.stderr
+        audio, rate = soundfile.read(out)
+        assert rate == 22050 and abs(len(audio) - soundfile.info(SPEECH).frames) < 2048 and np.abs(audio).max() > 0.1
+    for name, fragments in (("out", ("no extension", ".wav")), ("out.xyz", ("extension .xyz", ".flac")),
+                            ("out.opus", ("Opus", "22050 Hz", "choose another format"))):
+        assert_one_line_error(ttsopt("run", package, "--wav", SPEECH, "-o", tmp_path / name), *fragments)
+        assert not (tmp_path / name).exists()
+    (tmp_path / "adir").mkdir()
+    assert_one_line_error(ttsopt("run", package, "--wav", SPEECH, "-o", tmp_path / "adir"), "no extension")
+
+
+def test_help_keeps_bracketed_words():
+    assert "[n_mels, frames]" in " ".join(ttsopt("run", "--help").stdout.split())
+    assert "ttsopt[cluster]" in " ".join(ttsopt("serve", "--help").stdout.split())
+
+
+def test_tables_are_not_cut_when_stdout_is_a_log(package: Path):
+    done = ttsopt("inspect", package, env={"COLUMNS": ""})  # no COLUMNS: what a log or CI sees
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()  # every cell whole, on one line: rich would cut the table at 80 columns
+    assert any("dim ranges (min/opt/max)" in line for line in lines), done.stdout
+    assert any("mel float32 ['batch', 80, 'frames']" in line and "audio float32" in line for line in lines), done.stdout
+
+
+def test_scratch_of_dead_processes_is_removed_and_live_ones_kept(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from ttsopt.package.writer import scratch_directory
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".pkg.ttsopt-{int(gone.stdout)}-abcd1234"
+    (dead / "graph.onnx").parent.mkdir()
+    (dead / "graph.onnx").write_bytes(b"\0" * 1000)
+    old = tmp_path / f".other.ttsopt-{int(gone.stdout)}-old"  # a replaced package whose removal was cut short
+    old.mkdir()
+    live = tmp_path / f".pkg.ttsopt-{os.getppid()}-efgh5678"  # pytest's parent: alive
+    live.mkdir()
+    mine = tmp_path / ".pkg.tmp-keep"  # not ttsopt's name: never touched
+    mine.mkdir()
+    scratch = scratch_directory(tmp_path / "pkg")
+    assert not dead.exists() and not old.exists() and live.is_dir() and mine.is_dir() and scratch.is_dir()
+    assert scratch.name.startswith(f".pkg.ttsopt-{os.getpid()}-")

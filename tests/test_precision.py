@@ -329,3 +329,55 @@ def test_cpu_features_are_read_from_the_kernel():
     assert cpu_flags() <= FLAGS.keys()
     described = describe_cpu()
     assert described["int8_dot_product"] in (True, False) and set(described["features"]) <= set(FLAGS.values())
+
+
+def _conv_graph(path: Path) -> list[str]:
+    """x [1, 4, T] → Conv → LeakyRelu → Conv → Conv: a small vocoder-like chain; returns the conv node names."""
+    rng = np.random.default_rng(0)
+    shapes = {"w1": (8, 4, 3), "w2": (8, 8, 3), "w3": (2, 8, 1)}
+    weights = [helper.make_tensor(name, TensorProto.FLOAT, shape, rng.standard_normal(shape).astype(np.float32).ravel())
+               for name, shape in shapes.items()]
+    biases = [helper.make_tensor(f"b{i}", TensorProto.FLOAT, [shape[0]], rng.standard_normal(shape[0]).astype(np.float32))
+              for i, shape in enumerate(shapes.values(), 1)]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1]),
+             helper.make_node("LeakyRelu", ["c1"], ["a1"], name="act", alpha=0.1),
+             helper.make_node("Conv", ["a1", "w2", "b2"], ["c2"], name="conv2", pads=[2, 2], dilations=[2]),
+             helper.make_node("Conv", ["c2", "w3", "b3"], ["y"], name="conv3")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "t"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, "t"])], weights + biases)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return ["conv1", "conv2", "conv3"]
+
+
+def test_streamed_calibration_statistics_equal_the_all_at_once_ones(tmp_path: Path):
+    """The channel ranges (equalization) and the percentile histograms (onnxruntime's calibrator) are gathered one
+    window at a time (quantize's memory); they must be what the whole set at once gives, to the bit."""
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
+
+    from ttsopt.compiler import equalization
+    from ttsopt.compiler.ort_runs import run_exposing
+
+    path = tmp_path / "g.onnx"
+    _conv_graph(path)
+    model = onnx.load(str(path))
+    rng = np.random.default_rng(1)
+    windows = [{"x": (rng.standard_normal((1, 4, 300)) * scale).astype(np.float32)} for scale in (0.5, 3.0, 1.0, 8.0, 0.1)]
+    uneven = [{"x": window["x"][:, :, : 300 - 37 * i]} for i, window in enumerate(windows)]
+    tensors = ["x", "c1", "a1", "c2", "y"]
+    for feeds in (windows, uneven):
+        outputs = run_exposing(model, tensors, feeds)
+        got = equalization._channel_ranges(model, tensors, feeds)
+        for name in tensors:
+            pieces = [feed[name] if name in feed else out[name] for feed, out in zip(feeds, outputs, strict=True)]
+            channels = np.concatenate([np.moveaxis(p, 1, 0).reshape(p.shape[1], -1) for p in pieces], axis=1)
+            np.testing.assert_array_equal(got[name], np.percentile(np.abs(channels), equalization.PERCENTILE, axis=1))
+    caches = static_int8.calibrate(path, windows, tmp_path)
+    for name in ("percentile-99.99", "percentile-99.999", "minmax"):
+        method, percentile = static_int8.CALIBRATIONS[name]
+        whole = create_calibrator(path, ["Conv"], augmented_model_path=str(tmp_path / "whole.onnx"),
+                                  calibrate_method=getattr(CalibrationMethod, method))
+        whole.collect_data(static_int8._reader(windows))  # onnxruntime's own, every window at once
+        if percentile is not None:
+            whole.collector.percentile = percentile
+        save_tensors_data(whole.compute_data(), tmp_path / "whole.json")
+        assert json.loads((tmp_path / "whole.json").read_text()) == json.loads(caches[name].read_text()), name

@@ -20,7 +20,7 @@ import soundfile
 import torch
 
 from examples.random_gpt_sovits import save_official_sovits
-from tests.conftest import ORACLE, SPEECH, TTS_PROMPT_PHONEMES, assert_one_line_error, ttsopt
+from tests.conftest import AUX_ORACLE, CHAIN_EN_PROMPT, ORACLE, SPEECH, TTS_PROMPT_PHONEMES, assert_one_line_error, ttsopt
 from ttsopt.audio.kaldi import fbank, resample
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits.sovits_checkpoint import load_sovits_checkpoint, read_sovits_checkpoint
@@ -137,7 +137,8 @@ def _plain(value):
 @pytest.fixture(scope="module")
 def pro_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The oracle's tiny v2ProPlus with ``sv_emb`` cut to the tiny SV's 2560 inputs (tag 06, official format),
-    exported with the tiny v2 GPT, the tiny SV and one stored voice with a prompt (the v2 GPT oracle's)."""
+    exported with the tiny v2 GPT, the tiny SV, the stand-in HuBERT (voices from a recording + transcript) and one
+    stored voice with a prompt (the v2 GPT oracle's)."""
     if not GPT_CKPT.is_file():
         pytest.skip(f"GPT oracle not found under {ORACLE}")
     work = tmp_path_factory.mktemp("pro")
@@ -148,7 +149,7 @@ def pro_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     weights["sv_emb.weight"] = weights["sv_emb.weight"][:, :2560] * 8 ** 0.5
     sovits = save_official_sovits(work / "pro2560.pth", weights, _plain(dict(raw.hparams)), tag=b"06")
     out = work / "pro-cpu"
-    ttsopt("export", "--gpt", GPT_CKPT, "--sovits", sovits, "--sv", SV_CKPT,
+    ttsopt("export", "--gpt", GPT_CKPT, "--sovits", sovits, "--sv", SV_CKPT, "--hubert", AUX_ORACLE / "chinese-hubert-base",
            "--voice", f"fox={FOX}:{work / 'prompt.npy'}:{TTS_PROMPT_PHONEMES}", "-o", out, check=True)
     return out
 
@@ -192,6 +193,24 @@ def test_stored_voice_is_the_original_models_whole_reference_path(synth):
     assert stored.shape == (1, 64, 1)
     assert_close(live, stored, "live ge vs stored", 1e-5)
     assert_close(eager.voice_embedding(wav), stored, "original ge vs stored", 1e-5)
+
+
+def test_voice_from_a_recording_carries_its_speaker_verification_embedding(synth) -> None:
+    """v2ProPlus: ``Voice.from_recording`` runs the SV path (fbank → ``speaker_verification``) and the reference encoder
+    on its output; the voice file keeps ``sv`` beside the ``ge`` it is folded into."""
+    from ttsopt.audio.io import read_wav
+    from ttsopt.runtime.sampling import SamplingParams
+    from ttsopt.runtime.voice import Voice
+
+    recording = AUX_ORACLE / "wavs" / "ref_g_32k.wav"
+    voice = Voice.from_recording(synth, recording, CHAIN_EN_PROMPT, "en")
+    inputs = synth.reference_inputs(read_wav(recording, synth.sample_rate))
+    np.testing.assert_array_equal(voice.sv, inputs["sv"])
+    np.testing.assert_array_equal(voice.ge, synth.package.run("reference_encoder", inputs)["ge"])
+    loaded = Voice.from_bytes(voice.to_bytes(), synth)
+    np.testing.assert_array_equal(loaded.sv, voice.sv)
+    audio, result = synth.speak("h ao3 .", voice=loaded, params=SamplingParams(top_k=1, seed=0, max_new_tokens=10))
+    assert result.tokens.size and np.isfinite(audio).all()
 
 
 def test_speaker_verification_is_held_in_speech_terms(pro_package: Path):

@@ -29,8 +29,8 @@ FEA_ATOL, CFM_ATOL, VOCODER_IN_ATOL, AUDIO_ATOL = 1e-4, 1e-4, 1e-3, 1e-4
 MEL_ATOL = 1e-4
 
 pytestmark = pytest.mark.skipif(not LORA.is_file(), reason=f"v4 oracle not found under {V4}")
+#: lora_a_steps32 runs through the exported graphs only (test_v4_package.py): 32 PyTorch DiT calls add nothing here.
 RUNS = {"lora_a": ("ref_a_32k", "prompt_codes_a", "codes_a", 8, 1.0),
-        "lora_a_steps32": ("ref_a_32k", "prompt_codes_a", "codes_a", 32, 1.0),
         "lora_a_speed125": ("ref_a_32k", "prompt_codes_a", "codes_a", 8, 1.25),
         "lora_b": ("ref_b_32k", "prompt_codes_b", "codes_b", 8, 1.0),
         "base_a": ("ref_a_32k", "prompt_codes_a", "codes_a", 8, 1.0)}
@@ -231,3 +231,20 @@ def test_wrong_vocoder(tmp_path):
     torch.save(four_ups, tmp_path / "four.pth")
     with pytest.raises(TtsoptError, match="has 4 upsampling layers, the v4 vocoder 5"):
         load_vocoder(tmp_path / "four.pth")
+
+
+def test_export_sources_of_a_v4_model(tmp_path):
+    """What ``export`` takes: a LoRA needs its base, every v4 model its vocoder; a full file ignores a base found
+    by ``--pretrained`` (the checkout always has one)."""
+    from ttsopt.compiler.spec import ExportSources
+    from ttsopt.families.gpt_sovits.v4.spec import _sources
+
+    found = {"sovits_base": BASE, "vocoder": VOCODER}
+    assert _sources(ExportSources({"sovits": LORA}, auxiliary=found)) == (LORA, BASE, VOCODER)
+    assert _sources(ExportSources({"sovits": BASE}, auxiliary=found)) == (BASE, None, VOCODER)
+    with pytest.raises(TtsoptError, match="speaks through its own 48 kHz vocoder: give --vocoder"):
+        _sources(ExportSources({"sovits": LORA}, auxiliary={"sovits_base": BASE}))
+    with pytest.raises(TtsoptError, match="is a v4 LoRA file .*--sovits-base"):
+        _sources(ExportSources({"sovits": LORA}, auxiliary={"vocoder": VOCODER}))
+    with pytest.raises(TtsoptError, match="--sv is for v2Pro/v2ProPlus"):
+        _sources(ExportSources({"sovits": LORA, "sv": VOCODER}, auxiliary=found))

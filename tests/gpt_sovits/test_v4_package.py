@@ -125,6 +125,9 @@ def test_run_speaks_48khz(package, tmp_path):
            "--steps", "4", "-o", out, check=True)
     audio, rate = soundfile.read(out)
     assert rate == 48000 and audio.size == 20 * 1920 and 0 < np.max(np.abs(audio)) <= 1
+    ttsopt("run", package, "--text", "Hello, world.", "--lang", "en", "--voice", "a", "--seed", "0", "--max-tokens", "10",
+           "--steps", "4", "-o", out, check=True)  # two sentences, each 10 tokens, 0.3 s pause after each
+    assert soundfile.info(str(out)).frames == 2 * (10 * 1920 + int(0.3 * 48000))
     assert_one_line_error(ttsopt("run", package, "--phonemes", "n i2 .", "--voice", "a", "--steps", "5", "-o", out),
                           "5 sampling steps are not offered")
     assert_one_line_error(ttsopt("run", package, "--phonemes", "n i2 .", "--reference", tmp_path / "x.wav", "-o", out),
@@ -172,3 +175,19 @@ app(["verify", {str(package)!r}])
 """)
     assert done.returncode == 0, done.stderr + done.stdout
     assert "v4 chain SNR dB" in done.stdout and "all gates pass" in done.stdout, done.stdout
+
+
+def test_streamed_pieces_equal_the_whole(package, oracle, tmp_path):
+    """One piece per official CFM chunk (voice b: a 500-frame prompt, so 150 tokens make two chunks), each vocoded
+    with the measured context: the pieces concatenated are the whole synthesis."""
+    tts = load(package)
+    assert tts.context_frames > 0
+    codes, text = oracle["codes_b"].reshape(-1), _phonemes(oracle["phones_text"])
+    whole = tts.synthesize(codes, text, "b", seed=3, steps=4)
+    pieces = list(tts.synthesize_stream(codes, text, "b", seed=3, steps=4))
+    assert len(pieces) == 3  # chunk 1 less the context, chunk 2 less the context, the context
+    assert_close(np.concatenate(pieces), whole, "streamed audio", 1e-5)
+    out = tmp_path / "stream.wav"
+    done = ttsopt("run", package, "--phonemes", "n i2 h ao3 .", "--voice", "a", "--seed", "0", "--max-tokens", "20",
+                  "--steps", "4", "--stream", "-o", out, check=True)
+    assert "streamed in" in done.stdout and soundfile.info(str(out)).samplerate == 48000

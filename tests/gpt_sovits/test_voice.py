@@ -53,6 +53,8 @@ def test_16k_input_is_bit_exact_for_every_rate(oracle_prompt) -> None:
     # A (samples, rate) pair is read the same way as the file.
     samples, rate = soundfile.read(str(REF_G), dtype="float32")
     np.testing.assert_array_equal(load_16k((samples, rate)).wav16k, prompt["ref_g_32k__wav16k"])
+    pcm, _ = soundfile.read(str(AUX_ORACLE / "wavs" / "ref_a_22k.wav"), dtype="int16")  # PCM16 scaled as soundfile does
+    np.testing.assert_array_equal(load_16k((pcm, 22050)).wav16k, prompt["ref_a_22k__wav16k"])
 
 
 def test_reference_bounds_are_the_official_3_to_10_s() -> None:
@@ -184,6 +186,8 @@ def test_run_takes_voice_files_and_a_transcribed_reference(hubert_package: Path,
            *common, "-o", tmp_path / "b.wav", check=True)
     a, b = soundfile.read(str(tmp_path / "a.wav"))[0], soundfile.read(str(tmp_path / "b.wav"))[0]
     np.testing.assert_array_equal(a, b)
+    done = ttsopt("run", hubert_package, "--voice", made, *common, "--stream", "-o", tmp_path / "c.wav", check=True)
+    assert "first audio after" in done.stdout and soundfile.info(str(tmp_path / "c.wav")).frames == a.size
 
 
 def test_bad_voice_inputs_are_one_line_errors_and_write_nothing(hubert_package: Path, tts_package: Path,
@@ -244,7 +248,7 @@ print('ok', voice.prompt_tokens.size)
 def test_a_package_without_hubert_says_what_it_costs(tts_package: Path) -> None:
     inspected = ttsopt("inspect", tts_package, check=True).stdout
     held = next(line for line in inspected.splitlines() if line.startswith("auxiliary models:"))
-    assert "hubert" not in held  # (the package holds the language identifier it was exported with)
+    assert "hubert" not in held
     assert "note: no chinese-hubert-base (--hubert or --pretrained)" in " ".join(inspected.split())
 
 

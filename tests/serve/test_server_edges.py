@@ -53,7 +53,7 @@ def test_first_audio_metric_includes_the_text_front_end(edge_server: str):
     before_sum, before_count = metric(edge_server, "ttsopt_first_audio_seconds_sum"), metric(edge_server, "ttsopt_first_audio_seconds_count")
     start = time.perf_counter()
     with httpx.stream("POST", f"{edge_server}/v1/audio/speech", timeout=120,
-                      json={"input": HANZI[:60], "lang": "zh", "response_format": "pcm", "max_tokens": 20, "seed": 1}) as response:
+                      json={"input": HANZI[:60], "lang": "zh", "voice": "fox", "response_format": "pcm", "max_tokens": 20, "seed": 1}) as response:
         assert response.status_code == 200, response.read()
         chunks = response.iter_bytes()
         next(chunks)
@@ -166,8 +166,43 @@ def test_ports_are_honest(tts_package: Path):
     """--port 70000 refused; a port in use refused before the serving line. (--port 0 and the real port in the serving
     line: every ``running_server`` reads its URL from there.)"""
     assert_one_line_error(ttsopt("serve", tts_package, "--port", "70000"), "--port 70000", "1..65535")
+    assert_one_line_error(ttsopt("serve", tts_package, "--port", "0", "--ray"), "--port 0", "--ray")
     with running_server(tts_package, "--lang", "phonemes") as url:
         taken = url.rsplit(":", 1)[1]
         done = ttsopt("serve", tts_package, "--port", taken, "--lang", "phonemes")
         assert_one_line_error(done, f"port {taken}", "in use")
         assert "serving" not in done.stderr
+
+
+def test_a_failure_after_the_first_audio_ends_the_stream_and_is_counted(tts_package: Path, monkeypatch: pytest.MonkeyPatch):
+    """What cannot be known before synthesis (here: the runtime failing after its first piece) ends an SSE stream with
+    an error event and an audio stream early, and /metrics counts a 500, not a 200. (In-process: the failure is
+    injected into the runtime; the app, engine and encoders are the server's.)"""
+    from fastapi.testclient import TestClient
+
+    import ttsopt.runtime
+    from ttsopt.serve.app import create_app
+    from ttsopt.serve.engine import Engine, ServeSettings
+
+    engine = Engine(ttsopt.runtime.load(tts_package), ServeSettings(lang="phonemes", cache_mb=0, workers=1), "m")
+    real_stream = engine.tts.stream
+
+    def failing(*args, **kwargs):
+        pieces = iter(real_stream(*args, **kwargs))
+        yield next(pieces)
+        raise RuntimeError("injected failure after the first piece")
+
+    monkeypatch.setattr(engine.tts, "stream", failing)
+    body = {"input": TEXT, "voice": "fox", "max_tokens": 40, "seed": 1}
+    try:
+        with TestClient(create_app(engine)) as client:
+            with client.stream("POST", "/v1/audio/speech", json=body | {"stream_format": "sse"}) as response:
+                assert response.status_code == 200
+                events = [line for line in response.iter_lines() if line.startswith("data: ")]
+            assert '"type": "error"' in events[-1] and "synthesis failed" in events[-1], events[-1][:200]
+            with client.stream("POST", "/v1/audio/speech", json=body | {"response_format": "mp3"}) as response:
+                assert response.status_code == 200 and len(response.read()) > 0
+            metrics = client.get("/metrics").text
+    finally:
+        engine.close()
+    assert 'ttsopt_requests_total{status="500"} 2.0' in metrics and 'status="200"' not in metrics

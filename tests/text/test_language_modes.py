@@ -73,8 +73,8 @@ def test_all_modes_read_everything_but_english_in_their_language():
 
 def test_a_language_the_model_cannot_read_is_one_english_space_as_officially():
     v1 = json.loads((ROOT / "ttsopt/families/gpt_sovits/symbols/v1.json").read_text(encoding="utf-8"))
-    sentences = phonemize("안녕하세요, 我是学生。", "auto", v1, "v1")
-    assert sentences[0].segments[0].lang == "ko" and sentences[0].segments[0].norm_text == " "
+    sentence = sentence_phones("안녕하세요, 我是学生。", "auto", "v1", set(v1))
+    assert [(s.lang, s.norm_text) for s in sentence.segments] == [("ko", " "), ("zh", "我是学生.")]
 
 
 def test_the_package_model_is_used_and_a_bad_one_is_refused(tmp_path: Path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from ttsopt.runtime.text import phonemize
+from ttsopt.runtime.text import PUNCTUATION_PHONES, phonemize
 
 HERE = Path(__file__).parent
 EXPECTED = json.loads((HERE / "expected_official.json").read_text(encoding="utf-8"))
@@ -44,8 +44,10 @@ def _mismatches(cases: list[dict]) -> list:
         sentences = phonemize(case["text"], case["lang"], SYMBOLS[case["version"]], case["version"], case["cut"])
         got = [{"norm_text": s.norm_text, "phones": " ".join(s.phones), "segments": [[g.lang, g.text] for g in s.segments]}
                for s in sentences]
-        if got != case["sentences"]:
-            mismatches.append((case["lang"], case["cut"], case["text"], case["sentences"], got))
+        # ttsopt leaves out a sentence of marks only, which upstream synthesises (a stated difference, runtime.text)
+        official = [s for s in case["sentences"] if set(s["phones"].split()) - PUNCTUATION_PHONES]
+        if got != official:
+            mismatches.append((case["lang"], case["cut"], case["text"], official, got))
     return mismatches
 
 

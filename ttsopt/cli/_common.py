@@ -7,10 +7,14 @@ stays machine-readable.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
-from collections.abc import Callable
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -18,10 +22,23 @@ from rich.markup import escape
 
 from ttsopt.errors import QualityGateError, TtsoptError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# rich_markup_mode=None: help text is printed as written ("[n_mels, frames]", "pip install 'ttsopt[cluster]'");
+# rich markup would swallow every bracketed word.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Export, optimise, verify and run neural TTS models (HiFi-GAN, GPT-SoVITS).")
-out = Console()
-err = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console that cuts nothing when it writes to a log or a pipe (rich assumes 80 columns there, and tables
+    lose their right-hand columns); an explicit ``COLUMNS`` still wins."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        console.width = 1000
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 class _NoteHandler(logging.Handler):
@@ -42,12 +59,21 @@ def _setup_logging() -> None:
 _EXTRAS = {"torch": "build", "onnx": "build", "onnxscript": "build", "onnxslim": "build"}
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so every ``with`` block and ``finally`` removes its scratch output."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def command(fn: Callable) -> Callable:
     """Register ``fn`` as a subcommand whose user errors become one line and an exit status."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         _setup_logging()
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             return fn(*args, **kwargs)
         except QualityGateError as exc:
@@ -66,6 +92,9 @@ def command(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]: nothing was written")
             raise typer.Exit(130) from None
+        except Terminated:
+            err.print("[red]terminated[/]: nothing was written")
+            raise typer.Exit(128 + signal.SIGTERM) from None
 
     return app.command()(wrapper)
 
@@ -80,8 +109,28 @@ def fmt(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def spinner(message: str):
-    return err.status(message, spinner="dots")
+class _StepLines:
+    """Progress where stderr is not a terminal: each new message once, with the seconds since the start."""
+
+    def __init__(self, message: str):
+        self.started = time.monotonic()
+        self.last: str | None = None
+        self.update(message)
+
+    def update(self, message: str) -> None:
+        if message != self.last:
+            self.last = message
+            err.print(f"[{time.monotonic() - self.started:7.1f} s] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def progress(message: str) -> Iterator[object]:
+    """``with progress("exporting") as status: ...; status.update("step")``: a spinner on a terminal, lines in a log."""
+    if err.is_terminal:
+        with err.status(message, spinner="dots") as status:
+            yield status
+    else:
+        yield _StepLines(message)
 
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ttsopt.cli._common import command, out, spinner
+from ttsopt.cli._common import command, out, progress
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.threads import share_thread_pool
 
@@ -52,7 +52,7 @@ def bench(
         if not (other / "manifest.json").is_file():
             raise TtsoptError(f"--compare {other} is not a ttsopt package: give a package directory")
     options = BenchOptions(lengths, repeat, original, original_config, tuple(compare or ()))
-    with spinner("benchmarking") as status:
+    with progress("benchmarking") as status:
         report = run_bench(package, options, step=lambda m: status.update(m))
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
@@ -83,7 +83,7 @@ def _load_test(package: Path, url: str, streams: str, requests: int, rate: float
         raise TtsoptError(f"the server at {url} speaks at {generator.sample_rate} Hz but {package} at {manifest.sample_rate} Hz: "
                           "load-test the server of this package")
     report = LoadReport(url, generator.voice, generator.sample_rate, [])
-    with spinner("load test") as status:
+    with progress("load test") as status:
         generator.request(0)  # warm-up: the first request pays session start-up
         for n in levels:
             status.update(f"{n} concurrent streams × {requests} requests")

@@ -7,20 +7,21 @@ from typing import Annotated
 
 import typer
 
-from ttsopt.cli._common import command, fmt, out, spinner
+from ttsopt.cli._common import command, fmt, out, progress
 
 
 @command
 def build(
     package: Annotated[Path, typer.Argument(help="Package exported for a GPU target (--target t4 / a10g).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Package to write (default: PACKAGE, replaced atomically).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing package at -o.")] = False,
 ) -> None:
     """Build TensorRT engines for a GPU package on this machine's GPU, verify them against the golden outputs,
     and record GPU, compute capability and TensorRT version."""
     from ttsopt.compiler.tensorrt import build_engines
 
-    with spinner("building TensorRT engines") as status:
-        manifest = build_engines(package, output or package, step=lambda message: status.update(message))
+    with progress("building TensorRT engines") as status:
+        manifest = build_engines(package, output or package, step=status.update, replace=force)
     record = manifest.tensorrt
     out.print(f"[green]built[/] {output or package}: {len(record['engines'])} engines, {record['status']}, "
               f"TensorRT {record['tensorrt_version']}; gates: "

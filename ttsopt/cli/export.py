@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ttsopt.cli._common import command, err, fmt, out, spinner
+from ttsopt.cli._common import command, err, fmt, out, progress
 from ttsopt.errors import TtsoptError
 
 
@@ -25,7 +25,8 @@ def export(
     gpt: Annotated[Path | None, typer.Option("--gpt", help="GPT-SoVITS GPT weights (s1 .ckpt), with --sovits: a text-to-speech package.")] = None,
     voice: Annotated[list[str] | None, typer.Option(
         "--voice", help='NAME=ref.wav, NAME="ref.wav|LANG|transcript" (needs --hubert) or '
-                        'NAME=ref.wav:prompt_tokens.npy:"prompt phonemes": store this voice in the package (repeatable).')] = None,
+                        'NAME=ref.wav:prompt_tokens.npy:"prompt phonemes": store this voice (a 3-10 s recording) '
+                        'in the package (repeatable).')] = None,
     pretrained: Annotated[Path | None, typer.Option(
         "--pretrained", help="Your GPT-SoVITS checkout (or its GPT_SoVITS/pretrained_models): every auxiliary model "
                              "(HuBERT, RoBERTa, g2pW, fastText, sv) is found at its official path.")] = None,
@@ -39,6 +40,7 @@ def export(
                                                                     "(default: from --pretrained).")] = None,
     target: Annotated[str, typer.Option("--target", help="Target profile from configs/: cpu, t4, a10g.")] = "cpu",
     precision: Annotated[str | None, typer.Option("--precision", help="Override the target's default precision.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing package at -o.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest's verification as JSON.")] = False,
 ) -> None:
     """Export a checkpoint to a verified, self-contained package (ONNX graphs, golden data, manifest).
@@ -49,15 +51,17 @@ def export(
     """
     from ttsopt.compiler.exporter import export_package
     from ttsopt.compiler.tensorrt import build_engines, tensorrt_available
+    from ttsopt.package.writer import check_destination
 
+    check_destination(output, replace=force)  # before the checkpoints are even read
     family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [], sv,
                                       _auxiliary(pretrained, hubert=hubert, bert=bert, g2pw=g2pw, langdetect=langdetect,
                                                  sovits_base=sovits_base, vocoder=vocoder))
-    with spinner("exporting") as status:
-        manifest = export_package(family, sources, target, output, precision, step=lambda message: status.update(message))
+    with progress("exporting") as status:
+        manifest = export_package(family, sources, target, output, precision, step=status.update, replace=force)
         unavailable = tensorrt_available() if manifest.tensorrt else None
         if manifest.tensorrt and unavailable is None:
-            manifest = build_engines(output, output, step=lambda message: status.update(message))
+            manifest = build_engines(output, output, step=status.update)
     from ttsopt.families.gpt_sovits.pretrained import package_notes
 
     for note in package_notes(manifest.runtime):
@@ -113,6 +117,7 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
     """The checkpoints by role (the positional one is a vocoder ``generator``) and the family that takes them."""
     from ttsopt.compiler.spec import ExportSources
     from ttsopt.families import family_for_checkpoints
+    from ttsopt.runtime.sovits import check_reference_file
 
     roles = {role: path for role, path in (("generator", checkpoint), ("sovits", sovits), ("gpt", gpt), ("sv", sv))
              if path is not None}
@@ -125,5 +130,6 @@ def _export_sources(checkpoint: Path | None, config: Path | None, sovits: Path |
         name, source = _voice_source(entry)
         if name in named:
             raise TtsoptError(f"voice {name!r} is given twice")
+        check_reference_file(source.recording)  # the official 3-10 s, before the checkpoints are loaded
         named[name] = source
     return family, ExportSources(roles, config, named, auxiliary or {})

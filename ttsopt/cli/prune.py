@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +13,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ttsopt.cli._common import command, err, fmt, out
+from ttsopt.cli._common import command, err, fmt, out, progress
 from ttsopt.errors import TtsoptError
 
 
@@ -47,6 +50,7 @@ def prune(
     config: Annotated[Path | None, typer.Option("--config", help="The checkpoint's config.json (default: beside it).")] = None,
     importance: Annotated[str, typer.Option("--importance", help="auto (measure both, keep the better), magnitude, taylor.")] = "auto",
     lr: Annotated[float | None, typer.Option("--lr", help="Distillation learning rate (default 5e-5).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing prune output at -o.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the pruning record as JSON.")] = False,
 ) -> None:
     """Structured channel pruning (torch-pruning) with a least-squares refit and optional distillation; written
@@ -56,17 +60,35 @@ def prune(
 
     checkpoint, config = _source(source, config)
     limits = parse_budget(budget)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("pruning", total=None)
+    with _progress_bar() as (step, fraction):
         record = prune_checkpoint(
             checkpoint, config, ratio, output, scope=scope, budget=limits, minutes=minutes, data=data, target=target or "cpu",
-            export=target is not None, importance=importance, lr=lr,
-            step=lambda message: bar.update(task, description=message, total=None),
-            progress=lambda fraction, text: bar.update(task, description=text, total=1.0, completed=fraction))
+            export=target is not None, importance=importance, lr=lr, step=step, progress=fraction, replace=force)
     if as_json:
         out.print_json(json.dumps(record))
         return
     _print(record, output, target is not None and output / PACKAGE_NAME)
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[tuple[Callable[[str], None], Callable[[float, str], None]]]:
+    """(step, fraction) callbacks: a bar on a terminal; in a log, a line per step and per minute of distillation."""
+    if err.is_terminal:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("pruning", total=None)
+            yield (lambda message: bar.update(task, description=message, total=None),
+                   lambda done, text: bar.update(task, description=text, total=1.0, completed=done))
+        return
+    with progress("pruning") as status:
+        last = time.monotonic()
+
+        def fraction(done: float, text: str) -> None:
+            nonlocal last
+            if time.monotonic() - last >= 60 or done >= 1.0:
+                last = time.monotonic()
+                status.update(f"{100 * done:.0f} %: {text}")
+
+        yield status.update, fraction
 
 
 def _print(record: dict, output: Path, package: Path | bool) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ttsopt.cli._common import command, fmt, out, spinner
+from ttsopt.cli._common import command, fmt, out, progress
 from ttsopt.errors import TtsoptError
 
 
@@ -23,6 +23,7 @@ def quantize(
         "--calib", help="Folder of .wav recordings or .npz saved inputs to calibrate on (default: bundled speech).")] = None,
     budget: Annotated[str | None, typer.Option(
         "--budget", help="METRIC=VALUE quality budget: logmel_l1 (default 0.05), greedy_agreement, logits_snr_db, snr_db.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing package at -o.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was quantized and the quality as JSON.")] = False,
 ) -> None:
     """INT8 where it fits a quality budget and is faster (convolutions: searched layer by layer, then timed;
@@ -30,12 +31,14 @@ def quantize(
     from ttsopt.compiler.quantize import parse_budget, quantize_package
     from ttsopt.package.manifest import json_safe
     from ttsopt.package.precision import StaticInt8Record, record_from_dict
+    from ttsopt.package.writer import check_destination
 
     if not int8:
         raise TtsoptError("say which precision: ttsopt quantize PKG --int8 -o OUT")
     limits = parse_budget(budget)
-    with spinner("quantizing") as status:
-        manifest = quantize_package(package, output, limits, calib, step=lambda message: status.update(message))
+    check_destination(output, replace=force)  # before minutes of calibration
+    with progress("quantizing") as status:
+        manifest = quantize_package(package, output, limits, calib, step=status.update, replace=force)
     if as_json:
         out.print_json(json.dumps(json_safe({"package": str(output), "quantization": manifest.quantization,
                                              "verification": manifest.verification})))

@@ -9,13 +9,23 @@ import typer
 
 from ttsopt.cli._common import LANG_HELP, command, err, out
 from ttsopt.errors import TtsoptError
+from ttsopt.runtime.streaming import StreamSettings
 from ttsopt.runtime.threads import share_thread_pool
+
+
+def _schedule(cuts: int = 4) -> str:
+    """Where the default settings cut pieces ("16, 48, 144, 432"): the help text says what the runtime does."""
+    settings, at = StreamSettings(), [StreamSettings.first_tokens]
+    while len(at) < cuts:
+        at.append(at[-1] + max(settings.chunk_tokens, int(settings.growth * at[-1])))
+    return ", ".join(map(str, at)) + ", ..."
 
 
 @command
 def run(
     package: Annotated[Path, typer.Argument(help="Package directory.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Audio file to write; its extension picks the format "
+                                                                 "(.wav, .flac, .ogg, .opus, .mp3, ...).")],
     wav: Annotated[Path | None, typer.Option("--wav", help="Vocoder: copy synthesis, recording → mel → vocoder.")] = None,
     mel: Annotated[Path | None, typer.Option("--mel", help="Vocoder: log-mel spectrogram .npy, [n_mels, frames].")] = None,
     tokens: Annotated[Path | None, typer.Option("--tokens", help="SoVITS: semantic tokens .npy (int, 25 Hz, EOS removed).")] = None,
@@ -24,13 +34,15 @@ def run(
     lang: Annotated[str | None, typer.Option("--lang", help="TTS: " + LANG_HELP)] = None,
     cut: Annotated[str, typer.Option("--cut", help="TTS: sentence cutting, official cut0..cut5 (cut5: at every mark).")] = "cut5",
     voice: Annotated[str | None, typer.Option("--voice", help="SoVITS: a voice stored in the package, or a NAME.voice file (ttsopt voice).")] = None,
-    reference: Annotated[list[Path] | None, typer.Option("--reference", help="SoVITS: reference recording(s) instead of a stored voice.")] = None,
+    reference: Annotated[list[Path] | None, typer.Option(
+        "--reference", help="SoVITS: reference recording(s) of 3-10 s instead of a stored voice.")] = None,
     reference_text: Annotated[str | None, typer.Option("--reference-text", help="TTS: what is said in --reference: the voice "
                                                        "prompts the GPT, as `ttsopt voice` makes it (needs --hubert at export).")] = None,
     reference_lang: Annotated[str | None, typer.Option("--reference-lang", help="TTS: language of --reference-text.")] = None,
     noise_scale: Annotated[float, typer.Option("--noise-scale", help="SoVITS: prior temperature (official default 0.5).")] = 0.5,
     speed: Annotated[float, typer.Option("--speed", help="SoVITS: speaking rate (> 1 is faster).")] = 1.0,
-    seed: Annotated[int | None, typer.Option("--seed", help="SoVITS/TTS: seed of the noise and the GPT's sampling.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="SoVITS/TTS: seed of the noise and the GPT's sampling "
+                                                             "(-1 or none: random, as api_v2's -1).")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="v4: Euler steps of the mel generator, 4/8/16/32 (default 8).")] = None,
     bert: Annotated[Path | None, typer.Option("--bert", help="TTS: BERT features .npy [1024, phonemes] (default zeros).")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="TTS: keep the k most likely tokens (default: the GPT's config).")] = None,
@@ -39,19 +51,30 @@ def run(
     repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="TTS: official default 1.35.")] = 1.35,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="TTS: most semantic tokens to generate (25 per second).")] = 1500,
     stream: Annotated[bool, typer.Option("--stream", help="TTS: write audio pieces as the GPT generates them; reports first-audio time.")] = False,
-    first_tokens: Annotated[int, typer.Option("--first-tokens", help="TTS --stream: tokens before the first piece.")] = 10,
-    chunk_tokens: Annotated[int, typer.Option("--chunk-tokens", help="TTS --stream: tokens per later piece.")] = 24,
+    first_tokens: Annotated[int | None, typer.Option(
+        "--first-tokens", help=f"TTS --stream: tokens before the first piece (default {StreamSettings.first_tokens}).")] = None,
+    chunk_tokens: Annotated[int | None, typer.Option(
+        "--chunk-tokens", help=f"TTS --stream: fewest tokens per later piece; pieces grow with the tokens so far "
+                               f"(default {StreamSettings.chunk_tokens}: cuts at {_schedule()} tokens).")] = None,
 ) -> None:
     """Synthesise audio with a package (no torch needed)."""
     share_thread_pool()  # runtime-only command: every session may share one pool
     import time
 
-    from ttsopt.audio.io import write_wav
+    from ttsopt.audio.io import audio_format, check_audio_output, write_audio
     from ttsopt.runtime import Synthesizer, TextToSpeech, load
     from ttsopt.runtime.arrays import read_npy
-    from ttsopt.runtime.sampling import SamplingParams
+    from ttsopt.runtime.sampling import SamplingParams, resolve_seed
+    from ttsopt.runtime.sovits import check_reference_file
 
+    audio_format(output)  # a name with no format is refused before the package is even loaded
+    seed = resolve_seed(seed)
+    settings = StreamSettings(**{name: value for name, value in (("first_tokens", first_tokens), ("chunk_tokens", chunk_tokens))
+                                 if value is not None})
+    for recording in reference or []:
+        check_reference_file(recording)  # the official 3-10 s
     model = load(package)
+    check_audio_output(output, model.sample_rate)  # format at this rate, and the place: before any synthesis
     start = time.perf_counter()
     if steps is not None:
         if not hasattr(model, "default_steps"):
@@ -89,15 +112,14 @@ def run(
                 sentences = model.phonemize(text, lang, cut)
                 front_end = time.perf_counter() - front_start
                 if stream:
-                    _stream_to_file(model, output, [" ".join(s.phones) for s in sentences], ge, None, params, noise_scale, speed,
-                                    first_tokens, chunk_tokens)
+                    _stream_to_file(model, output, sentences, ge, None, params, noise_scale, speed, settings)
                     return
                 audio, results = model.speak_sentences(sentences, ge, params, noise_scale=noise_scale, speed=speed)
                 stops = ", ".join(sorted({r.stop_reason for r in results}))
                 err.print(f"text: {len(sentences)} sentence(s), front end {front_end * 1000:.0f} ms; GPT: "
                           f"{sum(r.tokens.size for r in results)} semantic tokens, stopped by {stops}", highlight=False)
             elif stream:
-                _stream_to_file(model, output, [phonemes], ge, features, params, noise_scale, speed, first_tokens, chunk_tokens)
+                _stream_to_file(model, output, [phonemes], ge, features, params, noise_scale, speed, settings)
                 return
             else:
                 audio, result = model.speak(phonemes, ge, features, params, noise_scale=noise_scale, speed=speed)
@@ -111,7 +133,7 @@ def run(
         start = time.perf_counter()
         audio = model.vocode(spectrogram)
     elapsed = time.perf_counter() - start
-    write_wav(output, audio, model.sample_rate)
+    write_audio(output, audio, model.sample_rate)
     seconds = len(audio) / model.sample_rate
     out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f})")
 
@@ -139,27 +161,28 @@ def _voice(model, voice: str | None, references: list[Path], text: str | None, l
     return voice
 
 
-def _stream_to_file(model, output: Path, utterances: list[str], voice, features, params, noise_scale: float, speed: float,
-                    first_tokens: int, chunk_tokens: int) -> None:
+def _stream_to_file(model, output: Path, utterances: list, voice, features, params, noise_scale: float, speed: float,
+                    settings: StreamSettings) -> None:
     """Write each piece to ``output`` as it arrives (soundfile fixes the WAV header's sizes on close),
     so a player following the file, or a pipe reader, gets audio before the GPT is done. ``utterances``:
-    phonemes of each sentence, streamed one after the other with the sentence pause between them."""
+    each sentence (the front end's, with its BERT features, or a phoneme string), streamed one after the other
+    with the sentence pause between them."""
     import time
 
     import numpy as np
     import soundfile
 
-    from ttsopt.runtime.streaming import StreamSettings
+    from ttsopt.audio.io import audio_format
     from ttsopt.runtime.tts import SENTENCE_PAUSE_S
 
-    settings = StreamSettings(first_tokens=first_tokens, chunk_tokens=chunk_tokens)
     streams = [model.stream(phonemes, voice, features, params, noise_scale=noise_scale, speed=speed, settings=settings)
                for phonemes in utterances]  # every input checked before anything is written
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     first_audio = None
     try:
-        with soundfile.SoundFile(str(output), "w", samplerate=model.sample_rate, channels=1, subtype="PCM_16") as sink:
+        fmt, subtype = audio_format(output)
+        with soundfile.SoundFile(str(output), "w", samplerate=model.sample_rate, channels=1, format=fmt, subtype=subtype) as sink:
             for index, speech in enumerate(streams):
                 if index:
                     sink.write(np.zeros(int(SENTENCE_PAUSE_S * model.sample_rate), np.float32))
@@ -171,7 +194,8 @@ def _stream_to_file(model, output: Path, utterances: list[str], voice, features,
         output.unlink(missing_ok=True)
         raise
     elapsed = time.perf_counter() - start
-    samples = soundfile.info(str(output)).frames
+    model.report_stops([speech.stats.result for speech in streams], params)
+    samples = sum(speech.stats.samples for speech in streams) + (len(streams) - 1) * int(SENTENCE_PAUSE_S * model.sample_rate)
     seconds = samples / model.sample_rate
     tokens = sum(speech.stats.tokens.size for speech in streams)
     stops = ", ".join(sorted({speech.stats.result.stop_reason for speech in streams}))

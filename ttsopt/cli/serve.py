@@ -34,6 +34,12 @@ def serve(
                                                       "(input is space-separated phonemes).")] = "en",
     default_voice: Annotated[str | None, typer.Option("--default-voice", help="Voice of requests that name none or one of "
                                                       "OpenAI's (alloy, ...); default: the package's first voice with a prompt.")] = None,
+    voices_dir: Annotated[Path | None, typer.Option("--voices", help="Voice store: the .voice files in DIR are served, and "
+                                                    "POST /v1/voices adds voices there (made from a recording and its transcript).")] = None,
+    max_voices: Annotated[int, typer.Option("--max-voices", help="Most voices the store keeps.")] = 100,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest POST /v1/voices upload, MB.")] = 8.0,
+    ref_audio_dir: Annotated[Path | None, typer.Option("--ref-audio-dir", help="The folder /tts's ref_audio_path (api_v2) may "
+                                                       "name files in (nothing outside it is read).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Model name reported by /v1/models (default: the directory name).")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="Serve through Ray Serve, from --replicas copies that each own the package "
                                                     "(pip install 'ttsopt[cluster]').")] = False,
@@ -59,6 +65,8 @@ def serve(
         raise TtsoptError("--replicas and --address apply to --ray: add --ray")
     if not 0 <= port <= 65535:
         raise TtsoptError(f"--port {port} is not a TCP port: use 1..65535 (or 0 for any free one)")
+    if ray and port == 0:
+        raise TtsoptError("--port 0 is not available with --ray (Ray Serve's proxy binds the port itself): name a port")
     listening = None if ray else listen(host, port)  # before the package loads: a port in use is said at once
     share_thread_pool()
     tts = load(package)
@@ -66,7 +74,12 @@ def serve(
         raise TtsoptError(f"{package} is a {tts.manifest.task} package: serve needs a text-to-speech package (export --gpt ... --sovits ...)")
     settings = ServeSettings(workers=workers, max_concurrent=max_concurrent, max_input_chars=max_input, max_tokens=max_tokens,
                              timeout_s=timeout, cache_mb=cache_mb, api_key=api_key, lang=server_lang(lang, tts),
-                             default_voice=default_voice)
+                             default_voice=default_voice, voices_dir=voices_dir, max_voices=max_voices,
+                             max_upload_bytes=int(max_upload_mb * 2**20), ref_audio_dir=ref_audio_dir)
+    if ref_audio_dir is not None and not ref_audio_dir.is_dir():
+        raise TtsoptError(f"--ref-audio-dir {ref_audio_dir} is not a folder: give the folder of the reference recordings")
+    if max_voices < 0 or max_upload_mb <= 0:
+        raise TtsoptError("--max-voices must be >= 0 and --max-upload-mb > 0")
     try:
         warm_up(settings.lang, tts)  # the front end of --lang, loaded now rather than by the first request
     except FrontEndUnavailable as exc:
@@ -82,10 +95,11 @@ def serve(
             f"{settings.admitted()} requests admitted per replica; voices: {voices})", highlight=False))
         return
     engine = Engine(tts, settings, name)
+    stored = f" + {len(engine.store.voices)} stored in {voices_dir}" if voices_dir is not None else ""
     bound = listening.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     err.print(f"serving {package} on http://{shown}:{bound} (pid {os.getpid()}; {workers} workers, "
-              f"{settings.admitted()} requests admitted; voices: {voices}; default voice: {engine.default_voice})", highlight=False,
+              f"{settings.admitted()} requests admitted; voices: {voices}{stored}; default voice: {engine.default_voice})", highlight=False,
               soft_wrap=True)  # one line, whatever the terminal's width: scripts read the port from it
     config = uvicorn.Config(create_app(engine), log_level="warning", timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[listening])

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ttsopt.cli._common import command, fmt, out, spinner
+from ttsopt.cli._common import command, fmt, out, progress
 from ttsopt.errors import QualityGateError
 from ttsopt.runtime.threads import share_thread_pool
 
@@ -28,7 +28,7 @@ def verify(
     from ttsopt.verify import verify_package
 
     plot = plot or package.with_name(f"{package.name}-verify.png")
-    with spinner("verifying"):
+    with progress("verifying"):
         report = verify_package(package, reference or [], original, original_config, plot)
     if as_json:
         out.print_json(json.dumps(report.to_dict() | {"plot": str(plot)}))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ttsopt.compiler.ort_runs import Feed, run_exposing
+from ttsopt.compiler.ort_runs import Feed, iter_exposing
 
 #: The channel range ``σ`` is this percentile of ``|x|`` (robust to the odd spike).
 PERCENTILE = 99.99
@@ -107,15 +107,52 @@ def measure(model, convs: Sequence[str], feeds: Sequence[Feed]) -> Equalization:
 
 
 def _channel_ranges(model, tensors: Iterable[str], feeds: Sequence[Feed]) -> dict[str, np.ndarray]:
-    """The :data:`PERCENTILE` of ``|x|`` per channel (axis 1) of each tensor over all feeds."""
+    """The :data:`PERCENTILE` of ``|x|`` per channel (axis 1) of each tensor over all feeds, exactly as
+    ``np.percentile`` over the concatenated feeds gives it, with one feed's tensors in memory at a time (all of
+    them at once took ~12 GB for a real-size SoVITS generator): only the largest values of each channel can be
+    the percentile's neighbours, so each feed adds its largest to a running top; the count they are ranked in
+    comes from the feeds' shapes (a counting pass first when the feeds differ in shape)."""
     tensors = sorted(tensors)
-    outputs = run_exposing(model, tensors, feeds)
-    ranges = {}
-    for name in tensors:
-        pieces = [(feed[name] if name in feed else out[name]) for feed, out in zip(feeds, outputs, strict=True)]
-        channels = np.concatenate([np.moveaxis(p, 1, 0).reshape(p.shape[1], -1) for p in pieces], axis=1)
-        ranges[name] = np.percentile(np.abs(channels), PERCENTILE, axis=1)
-    return ranges
+    if len({tuple((name, value.shape) for name, value in sorted(feed.items())) for feed in feeds}) == 1:
+        counts = {name: len(feeds) * size for name, size in _columns(model, tensors, feeds[:1]).items()}
+    else:
+        counts = _columns(model, tensors, feeds)
+    tops: dict[str, np.ndarray] = {}
+    for feed, out in zip(feeds, iter_exposing(model, tensors, feeds), strict=True):
+        for name in tensors:
+            value = feed[name] if name in feed else out[name]
+            columns = np.abs(np.moveaxis(value, 1, 0).reshape(value.shape[1], -1))
+            keep = _top_count(counts[name])
+            merged = columns if name not in tops else np.concatenate((tops[name], columns), axis=1)
+            tops[name] = merged if merged.shape[1] <= keep else np.partition(merged, merged.shape[1] - keep, axis=1)[:, -keep:]
+            del value, columns, merged
+        del out  # before the next feed runs: one feed's tensors in memory, not two
+    return {name: _percentile_of_top(tops[name], counts[name]) for name in tensors}
+
+
+def _columns(model, tensors: Sequence[str], feeds: Sequence[Feed]) -> dict[str, int]:
+    """Values per channel of each tensor over ``feeds`` (a run of the graph, nothing kept)."""
+    counts = dict.fromkeys(tensors, 0)
+    for feed, out in zip(feeds, iter_exposing(model, tensors, feeds), strict=True):
+        for name in tensors:
+            value = feed[name] if name in feed else out[name]
+            counts[name] += value.size // value.shape[1]
+        del out, value
+    return counts
+
+
+def _top_count(count: int) -> int:
+    """How many of the largest of ``count`` values hold both order statistics ``np.percentile`` (linear) reads."""
+    low = int(np.floor(PERCENTILE / 100 * (count - 1)))
+    return count - low
+
+
+def _percentile_of_top(top: np.ndarray, count: int) -> np.ndarray:
+    """``np.percentile`` over ``count`` values per row of which ``top`` holds the largest: the others are stood in
+    for by zeros (|x| >= 0, so they sort below), which changes no order statistic the percentile reads."""
+    padded = np.zeros((top.shape[0], count), dtype=top.dtype)
+    padded[:, count - top.shape[1]:] = top
+    return np.percentile(padded, PERCENTILE, axis=1)
 
 
 def apply(model, equalization: Equalization, selected: Iterable[str]):

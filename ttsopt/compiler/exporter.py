@@ -24,6 +24,7 @@ from ttsopt.families import Family
 from ttsopt.package import GraphEntry, Manifest, PackageWriter
 from ttsopt.package.golden import GOLDEN_FILE, write_golden
 from ttsopt.package.manifest import GraphSignature, ModelFacts, json_safe, sha256_file
+from ttsopt.package.writer import check_destination
 from ttsopt.targets import load_target, resolve_precision
 from ttsopt.verify import verify_golden
 from ttsopt.versions import tool_versions
@@ -35,7 +36,9 @@ def load_verification_speech(sample_rate: int) -> list[tuple[str, np.ndarray]]:
 
 
 def export_package(family: Family, sources: ExportSources, target: str, out: Path, precision: str | None = None,
-                   step: Callable[[str], None] = lambda message: None) -> Manifest:
+                   step: Callable[[str], None] = lambda message: None, replace: bool = False) -> Manifest:
+    """Export ``sources`` to the package ``out`` (an existing package there only with ``replace``)."""
+    check_destination(out, replace=replace)  # before minutes of loading and tracing
     profile = load_target(target)
     precision = resolve_precision(profile, precision)
 
@@ -43,7 +46,7 @@ def export_package(family: Family, sources: ExportSources, target: str, out: Pat
     plan: ExportPlan = family.plan(sources, speech=load_verification_speech)
     rate = plan.audio["sample_rate"]
 
-    with PackageWriter(out) as writer:
+    with PackageWriter(out, replace=replace) as writer:
         for name, payload in plan.files.items():
             if isinstance(payload, Path):
                 writer.copy_in(payload, name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,14 @@ def median_seconds(paths: Sequence[Path | str], feed: Feed, seconds: float = 2.0
 
 def run_exposing(model, tensors: Iterable[str], feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
     """Run ``model`` (a ModelProto, left unchanged) with ``tensors`` made graph outputs too; names the
-    graph does not produce are ignored."""
+    graph does not produce are ignored. Every feed's tensors are held at once: for many feeds of a large
+    graph, :func:`iter_exposing` holds one feed's."""
+    return list(iter_exposing(model, tensors, feeds))
+
+
+def iter_exposing(model, tensors: Iterable[str], feeds: Iterable[Feed]) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`run_exposing` one feed at a time: the exposed tensors of a real-size vocoder are ~1.5 GB per
+    calibration window, so a caller that reduces them (ranges, histograms) keeps memory to one window's."""
     import onnx
 
     probe = onnx.ModelProto()
@@ -63,4 +70,8 @@ def run_exposing(model, tensors: Iterable[str], feeds: Sequence[Feed]) -> list[d
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "probe.onnx"
         onnx.save(probe, str(path))
-        return run_all(path, feeds)
+        del probe
+        runner = session(path)
+        names = [output.name for output in runner.get_outputs()]
+        for feed in feeds:
+            yield dict(zip(names, runner.run(None, feed), strict=True))

@@ -83,8 +83,12 @@ def calibration_feeds(package: Package, graphs: Sequence[str], files: list[Path]
 
 
 def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: Path | None = None,
-                     step: Callable[[str], None] = lambda message: None) -> Manifest:
+                     step: Callable[[str], None] = lambda message: None, replace: bool = False) -> Manifest:
+    """Write the INT8 package ``out`` of the FP32 package ``source`` (an existing package there only with ``replace``)."""
+    from ttsopt.package.writer import check_destination
     from ttsopt.verify import verify_golden
+
+    check_destination(out, replace=replace)
 
     original = Package(source)
     manifest = original.manifest
@@ -106,7 +110,7 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
         raise TtsoptError(f"the calibration files give no inputs for graph {missing[0]} (they are saved inputs of other "
                           f"graphs): add .wav recordings, or saved inputs of {missing[0]}")
 
-    with PackageWriter(out) as writer:
+    with PackageWriter(out, replace=replace) as writer:
         for relative in manifest.files:
             writer.copy_in(source / relative, relative)
         manifest.precision = "int8"

@@ -105,8 +105,10 @@ def _build_one(onnx_path: Path, engine_path: Path, profiles: list[dict], setting
     SaveEngine(EngineFromNetwork(network, config=config, save_timing_cache=str(timing_cache)), str(engine_path))()
 
 
-def build_engines(source: Path, out: Path, step: Callable[[str], None] = lambda message: None) -> Manifest:
-    """Build, verify and record an engine per graph of the GPU package ``source`` into the package ``out``."""
+def build_engines(source: Path, out: Path, step: Callable[[str], None] = lambda message: None,
+                  replace: bool = False) -> Manifest:
+    """Build, verify and record an engine per graph of the GPU package ``source`` into the package ``out``
+    (``out`` may be ``source``: the package gets its engines in place; any other existing package only with ``replace``)."""
     from ttsopt.runtime.package import Package
     from ttsopt.verify import verify_golden
 
@@ -120,7 +122,7 @@ def build_engines(source: Path, out: Path, step: Callable[[str], None] = lambda 
         raise TtsoptError(f"cannot build TensorRT engines here: {reason}")
     import tensorrt as trt
     gpu = gpu_identity()
-    with PackageWriter(out) as writer:
+    with PackageWriter(out, replace=replace or Path(out).absolute() == Path(source).absolute()) as writer:
         for relative in manifest.files:
             writer.copy_in(source / relative, relative)
         writer.path(ENGINE_DIR).mkdir(exist_ok=True)

@@ -162,8 +162,8 @@ class DecodeScheduler:
 
     # -- the requests' side ---------------------------------------------------------------------------
 
-    def tokens(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
-               params: SamplingParams, record_logits: bool = False,
+    def tokens(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | Callable[[], np.ndarray] | None,
+               prompt_tokens: np.ndarray | None, params: SamplingParams, record_logits: bool = False,
                stop: StopFn | None = None) -> Generator[int, None, GenerationResult]:
         """One request: prefill here, then its steps in the shared batch; yields tokens as they are decided."""
         loop = TokenLoop(prompt_tokens, params, record_logits=record_logits)

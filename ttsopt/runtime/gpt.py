@@ -18,7 +18,7 @@ cache inside the graph).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import numpy as np
 
@@ -105,15 +105,17 @@ class Decoder:
         cache.append(outputs)
         return outputs["logits"][0]
 
-    def prefill(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
-                reserve: int = 0) -> np.ndarray:
+    def prefill(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | Callable[[], np.ndarray] | None,
+                prompt_tokens: np.ndarray | None, reserve: int = 0) -> np.ndarray:
         """Raw logits ``[vocab]`` of loop index 0; ``reserve`` pre-sizes the cache for that many new tokens.
+        ``bert_features`` may be a callable, called now (a queued stream's features are made in its turn).
 
         Reserve nothing for a generation of unknown length: every step's attention reads the whole
         capacity (filled or not), so a cache sized for the 1500-token cap made each step of a short
         sentence 1.5x slower (real-size GPT: 74 vs 49 ms); growing by doubling keeps the capacity
         within twice the filled length."""
         gpt = self.gpt
+        bert_features = bert_features() if callable(bert_features) else bert_features
         ids = np.asarray(phoneme_ids, dtype=np.int64).reshape(1, -1)
         bert = np.zeros((1, gpt.bert_dim, ids.shape[1]), np.float32) if bert_features is None else bert_features
         if bert.shape != (1, gpt.bert_dim, ids.shape[1]):
@@ -189,8 +191,8 @@ class GPT:
     def step(self, token: int, position: int) -> np.ndarray:
         return self._decoder.step(token, position)
 
-    def tokens(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
-               params: SamplingParams, record_logits: bool = False,
+    def tokens(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | Callable[[], np.ndarray] | None,
+               prompt_tokens: np.ndarray | None, params: SamplingParams, record_logits: bool = False,
                stop: StopFn | None = None) -> Generator[int, None, GenerationResult]:
         """One request on its own decoder (or in the shared batch after :meth:`batch`): yields tokens as they
         are drawn, returns the result."""
@@ -200,7 +202,8 @@ class GPT:
         return iterate_tokens(lambda: decoder.prefill(phoneme_ids, bert_features, prompt_tokens), decoder.step,
                               prompt_tokens, params, record_logits=record_logits, stop=stop)
 
-    def generate(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | None, prompt_tokens: np.ndarray | None,
+    def generate(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | Callable[[], np.ndarray] | None,
+                 prompt_tokens: np.ndarray | None,
                  params: SamplingParams, record_logits: bool = False, stop: StopFn | None = None) -> GenerationResult:
         tokens = self.tokens(phoneme_ids, bert_features, prompt_tokens, params, record_logits, stop)
         while True:

@@ -54,12 +54,13 @@ def read_audio(recording: Recording) -> tuple[np.ndarray, int, str]:
     if isinstance(recording, tuple):
         array, rate = recording
         audio = np.asarray(array)
-        if audio.dtype.kind not in "fiu" or audio.ndim not in (1, 2) or audio.size == 0:
+        if audio.dtype.kind not in "fi" or audio.ndim not in (1, 2) or audio.size == 0:
             raise TtsoptError(f"a recording given as an array must be a non-empty [samples] or [channels, samples] "
-                              f"array of numbers, got {audio.dtype} {list(audio.shape)}")
+                              f"array of float or signed PCM samples, got {audio.dtype} {list(audio.shape)}")
         if int(rate) <= 0:
             raise TtsoptError(f"the recording's sample rate must be positive, got {rate}")
-        audio = audio.astype(np.float32)
+        # Signed PCM as soundfile reads it into float32: divided by 2^(bits-1).
+        audio = (audio / np.float32(2 ** (8 * audio.dtype.itemsize - 1)) if audio.dtype.kind == "i" else audio).astype(np.float32)
         return (audio[None] if audio.ndim == 1 else audio), int(rate), "the given recording"
     import soundfile
 

@@ -44,11 +44,25 @@ from ttsopt.errors import TtsoptError
 EOS_TOKEN = 1024
 StopReason = Literal["eos", "early_stop", "max_new_tokens"]
 
+#: The seed that asks for a fresh random draw: api_v2's ``seed=-1`` (``None`` says the same in Python).
+RANDOM_SEED = -1
+
+
+def resolve_seed(seed: int | None) -> int | None:
+    """A seed as users give it (CLI ``--seed``, the server's ``seed``, the API) → what numpy takes: ``None``
+    (entropy from the OS) for :data:`RANDOM_SEED` or ``None``; a seed below it is refused."""
+    if seed is None or seed == RANDOM_SEED:
+        return None
+    if seed < RANDOM_SEED:
+        raise TtsoptError(f"seed {seed} is negative: give a seed >= 0, or {RANDOM_SEED} for a random one")
+    return int(seed)
+
 
 @dataclass(frozen=True)
 class SamplingParams:
     """Per-request decoding parameters; defaults are those of the official front ends.
 
+    ``seed``: ``None`` or -1 (:data:`RANDOM_SEED`, stored as ``None``) draw randomly; any seed >= 0 repeats.
     ``top_k=None`` disables top-k (official export scripts use ``config.inference.top_k``; the webui
     sliders default to 15).  ``greedy=True`` ignores top-k/top-p/temperature and takes the argmax of the
     penalised logits (what ``top_k=1`` gives, without drawing random numbers).  ``early_stop_num=-1``
@@ -67,6 +81,7 @@ class SamplingParams:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "seed", resolve_seed(self.seed))
         problems = []
         if self.top_k is not None and self.top_k < 1:
             problems.append(f"top_k must be >= 1 or None, got {self.top_k}")

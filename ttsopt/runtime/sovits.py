@@ -16,6 +16,7 @@ the same seed (pass ``noise=`` to reproduce a given draw exactly).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from ttsopt.audio.mel import linear_spectrogram
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.phonemes import PhonemeTable
+from ttsopt.runtime.prompt import MAX_SAMPLES, MIN_SAMPLES, SSL_RATE
+from ttsopt.runtime.sampling import resolve_seed
 from ttsopt.runtime.voice import Voice
 
 SYMBOLS_FILE = "symbols.json"
@@ -34,6 +37,35 @@ VOICES_FILE = "voices.npz"
 SPEED_RANGE = (0.25, 4.0)
 #: The graph of v2Pro/v2ProPlus packages that embeds a reference for speaker verification.
 SPEAKER_VERIFICATION = "speaker_verification"
+
+
+def check_reference_length(samples: int, sample_rate: int, name: str | Path) -> None:
+    """Refuse a reference outside the official 3-10 s, counted as the official code counts it and with the bound
+    :mod:`ttsopt.runtime.prompt` holds for every recording that becomes a voice: samples at 16 kHz (``samples`` at
+    ``sample_rate`` resampled, as librosa rounds up)."""
+    at_16k = int(math.ceil(int(samples) * float(SSL_RATE) / int(sample_rate)))
+    if not MIN_SAMPLES <= at_16k <= MAX_SAMPLES:
+        raise TtsoptError(f"reference recording {name} is {samples / sample_rate:.2f} s long; GPT-SoVITS takes "
+                          f"{MIN_SAMPLES // SSL_RATE}-{MAX_SAMPLES // SSL_RATE} s (the official bound): "
+                          + ("give a longer recording" if at_16k < MIN_SAMPLES else "cut it to 10 s or less of clean speech"))
+
+
+def check_reference_file(path: str | Path) -> None:
+    """:func:`check_reference_length` from a file's header (nothing decoded): what a command checks before it works."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # unreadable or missing: read_wav says so in its own words when the file is read
+        return
+    check_reference_length(info.frames, info.samplerate, path)
+
+
+def read_reference(path: str | Path, sample_rate: int) -> np.ndarray:
+    """A reference recording at ``sample_rate``, refused outside the official 3-10 s."""
+    wav = read_wav(path, sample_rate)
+    check_reference_length(wav.size, sample_rate, path)
+    return wav
 
 
 def reference_waveform(wav: np.ndarray) -> np.ndarray:
@@ -138,7 +170,7 @@ class Synthesizer:
             raise TtsoptError("no reference recording given")
         ges = []
         for reference in references:
-            wav = reference if isinstance(reference, np.ndarray) else read_wav(reference, self.sample_rate)
+            wav = reference if isinstance(reference, np.ndarray) else read_reference(reference, self.sample_rate)
             ges.append(self.package.run("reference_encoder", self.reference_inputs(wav))["ge"])
         return np.mean(ges, axis=0).astype(np.float32)
 
@@ -173,7 +205,7 @@ class Synthesizer:
                               f"most {self.max_frames}: split the utterance")
         shape = (1, self.inter_channels, frames)
         if noise is None:
-            noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+            noise = np.random.default_rng(resolve_seed(seed)).standard_normal(shape, dtype=np.float32)
         elif noise.shape != shape:
             raise TtsoptError(f"noise must have shape {list(shape)}, got {list(noise.shape)}")
         inputs = {"tokens": tokens[None], "phonemes": ids[None], "ge": ge, "noise": noise,

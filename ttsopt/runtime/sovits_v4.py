@@ -16,7 +16,7 @@ here (numpy, seeded, chunk after chunk) or given, so equal seeds give equal audi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +73,7 @@ class V4Synthesizer(Synthesizer):
         self.mel_bins = int(config["sizes"]["dit"]["mel_dim"])
         self.hop = int(config["vocoder"]["hop"])  # output samples per mel frame (480 at 48 kHz)
         self.inter_channels = self.mel_bins
-        self.context_frames = 0
+        self.context_frames = int(self.settings.get("vocoder_context_frames", 0))
         loop = self.settings["cfm"]
         self.default_steps, self.t_ref, self.t_chunk = int(loop["steps"]), int(loop["t_ref"]), int(loop["t_chunk"])
 
@@ -94,7 +94,8 @@ class V4Synthesizer(Synthesizer):
                 raise TtsoptError(f"say which voice: --voice NAME (package voices: {known})")
             voice = next(iter(self.voices))
         if not isinstance(voice, str):
-            raise TtsoptError("a v4 voice is a stored voice's name or a V4Voice (make_voice): a bare ge is not enough")
+            raise TtsoptError("a v4 voice is a voice stored at export (--voice NAME) or a V4Voice (make_voice); .voice files "
+                              "and bare embeddings are for v1/v2 packages: pass --voice NAME")
         return self.voice(voice)
 
     def _ge(self, voice):  # TextToSpeech checks the voice early through this
@@ -167,6 +168,42 @@ class V4Synthesizer(Synthesizer):
     def vocode(self, mel: np.ndarray, ge: np.ndarray | None = None, chunk_frames: int | None = None) -> np.ndarray:
         """Denormalised log-mel ``[1, mel, frames]`` → waveform at 48 kHz."""
         return self.package.run("vocoder", {"mel": np.ascontiguousarray(mel, dtype=np.float32)})["audio"].reshape(-1)
+
+    def vocode_stream(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Audio pieces of denormalised mel chunks arriving in order, equal to vocoding their concatenation.
+
+        Each piece is vocoded with the vocoder's receptive field (``vocoder_context_frames``, measured at export)
+        of mel on both sides, so a chunk's last frames wait for the next chunk's first ones.
+        """
+        context, hop = self.context_frames, self.hop
+        mel = np.zeros((1, self.mel_bins, 0), np.float32)
+        done = 0
+
+        def span(start: int, stop: int) -> np.ndarray:
+            lo, hi = max(0, start - context), min(mel.shape[-1], stop + context)
+            return self.vocode(mel[..., lo:hi])[(start - lo) * hop:(stop - lo) * hop]
+
+        for chunk in chunks:
+            mel = np.concatenate([mel, chunk], axis=2)
+            ready = mel.shape[-1] - context
+            if ready > done:
+                yield span(done, ready)
+                done = ready
+        if mel.shape[-1] > done:
+            yield span(done, mel.shape[-1])
+
+    def synthesize_stream(self, tokens: np.ndarray, phonemes: str | Sequence[int] | np.ndarray,
+                          voice: str | V4Voice | None = None, speed: float = 1.0, seed: int | None = None,
+                          steps: int | None = None) -> Iterator[np.ndarray]:
+        """:meth:`synthesize` in pieces, one per official CFM chunk (the same audio, concatenated)."""
+        tokens, ids, chosen = self._tokens(tokens), self.phoneme_ids(phonemes), self._voice(voice)
+        steps = self.default_steps if steps is None else steps
+        cfm.check_steps(steps)
+        fea = self.features(tokens, ids, chosen.ge, speed)
+        rng = np.random.default_rng(seed)
+        pieces = cfm.generate(self._condition, self._step, chosen.prompt, fea, steps,
+                              lambda index, length: rng.standard_normal((1, self.mel_bins, length), dtype=np.float32))
+        yield from self.vocode_stream(cfm.denormalize(piece) for piece in pieces)
 
     def synthesize(self, tokens: np.ndarray, phonemes: str | Sequence[int] | np.ndarray,
                    voice: str | V4Voice | None = None, noise_scale: float = 0.5, speed: float = 1.0,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ttsopt.errors import TtsoptError
-from ttsopt.runtime.sampling import GenerationResult
+from ttsopt.runtime.sampling import GenerationResult, resolve_seed
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class FrameNoise:
 
     def __init__(self, channels: int, seed: int | None):
         self.channels = channels
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(resolve_seed(seed))
         self._frames = np.zeros((0, channels), np.float32)
 
     def __call__(self, frames: int) -> np.ndarray:

@@ -30,9 +30,9 @@ File format (``.voice``, version 1): an ``.npz`` (no pickles) of ``header`` (UTF
 version, the model it belongs to — the sha256 of the package's SoVITS and GPT checkpoints — transcript,
 language, phones, source duration, symbol table version, which arrays are present), ``prompt_tokens`` int64
 ``[P]``, ``phone_ids`` int64 ``[N]``, ``ge`` float32 ``[1, gin, 1]``, and when present ``sv`` float32
-``[1, sv_dim]`` (v2Pro/v2ProPlus) and ``prompt_bert`` float32 ``[1024, N]`` (the transcript's BERT features:
-``None`` until a package holds a BERT graph; the GPT then reads zeros for the prompt, as the official code does
-for non-Chinese text).
+``[1, sv_dim]`` (v2Pro/v2ProPlus) and ``prompt_bert`` float32 ``[1024, N]`` (a Chinese transcript's BERT
+features, made by the package's ``bert`` graph; absent for other languages and for packages without the graph:
+the GPT then reads zeros for the prompt, as the official code does for non-Chinese text).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from ttsopt.errors import TtsoptError
 from ttsopt.runtime.prompt import SSL, Recording, hubert_input, load_16k, padding_samples, read_audio, to_mono
 
 if TYPE_CHECKING:
+    from ttsopt.runtime.text import Sentence
     from ttsopt.runtime.text.g2pw import G2PW
     from ttsopt.runtime.tts import TextToSpeech
 
@@ -70,6 +71,12 @@ def prompt_text(text: str, lang: str) -> str:
     if not text.strip():
         raise TtsoptError("the transcript is empty: give the words spoken in the reference recording")
     return text if text[-1] in SPLIT_MARKS else text + ("." if lang == "en" else "。")
+
+
+def transcript_bert(tts: TextToSpeech, sentence: Sentence) -> np.ndarray | None:
+    """A Chinese transcript's BERT features by the package's RoBERTa (None for other languages, or without one:
+    the prompt's columns are zeros then, as officially for non-Chinese text)."""
+    return tts.bert_features(sentence) if tts.bert is not None and sentence.is_chinese else None
 
 
 def model_identity(manifest) -> dict[str, str]:
@@ -96,7 +103,7 @@ class Voice:
     #: sha256 of the SoVITS and GPT checkpoints of the package that made it (role → hex).
     model: dict[str, str]
     symbol_version: str
-    #: The transcript's BERT features ``[1024, N]``; ``None`` until packages hold a BERT graph.
+    #: A Chinese transcript's BERT features ``[1024, N]`` (the package's ``bert`` graph); ``None``: zeros.
     prompt_bert: np.ndarray | None = None
     #: v2Pro/v2ProPlus: the recording's speaker-verification embedding ``[1, sv_dim]`` (already folded into ``ge``).
     sv: np.ndarray | None = None
@@ -125,7 +132,7 @@ class Voice:
         return cls(prompt_tokens=codes, phone_ids=tts.phonemes.ids(" ".join(sentence.phones)),
                    phones=tuple(sentence.phones), ge=ge.astype(np.float32), text=text, lang=lang,
                    seconds=round(audio16k.seconds, 4), model=model_identity(tts.manifest),
-                   symbol_version=tts.phonemes.version, prompt_bert=None,
+                   symbol_version=tts.phonemes.version, prompt_bert=transcript_bert(tts, sentence),
                    sv=inputs.get("sv"), norm_text=sentence.norm_text, source=audio16k.source)
 
     # -- the file ------------------------------------------------------------------------------------
@@ -197,6 +204,10 @@ class Voice:
                     lang=header["lang"], seconds=float(header["seconds"]), model=dict(header["model"]),
                     symbol_version=header["symbol_version"], prompt_bert=arrays.get("prompt_bert"),
                     sv=arrays.get("sv"), norm_text=header.get("norm_text", ""), source=name)
+        bert = voice.prompt_bert
+        if bert is not None and (bert.ndim != 2 or bert.shape[1] != voice.phone_ids.size):
+            raise TtsoptError(f"{name} has prompt BERT features of shape {list(bert.shape)} for {voice.phone_ids.size} "
+                              "transcript phones: it is damaged; make it again with `ttsopt voice`")
         if tts is not None:
             voice.check_package(tts, name)
         return voice

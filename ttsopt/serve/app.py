@@ -4,6 +4,7 @@ anything wrong with a request is a 4xx, never a 500."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -19,10 +20,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.sampling import Cancelled
+from ttsopt.serve.api_v2 import add_api_v2
 from ttsopt.serve.audio import MEDIA_TYPES, OPUS_RATE, STREAMABLE, Encoder, encode_whole, encoder, pcm16
 from ttsopt.serve.engine import Engine, Job, RequestTimeout
 from ttsopt.serve.schemas import SpeechRequest
 from ttsopt.serve.text import FrontEndUnavailable
+from ttsopt.serve.voices import VoiceConflict, VoiceNotFound
 
 log = logging.getLogger("ttsopt.serve")
 RETRY_AFTER_S = 1
@@ -58,8 +61,11 @@ def create_app(engine: Engine) -> FastAPI:
         return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(TtsoptError)
-    async def user_error(_: Request, exc: TtsoptError) -> JSONResponse:
-        return refused(400, str(exc))
+    async def user_error(request: Request, exc: TtsoptError) -> JSONResponse:
+        status = 409 if isinstance(exc, VoiceConflict) else 404 if isinstance(exc, VoiceNotFound) else 400
+        if request.url.path.startswith("/v1/voices"):  # not a speech request: not in the speech counters
+            return error(status, str(exc))
+        return refused(status, str(exc))
 
     def authorized(request: Request) -> None:
         key = engine.settings.api_key
@@ -81,6 +87,43 @@ def create_app(engine: Engine) -> FastAPI:
     @app.get("/v1/voices", dependencies=[Depends(authorized)])
     async def voices() -> dict:
         return {"voices": engine.voices()}
+
+    @app.post("/v1/voices", dependencies=[Depends(authorized)], status_code=201)
+    async def add_voice(request: Request) -> Response:
+        """multipart/form-data: ``recording`` (a 3-10 s audio file), ``transcript`` (what it says), ``language`` and
+        ``name``. The voice is computed (HuBERT, off the event loop), written to the store and listed; the recording
+        itself is not kept."""
+        limit = engine.settings.max_upload_bytes
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            return error(411, "send the upload with a Content-Length")
+        if int(length) > limit:
+            return error(413, f"the upload is {int(length)} bytes; this server takes at most {limit} (a 3-10 s recording "
+                              "is far less as FLAC or 16-bit WAV)")
+        try:
+            form = await request.form(max_files=1, max_fields=8)
+        except AssertionError:  # starlette: python-multipart is missing
+            return error(500, "this server cannot read uploads: pip install 'ttsopt[serve]'", kind="server_error")
+        try:
+            name, transcript, lang = (str(form.get(key) or "").strip() for key in ("name", "transcript", "language"))
+            upload = form.get("recording")
+            if not name or not transcript or not lang or upload is None or isinstance(upload, str):
+                return error(400, "send multipart/form-data with recording (an audio file), transcript, language and name")
+            engine.store.check_name(name)  # before the work
+            data = await upload.read()
+        finally:
+            await form.close()  # a large upload spooled to a temporary file: gone now, whatever happens next
+        voice = await engine.make_voice(data, transcript, lang, name=upload.filename or "the recording")
+        del data  # the recording is not kept
+        await asyncio.get_running_loop().run_in_executor(engine.voice_maker, engine.store.add, name, voice)
+        return JSONResponse({"id": name, "name": name, "prompt": True, "stored": True, "text": voice.text, "lang": voice.lang,
+                             "seconds": voice.seconds, "phones": list(voice.phones), "prompt_tokens": int(voice.prompt_tokens.size)},
+                            201)
+
+    @app.delete("/v1/voices/{name}", dependencies=[Depends(authorized)])
+    async def delete_voice(name: str) -> dict:
+        engine.store.delete(name)
+        return {"id": name, "deleted": True}
 
     @app.get("/v1/models", dependencies=[Depends(authorized)])
     async def models() -> dict:
@@ -133,6 +176,7 @@ def create_app(engine: Engine) -> FastAPI:
         headers = {"X-Sample-Rate": str(OPUS_RATE if response_format == "opus" else tts.sample_rate), "Cache-Control": "no-cache"}
         return StreamingResponse(body_bytes, media_type=media, headers=headers)
 
+    add_api_v2(app, engine, respond, authorized)
     return app
 
 

@@ -175,6 +175,13 @@ def encoder(response_format: str, sample_rate: int) -> Encoder:
 
 
 def encode_whole(audio: np.ndarray, sample_rate: int, response_format: str) -> bytes:
-    """The whole utterance in ``response_format`` (a WAV's header then carries unknown sizes, as streamed)."""
+    """The whole utterance in ``response_format`` (a WAV then has its real sizes in the header)."""
+    if response_format == "wav":
+        import soundfile
+
+        buffer = io.BytesIO()
+        soundfile.write(buffer, np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0), sample_rate,
+                        format="WAV", subtype="PCM_16")
+        return buffer.getvalue()
     coder = encoder(response_format, sample_rate)
     return coder.encode(audio) + coder.finish()

@@ -7,12 +7,14 @@ tokens, time)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -20,11 +22,14 @@ from ttsopt.errors import TtsoptError
 from ttsopt.runtime.sampling import Cancelled, SamplingParams
 from ttsopt.runtime.sovits import check_synthesis
 from ttsopt.runtime.streaming import StreamSettings
+from ttsopt.runtime.text import Sentence
 from ttsopt.runtime.tts import SENTENCE_PAUSE_S
+from ttsopt.runtime.voice import Voice
 from ttsopt.serve.limits import Admission, AudioCache
 from ttsopt.serve.metrics import Metrics
 from ttsopt.serve.schemas import OPENAI_VOICES, SpeechRequest
-from ttsopt.serve.text import request_sentences
+from ttsopt.serve.text import request_sentences, sentences_key
+from ttsopt.serve.voices import VoiceStore
 
 log = logging.getLogger("ttsopt.serve")
 #: Requests admitted (running or waiting) per worker by default: with the default 8 workers (one batch of GPT
@@ -54,9 +59,26 @@ class ServeSettings:
     lang: str = "en"
     #: The voice of a request that names none or one of OpenAI's (alloy, ...); None: the package's first prompted voice.
     default_voice: str | None = None
+    #: ``serve --voices DIR``: stored voices (loaded at start, added by POST /v1/voices); None: no store.
+    voices_dir: Path | None = None
+    max_voices: int = 100
+    #: Largest upload POST /v1/voices takes (bytes of the whole multipart body).
+    max_upload_bytes: int = 8 * 2**20
+    #: ``serve --ref-audio-dir DIR``: the only folder /tts's ``ref_audio_path`` may name files in; None: no files.
+    ref_audio_dir: Path | None = None
 
     def admitted(self) -> int:
         return self.max_concurrent if self.max_concurrent is not None else ADMITTED_PER_WORKER * self.workers
+
+
+def fingerprint(voice: Voice | np.ndarray) -> str:
+    """What a voice's audio depends on, as a cache key (a stored name can be deleted and made again)."""
+    digest = hashlib.sha256()
+    arrays = (voice,) if isinstance(voice, np.ndarray) else (voice.prompt_tokens, voice.phone_ids, voice.ge, voice.sv, voice.prompt_bert)
+    for array in arrays:
+        if array is not None:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return "voice:" + digest.hexdigest()
 
 
 class RequestTimeout(TtsoptError):
@@ -68,8 +90,9 @@ class Job:
     """A checked request: everything synthesis needs, and the cache key (None: not cached)."""
 
     #: Phonemes of each sentence, synthesised in order with the sentence pause between them.
-    sentences: tuple[str, ...]
-    voice: str
+    sentences: tuple[str | Sentence, ...]  # the front end's sentences, or one phoneme string
+    #: A package voice's name, a :class:`Voice` (stored or made from a recording), or a recording's ``ge`` (reference-free).
+    voice: str | Voice | np.ndarray
     params: SamplingParams
     noise_scale: float
     speed: float
@@ -78,6 +101,8 @@ class Job:
     cache_key: tuple | None
     #: ``time.perf_counter()`` when the request arrived: first audio is measured from here (text front end included).
     started: float = field(default_factory=time.perf_counter)
+    #: Seconds of silence between sentences.
+    pause: float = SENTENCE_PAUSE_S
 
 
 class Engine:
@@ -93,6 +118,9 @@ class Engine:
         self.metrics = Metrics()
         self.metrics.in_flight.set_function(lambda: self.admission.active)
         self.default_voice = self._default_voice(settings.default_voice)
+        self.store = VoiceStore(tts, settings.voices_dir, settings.max_voices, on_compute=self.metrics.voices_made.inc)
+        # Making a voice runs HuBERT: on a thread of its own, so neither the event loop nor a synthesis waits for it.
+        self.voice_maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttsopt-voice")
         # Every request's GPT decode steps run batched on one thread (ttsopt.runtime.batching); each worker holds a
         # request (its prefill, its SoVITS work, its pieces), so the batch holds at most one row per worker.
         self.scheduler = tts.gpt.batch(min(settings.workers, tts.gpt.max_batch))
@@ -108,19 +136,33 @@ class Engine:
         return (prompted or voices)[0]
 
     def voices(self) -> list[dict]:
-        return [{"id": name, "name": name, "prompt": f"{name}/prompt_tokens" in self.tts.voice_data, "default": name == self.default_voice}
-                for name in sorted(self.tts.voices)]
+        package = [{"id": name, "name": name, "prompt": f"{name}/prompt_tokens" in self.tts.voice_data, "default": name == self.default_voice}
+                   for name in sorted(self.tts.voices)]
+        return package + self.store.describe()
 
-    def resolve_voice(self, voice: str | None) -> str:
-        """The package voice a request means: its own, or the default for none and for OpenAI's names."""
-        if voice is None or (voice in OPENAI_VOICES and voice not in self.tts.voices):
+    def resolve_voice(self, voice: str | None) -> str | Voice:
+        """The voice a request means: a package voice (its name), a stored one (a :class:`Voice`), or the default
+        for none and for OpenAI's names."""
+        if voice is None or (voice in OPENAI_VOICES and voice not in self.tts.voices and self.store.get(voice) is None):
             return self.default_voice
-        if voice not in self.tts.voices:
-            raise TtsoptError(f"voice {voice!r} is not in this package: use one of {', '.join(sorted(self.tts.voices))} "
+        if voice in self.tts.voices:
+            return voice
+        stored = self.store.get(voice)
+        if stored is None:
+            known = sorted(self.tts.voices) + [v["id"] for v in self.store.describe()]
+            raise TtsoptError(f"voice {voice[:80]!r} is not in this package: use one of {', '.join(known)} "
                               f"(GET /v1/voices), or one of OpenAI's names for the default ({self.default_voice})")
-        return voice
+        return stored
 
-    def room(self, voice: str, max_new_tokens: int) -> int:
+    async def make_voice(self, data: bytes, transcript: str, lang: str, name: str = "the recording") -> Voice | np.ndarray:
+        """A voice from a recording's bytes and its transcript (without one: its ``ge``, for reference-free synthesis),
+        made on the voice thread, once per content."""
+        loop = asyncio.get_running_loop()
+        if not transcript:
+            return await loop.run_in_executor(self.voice_maker, self.store.embedding, data, name)
+        return await loop.run_in_executor(self.voice_maker, self.store.compute, data, transcript, lang, name)
+
+    def room(self, voice: str | Voice | np.ndarray, max_new_tokens: int) -> int:
         """Most phonemes one synthesis of ``voice`` takes: the latent graph's phoneme axis, the GPT's prefill
         (prompt phonemes + phonemes + prompt tokens) and its context (that + the new tokens)."""
         tts = self.tts
@@ -128,20 +170,22 @@ class Engine:
         prompt = prompt_ids.size + (0 if prompt_tokens is None else prompt_tokens.size)
         return min(tts.max_phonemes, tts.gpt.max_new_positions - prompt, tts.gpt.max_capacity - prompt - max_new_tokens)
 
-    async def prepare(self, request: SpeechRequest, streamed: bool, started: float | None = None) -> Job:
+    async def prepare(self, request: SpeechRequest, streamed: bool, started: float | None = None,
+                      voice: str | Voice | np.ndarray | None = None) -> Job:
         """:meth:`check` on the front end's thread (the event loop keeps serving meanwhile)."""
         started = time.perf_counter() if started is None else started
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.front_end, self.check, request, streamed, started)
+        return await loop.run_in_executor(self.front_end, self.check, request, streamed, started, voice)
 
-    def check(self, request: SpeechRequest, streamed: bool, started: float) -> Job:
+    def check(self, request: SpeechRequest, streamed: bool, started: float, voice: str | Voice | np.ndarray | None = None) -> Job:
         """Check a request against the package and the server's bounds, text front end included: everything that
         can be known before synthesis is known here, before any header goes out (no inference)."""
         settings, tts = self.settings, self.tts
         if len(request.input) > settings.max_input_chars:
             raise TtsoptError(f"input is {len(request.input)} characters; this server takes at most {settings.max_input_chars}: "
                               "split the text into sentences")
-        voice = self.resolve_voice(request.voice)
+        voice = self.resolve_voice(request.voice) if voice is None else voice
+        voice_key = voice if isinstance(voice, str) else fingerprint(voice)
         max_tokens = request.max_tokens or settings.max_tokens
         if max_tokens > settings.max_tokens:
             raise TtsoptError(f"max_tokens {max_tokens} exceeds this server's limit {settings.max_tokens}: ask for fewer")
@@ -149,18 +193,19 @@ class Engine:
             raise TtsoptError(f"max_tokens {max_tokens} exceeds what this package's SoVITS graphs take ({tts.max_tokens})")
         room = self.room(voice, max_tokens)
         if room < 1:
-            raise TtsoptError(f"with voice {voice!r} and max_tokens {max_tokens} this package has no room for text: ask for fewer tokens")
+            raise TtsoptError(f"with this voice and max_tokens {max_tokens} this package has no room for text: ask for fewer tokens")
         # Text is cut into pieces whose speech fits the token cap (about 2 tokens per phoneme), not only the graphs.
         piece = min(room, max(MIN_PIECE_PHONEMES, max_tokens // TOKENS_PER_PHONEME))
-        sentences = request_sentences(request.input, request.lang or settings.lang, tts, room, piece)
+        sentences = request_sentences(request.input, request.lang or settings.lang, tts, room, piece, request.text_split_method)
         seed = request.resolved_seed()
         params = SamplingParams(top_k=request.top_k or tts.gpt.default_top_k, top_p=request.top_p, temperature=request.temperature,
                                 repetition_penalty=request.repetition_penalty, max_new_tokens=max_tokens, seed=seed)
         check_synthesis(request.speed, request.noise_scale)
         key = None
         if self.cache is not None and seed is not None:
-            key = (sentences, voice, params, request.noise_scale, request.speed, streamed)
-        return Job(sentences, voice, params, request.noise_scale, request.speed, streamed, request.resolved_format(), key, started)
+            key = (sentences_key(sentences), voice_key, params, request.noise_scale, request.speed, request.fragment_interval, streamed)
+        return Job(sentences, voice, params, request.noise_scale, request.speed, streamed, request.resolved_format(), key, started,
+                   request.fragment_interval)
 
     async def audio(self, job: Job) -> AsyncIterator[np.ndarray]:
         """Float32 pieces of ``job`` (one piece for a whole utterance). Must be entered after
@@ -192,15 +237,15 @@ class Engine:
             try:
                 if cancel.is_set():
                     raise Cancelled("the client went away before synthesis started")
-                pause = np.zeros(int(SENTENCE_PAUSE_S * self.tts.sample_rate), np.float32)
+                pause = np.zeros(int(job.pause * self.tts.sample_rate), np.float32)
                 whole = []
-                for index, phonemes in enumerate(job.sentences):
-                    if index and job.streamed:
+                for index, sentence in enumerate(job.sentences):
+                    if index and job.streamed and pause.size:
                         send(("piece", pause))
                     elif index:
                         whole.append(pause)
                     if job.streamed:
-                        speech = self.tts.stream(phonemes, job.voice, params=job.params, noise_scale=job.noise_scale,
+                        speech = self.tts.stream(sentence, job.voice, params=job.params, noise_scale=job.noise_scale,
                                                  speed=job.speed, settings=self.settings.stream, stop=stop)
                         for piece in speech:
                             send(("piece", piece))
@@ -208,7 +253,7 @@ class Engine:
                                 speech.close()
                                 raise Cancelled("stopped between pieces")
                     else:
-                        audio, _ = self.tts.speak(phonemes, job.voice, params=job.params, noise_scale=job.noise_scale,
+                        audio, _ = self.tts.speak(sentence, job.voice, params=job.params, noise_scale=job.noise_scale,
                                                   speed=job.speed, stop=stop)
                         whole.append(audio)
                 if whole:
@@ -247,4 +292,5 @@ class Engine:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.front_end.shutdown(wait=False, cancel_futures=True)
+        self.voice_maker.shutdown(wait=False, cancel_futures=True)
         self.scheduler.close()

@@ -20,6 +20,8 @@ class Metrics:
         self.audio_seconds = Counter("ttsopt_audio_seconds", "Seconds of audio produced", registry=self.registry)
         self.in_flight = Gauge("ttsopt_requests_in_flight", "Requests admitted and not finished", registry=self.registry)
         self.cache_hits = Counter("ttsopt_cache_hits", "Requests answered from the finished-audio cache", registry=self.registry)
+        self.voices_made = Counter("ttsopt_voices_computed", "Voices computed from a recording (the rest came from the "
+                                   "content cache)", registry=self.registry)
         self.batch_rows = Histogram("ttsopt_decode_batch_rows", "Requests stepped together per GPT decode step",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.step_seconds = Histogram("ttsopt_decode_step_seconds", "Time of one batched GPT decode step",

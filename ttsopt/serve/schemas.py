@@ -36,6 +36,9 @@ class SpeechRequest(BaseModel):
     seed: int | None = Field(None, ge=-1, lt=2**63, description="-1 or none: random (as api_v2's -1)")
     noise_scale: float = Field(0.5, ge=0.0, le=2.0)
     max_tokens: int | None = Field(None, ge=1, description="semantic tokens per sentence, 25 per second; capped by the server")
+    text_split_method: Literal["cut0", "cut1", "cut2", "cut3", "cut4", "cut5"] = Field(
+        "cut5", description="how text is cut into sentences (the official cut methods)")
+    fragment_interval: float = Field(0.3, ge=0.0, le=5.0, description="seconds of silence between sentences")
 
     @field_validator("response_format")
     @classmethod

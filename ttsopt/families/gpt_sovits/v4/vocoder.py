@@ -88,3 +88,20 @@ class Vocoder(nn.Module):
                 acc = acc + block(x)
             x = acc / self.num_kernels
         return torch.tanh(self.conv_post(F.leaky_relu(x)))
+
+
+@torch.no_grad()
+def receptive_field(vocoder: Vocoder, frames: int = 96) -> int:
+    """Mel frames on each side that influence one output sample, measured (perturb the middle frame of a random
+    mel, see how far the waveform changes): pieces vocoded with this much context equal whole vocoding."""
+    generator = torch.Generator().manual_seed(0)
+    mel = torch.randn(1, vocoder.sizes.mel_bins, frames, generator=generator) - 5
+    base = vocoder(mel)[0, 0]
+    centre = frames // 2
+    mel[:, :, centre] += torch.randn(vocoder.sizes.mel_bins, generator=generator)
+    changed = torch.nonzero((vocoder(mel)[0, 0] - base).abs() > 0).flatten()
+    hop = vocoder.sizes.hop
+    reach = max(centre - int(changed.min()) // hop, int(changed.max()) // hop - centre)
+    if reach >= centre - 1:
+        raise RuntimeError(f"the vocoder's receptive field reaches the edge of a {frames}-frame probe: use a longer one")
+    return reach
