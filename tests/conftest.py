@@ -114,8 +114,15 @@ def tts_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     auxiliary = (["--g2pw", AUX_ORACLE / "G2PWModel", "--bert", AUX_ORACLE / "chinese-roberta-wwm-ext-large"]
                  if AUX_ORACLE.is_dir() else [])
     ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--voice", f"fox={fox}:{work / 'prompt.npy'}:{TTS_PROMPT_PHONEMES}",
-           "--voice", f"plain={fox}", *auxiliary, "-o", out, check=True)
+           "--voice", f"plain={fox}", *auxiliary, "-o", out,
+           "--langdetect", _lite_langdetect(), check=True)  # a fastText model to copy (the official one is 126 MB)
     return out
+
+
+def _lite_langdetect() -> Path:
+    from ttsopt.runtime.text.langseg import lite_model
+
+    return lite_model()
 
 
 #: chain_en's reference transcript (oracle README §4), stored in the package as the voice "gee".

@@ -172,6 +172,19 @@ def test_phonemize_cli_prints_phones_ids_and_word2ph(tts_package: Path):
     assert "front end" in ttsopt("phonemize", tts_package, "--text", "Hello.", "--lang", "en").stdout
 
 
+def test_phonemize_cli_segments_mixed_text_with_the_package_language_model(tts_package: Path):
+    manifest = json.loads((tts_package / "manifest.json").read_text())
+    facts = manifest["runtime"]["auxiliary"]["langdetect"]
+    assert facts["file"] == "lid.176.bin" and facts["official"] is False  # the lite model was given
+    done = ttsopt("phonemize", tts_package, "--text", "我今天用ChatGPT写了一篇文章。", "--lang", "zh", "--json")
+    assert done.returncode == 0, done.stderr
+    (sentence,) = json.loads(done.stdout)["sentences"]
+    assert [(s["lang"], s["text"]) for s in sentence["segments"]] == [("zh", "我今天用"), ("en", "ChatGPT"), ("zh", "写了一篇文章。")]
+    assert sentence["segments"][1]["phones"] == "CH AE1 T JH IY1 P IY1 T IY1" and sentence["segments"][1]["word2ph"] is None
+    done = ttsopt("phonemize", tts_package, "--text", "你好，Hello world，こんにちは。", "--lang", "auto", "--json")
+    assert [s["lang"] for row in json.loads(done.stdout)["sentences"] for s in row["segments"]] == ["zh", "en", "ja"]
+
+
 def test_speak_bad_text_is_one_line(tts_package: Path, tmp_path: Path):
     out = tmp_path / "out.wav"
     for args, fragment in ((["--text", "", "--lang", "en"], "nothing to speak"),

@@ -71,7 +71,7 @@ def test_phones_no_table_knows_become_unk():
     ("", "en", "v2", "nothing to speak"),
     ("。。。！", "zh", "v2", "nothing to speak"),
     ("Hello.", "fr", "v2", "unsupported language 'fr'"),
-    ("Hello.", "auto", "v2", "language identification is not supported"),
+    ("Hello.", "auto_ko", "v2", "unsupported language 'auto_ko'"),
     ("안녕하세요.", "ko", "v1", "use one of zh, ja, en"),
     ("こんにちは。", "en", "v2", "nothing in the text can be read as 'en'"),
     ("😀😀，😀。", "zh", "v2", "nothing to speak"),

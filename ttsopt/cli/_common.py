@@ -133,3 +133,9 @@ def progress(message: str) -> Iterator[object]:
         yield _StepLines(message)
 
 
+
+
+#: ``--lang`` of text: the official GPT-SoVITS language modes.
+LANG_HELP = ("Language mode (official): zh ja ko yue (segmented, English in them read as English), all_zh all_ja all_ko "
+             "all_yue (everything but English in that language), en, auto (each run in its detected language), auto_yue; "
+             "v1 models: zh ja en all_zh all_ja auto.")

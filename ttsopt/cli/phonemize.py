@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ttsopt.cli._common import command, out
+from ttsopt.cli._common import LANG_HELP, command, out
 from ttsopt.errors import TtsoptError
 
 
@@ -17,7 +17,7 @@ from ttsopt.errors import TtsoptError
 def phonemize(
     package: Annotated[Path, typer.Argument(help="A GPT-SoVITS package (its symbol table and model version are used).")],
     text: Annotated[str, typer.Option("--text", help="The text.")],
-    lang: Annotated[str, typer.Option("--lang", help="en, zh, ja (v1/v2), ko, yue (v2).")],
+    lang: Annotated[str, typer.Option("--lang", help=LANG_HELP)],
     cut: Annotated[str, typer.Option("--cut", help="Sentence cutting, official cut0..cut5.")] = "cut5",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
@@ -26,21 +26,23 @@ def phonemize(
     from ttsopt.runtime.bert import BERT_GRAPH, is_chinese
     from ttsopt.runtime.package import Package
     from ttsopt.runtime.phonemes import PhonemeTable
+    from ttsopt.runtime.text import package_langdetect
     from ttsopt.runtime.text import phonemize as to_phonemes
     from ttsopt.runtime.text.g2pw import package_g2pw
 
-    manifest = Package(package).manifest
+    opened = Package(package)
+    manifest = opened.manifest
     if "symbols" not in manifest.runtime:
         raise TtsoptError(f"{package} is not a GPT-SoVITS package (it has no symbol table): phonemize needs one")
     table = PhonemeTable.from_file(Path(package) / manifest.runtime["symbols"], manifest.model_config["version"])
     g2pw = package_g2pw(Path(package), manifest.runtime)
     start = time.perf_counter()
-    sentences = to_phonemes(text, lang, table.symbols, table.version, cut, g2pw)
+    sentences = to_phonemes(text, lang, table.symbols, table.version, cut, g2pw, langdetect=package_langdetect(opened))
     elapsed = time.perf_counter() - start
     has_bert = BERT_GRAPH in manifest.graphs  # RoBERTa features for Chinese segments; zeros without it, and elsewhere
     rows = []
     for s in sentences:
-        segments = [{"lang": g.lang, "norm_text": g.norm_text, "phones": " ".join(g.phones), "word2ph": g.word2ph,
+        segments = [{"lang": g.lang, "text": g.text, "norm_text": g.norm_text, "phones": " ".join(g.phones), "word2ph": g.word2ph,
                      "bert_phones": len(g.phones) if has_bert and is_chinese(g) and g.word2ph is not None else 0}
                     for g in s.segments]
         rows.append({"text": s.text, "norm_text": s.norm_text, "phones": " ".join(s.phones),

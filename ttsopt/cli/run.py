@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ttsopt.cli._common import command, err, out
+from ttsopt.cli._common import LANG_HELP, command, err, out
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.streaming import StreamSettings
 from ttsopt.runtime.threads import share_thread_pool
@@ -31,7 +31,7 @@ def run(
     tokens: Annotated[Path | None, typer.Option("--tokens", help="SoVITS: semantic tokens .npy (int, 25 Hz, EOS removed).")] = None,
     phonemes: Annotated[str | None, typer.Option("--phonemes", help='SoVITS: target phonemes, space-separated ("n i2 h ao3 .").')] = None,
     text: Annotated[str | None, typer.Option("--text", help="TTS: the text to speak (cut into sentences, each synthesised).")] = None,
-    lang: Annotated[str | None, typer.Option("--lang", help="TTS: language of --text: en, zh, ja (v1/v2), ko, yue (v2).")] = None,
+    lang: Annotated[str | None, typer.Option("--lang", help="TTS: " + LANG_HELP)] = None,
     cut: Annotated[str, typer.Option("--cut", help="TTS: sentence cutting, official cut0..cut5 (cut5: at every mark).")] = "cut5",
     voice: Annotated[str | None, typer.Option("--voice", help="SoVITS: a voice stored in the package, or a NAME.voice file (ttsopt voice).")] = None,
     reference: Annotated[list[Path] | None, typer.Option(

@@ -29,8 +29,9 @@ def serve(
     cache_mb: Annotated[float, typer.Option("--cache-mb", help="Finished-audio cache for seeded requests, MB (0: off).")] = 64.0,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="TTSOPT_API_KEY",
                                                 help="Require Authorization: Bearer KEY (or set TTSOPT_API_KEY).")] = None,
-    lang: Annotated[str, typer.Option("--lang", help="Language of a request's input when it names none: en, zh, ja, ko, yue, "
-                                                      "or phonemes (input is space-separated phonemes).")] = "en",
+    lang: Annotated[str, typer.Option("--lang", help="Language mode of a request's input when it names none: an official "
+                                                      "mode (zh, all_zh, en, auto, ...: see run --lang), or phonemes "
+                                                      "(input is space-separated phonemes).")] = "en",
     default_voice: Annotated[str | None, typer.Option("--default-voice", help="Voice of requests that name none or one of "
                                                       "OpenAI's (alloy, ...); default: the package's first voice with a prompt.")] = None,
     voices_dir: Annotated[Path | None, typer.Option("--voices", help="Voice store: the .voice files in DIR are served, and "

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ttsopt.cli._common import command, err, out
+from ttsopt.cli._common import LANG_HELP, command, err, out
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.threads import share_thread_pool
 
@@ -19,7 +19,7 @@ def voice(
     package: Annotated[Path, typer.Argument(help="A text-to-speech package exported with --hubert (or --pretrained).")],
     reference: Annotated[Path, typer.Option("--reference", help="The reference recording (3-10 s of speech).")],
     text: Annotated[str, typer.Option("--text", help="What is said in the recording (its transcript).")],
-    lang: Annotated[str, typer.Option("--lang", help="Language of the transcript: en, zh, ja, ko, yue.")],
+    lang: Annotated[str, typer.Option("--lang", help=LANG_HELP.replace("Language mode", "Language mode of the transcript", 1))],
     output: Annotated[Path, typer.Option("-o", "--output", help="Voice file to write (NAME.voice).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the prompt tokens and phones as JSON.")] = False,
 ) -> None:

@@ -11,7 +11,8 @@ prompt + target) is passed; a :class:`~ttsopt.runtime.text.Sentence` (what the t
 the official features: RoBERTa's for its Chinese segments when the package has the ``bert`` graph
 (:mod:`ttsopt.runtime.bert`), zeros for the rest.
 
-Text goes in with ``speak(text=..., lang=...)``: the text front end (:mod:`ttsopt.runtime.text`) cuts it
+Text goes in with ``speak(text=..., lang=...)`` (``lang``: an official mode, ``zh``, ``all_zh``, ``auto``, ...;
+segmented with the package's fastText model when it was exported with one): the text front end (:mod:`ttsopt.runtime.text`) cuts it
 into sentences, each sentence is synthesised on its own (the GPT's token cap applies per sentence, so a
 paragraph is never cut short) and the pieces are joined with 0.3 s of silence, as the official API does.
 A package exported without RoBERTa (``--bert``/``--pretrained``) speaks Chinese with zero features too: a
@@ -34,7 +35,7 @@ from ttsopt.runtime.package import Package
 from ttsopt.runtime.sampling import GenerationResult, SamplingParams, StopFn
 from ttsopt.runtime.sovits import Synthesizer, check_synthesis, latent_frames
 from ttsopt.runtime.streaming import FrameNoise, StreamSettings, StreamStats, stream_pieces
-from ttsopt.runtime.text import Sentence, phonemize
+from ttsopt.runtime.text import Sentence, package_langdetect, phonemize
 from ttsopt.runtime.text.cutting import DEFAULT_METHOD
 from ttsopt.runtime.text.g2pw import package_g2pw
 from ttsopt.runtime.voice import Voice
@@ -158,8 +159,10 @@ class TextToSpeech(Synthesizer):
         return next(iter(self.voices)) if len(self.voices) == 1 else None
 
     def phonemize(self, text: str, lang: str, cut: str = DEFAULT_METHOD) -> list[Sentence]:
-        """The sentences of ``text`` with their phones in this package's symbol table (see :func:`phonemize`)."""
-        return phonemize(text, lang, self.phonemes.symbols, self.phonemes.version, cut, self.g2pw)
+        """The sentences of ``text`` with their phones in this package's symbol table (see :func:`phonemize`),
+        segmented with the package's language identifier (the official ``lid.176.bin`` when it was exported with it)."""
+        return phonemize(text, lang, self.phonemes.symbols, self.phonemes.version, cut, self.g2pw,
+                         langdetect=package_langdetect(self.package))
 
     def speak(self, phonemes: str | np.ndarray | Sentence | None = None, voice: VoiceLike = None, bert: np.ndarray | None = None,
               params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
@@ -176,7 +179,7 @@ class TextToSpeech(Synthesizer):
             raise TtsoptError("give either phonemes or text (with lang) to speak")
         if text is not None:
             if lang is None:
-                raise TtsoptError("text needs its language: pass lang='en', 'zh', 'ja', 'ko' or 'yue'")
+                raise TtsoptError("text needs its language: pass lang='en', 'zh', 'ja', 'ko', 'yue', 'all_zh', ... or 'auto'")
             if bert is not None:
                 raise TtsoptError("bert features go with phonemes; text gets its own (RoBERTa's for Chinese, when the "
                                   "package has it)")

@@ -121,7 +121,10 @@ class Voice:
                               "(export it with --gpt s1.ckpt)")
         if SSL not in tts.manifest.graphs:
             raise TtsoptError(HUBERT_HINT)
-        sentence = transcript_phones(text, lang, tts.phonemes.symbols, tts.phonemes.version, tts.g2pw)
+        from ttsopt.runtime.text import package_langdetect
+
+        sentence = transcript_phones(text, lang, tts.phonemes.symbols, tts.phonemes.version, tts.g2pw,
+                                     langdetect=package_langdetect(tts.package))
         audio16k = load_16k(recording)  # the 3-10 s bound, before any graph runs
         codes = prompt_tokens(tts, audio16k.wav16k)
         inputs = tts.reference_inputs(reference_at_model_rate(recording, tts.sample_rate))
@@ -229,16 +232,18 @@ class Voice:
                 "sv": self.sv is not None}
 
 
-def transcript_phones(text: str, lang: str, symbols: list[str], version: str, g2pw: G2PW | None = None):
+def transcript_phones(text: str, lang: str, symbols: list[str], version: str, g2pw: G2PW | None = None,
+                      langdetect: Path | None = None):
     """The transcript as the official code reads a prompt text: the closing-mark rule, then one sentence of the
-    text front end (:class:`~ttsopt.runtime.text.Sentence`; ``g2pw``: the package's, for Chinese polyphones);
+    text front end (:class:`~ttsopt.runtime.text.Sentence`; ``g2pw``: the package's, for Chinese polyphones;
+    ``langdetect``: its fastText model for the language segmentation);
     refused when empty or when nothing is readable."""
     from ttsopt.runtime.text import PUNCTUATION_PHONES, check_language, sentence_phones
 
     if not isinstance(text, str):
         raise TtsoptError("the transcript must be text")
     check_language(lang, version)
-    sentence = sentence_phones(prompt_text(text, lang), lang, version, set(symbols), g2pw)
+    sentence = sentence_phones(prompt_text(text, lang), lang, version, set(symbols), g2pw, langdetect)
     if not set(sentence.phones) - PUNCTUATION_PHONES:
         raise TtsoptError(f"nothing in the transcript {text!r} can be read as {lang!r}: check the language, or write the words out")
     return sentence

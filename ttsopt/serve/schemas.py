@@ -21,7 +21,8 @@ class SpeechRequest(BaseModel):
 
     model: str = "ttsopt"
     input: str = Field(min_length=1, description=INPUT_NOTE)
-    lang: str | None = Field(None, description="language of input: en, zh, ja, ko, yue or \"phonemes\"; default: the server's --lang")
+    lang: str | None = Field(None, description="language mode of input (official: zh, ja, ko, yue, all_zh, all_ja, all_ko, all_yue, en, "
+                                             "auto, auto_yue) or \"phonemes\"; default: the server's --lang")
     voice: str | None = Field(None, description="a voice of GET /v1/voices; OpenAI's names (alloy, ...) and none: the server's default")
     instructions: str | None = Field(None, description="OpenAI's style instructions: accepted and ignored (this model takes none)")
     response_format: str | None = Field(None, description=f"one of {', '.join(FORMATS)}; default mp3 (OpenAI's); pcm with stream_format sse")

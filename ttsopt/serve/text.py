@@ -19,8 +19,8 @@ from ttsopt.errors import TtsoptError
 from ttsopt.runtime.text import Sentence
 
 PHONEMES = "phonemes"
-INPUT_NOTE = ("text in `lang` (en, zh, ja, ko, yue; default: the server's --lang), or space-separated phonemes "
-              "(e.g. \"n i2 h ao3 .\") with lang \"phonemes\"")
+INPUT_NOTE = ("text in `lang` (the official modes: zh, ja, ko, yue, all_zh, all_ja, all_ko, all_yue, en, auto, auto_yue; "
+              "default: the server's --lang), or space-separated phonemes (e.g. \"n i2 h ao3 .\") with lang \"phonemes\"")
 TEXT_EXTRA = "pip install 'ttsopt[text]'"
 #: A sentence of each language, phonemized at start-up so that the first request does not load the dictionaries.
 WARM_UP = {"en": "Hello, world. I have 5 apples.", "zh": "你好，世界。我有5个苹果。", "yue": "你好，世界。我有5個蘋果。",
@@ -48,9 +48,10 @@ def _front_end(call, lang: str):
 def _fit(text: str, lang: str, tts, room: int, depth: int = 0) -> list[Sentence]:
     """``text`` (one cut sentence) in pieces of at most ``room`` phones, each a front-end sentence (with the text
     its BERT features are made of)."""
-    from ttsopt.runtime.text import sentence_phones
+    from ttsopt.runtime.text import package_langdetect, sentence_phones
 
-    sentence = sentence_phones(text, lang, tts.phonemes.version, set(tts.phonemes.symbols), getattr(tts, "g2pw", None))
+    sentence = sentence_phones(text, lang, tts.phonemes.version, set(tts.phonemes.symbols), getattr(tts, "g2pw", None),
+                               langdetect=package_langdetect(tts.package))
     phones = sentence.phones
     if len(phones) <= room:
         return [sentence] if phones else []
@@ -95,7 +96,8 @@ def sentences_key(sentences: tuple[str | Sentence, ...]) -> tuple:
 def warm_up(lang: str, tts) -> None:
     """Load ``lang``'s front end (modules, dictionaries) now; :class:`FrontEndUnavailable` if it cannot run."""
     if lang != PHONEMES:
-        _front_end(lambda: tts.phonemize(WARM_UP[lang], lang), lang)
+        # a mode's language (all_zh → zh, auto_yue → yue); auto warms the segmenter with Chinese
+        _front_end(lambda: tts.phonemize(WARM_UP.get(lang.split("_")[-1], WARM_UP["zh"]), lang), lang)
 
 
 def server_lang(lang: str, tts) -> str:

