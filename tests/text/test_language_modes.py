@@ -92,3 +92,9 @@ def test_the_package_model_is_used_and_a_bad_one_is_refused(tmp_path: Path):
 def test_unknown_modes_are_one_clear_error(lang: str, version: str):
     with pytest.raises(TtsoptError, match=f"unsupported language '{lang}'"):
         phonemize("text", lang, SYMBOLS, version)
+
+
+@pytest.mark.parametrize("text", ["", " ", "  \n"])
+def test_blank_pieces_segment_to_nothing(text: str):
+    """split-lang raises IndexError on blank text; the server's cut of a long sentence can hand it one."""
+    assert langseg.segment(text, "zh", None) == []

