@@ -153,7 +153,7 @@ def test_export_errors_are_one_line(tmp_path):
                           "is a v4 LoRA file (header tag 04)", "--sovits-base")
     assert_one_line_error(ttsopt("export", "--sovits", LORA, "--sovits-base", BASE, "-o", out), "48 kHz vocoder", "--vocoder")
     wav = tmp_path / "ref.wav"
-    soundfile.write(wav, np.zeros(32000, np.float32), 32000)
+    soundfile.write(wav, np.zeros(4 * 32000, np.float32), 32000)  # within the official 3-10 s
     assert_one_line_error(ttsopt("export", "--sovits", BASE, "--vocoder", VOCODER, "--voice", f"x={wav}", "-o", out),
                           "voice x: a v4 model continues the reference's speech")
     assert not out.exists()
