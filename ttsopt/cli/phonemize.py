@@ -34,7 +34,8 @@ def phonemize(
     manifest = opened.manifest
     if "symbols" not in manifest.runtime:
         raise TtsoptError(f"{package} is not a GPT-SoVITS package (it has no symbol table): phonemize needs one")
-    table = PhonemeTable.from_file(Path(package) / manifest.runtime["symbols"], manifest.model_config["version"])
+    config = manifest.model_config  # the symbol table (v1/v2) is the front end's version; v2Pro/v2ProPlus/v4 read v2
+    table = PhonemeTable.from_file(Path(package) / manifest.runtime["symbols"], config.get("symbol_version", config["version"]))
     g2pw = package_g2pw(Path(package), manifest.runtime)
     start = time.perf_counter()
     sentences = to_phonemes(text, lang, table.symbols, table.version, cut, g2pw, langdetect=package_langdetect(opened))
