@@ -93,8 +93,8 @@ def load_bert(path: Path) -> LoadedBert:
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        model = BertForMaskedLM.from_pretrained(path, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = BertForMaskedLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)  # the user's folder; never a hub
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise TtsoptError(f"--bert {path}: cannot load it with transformers ({str(exc).splitlines()[0][:160]}): {hint}") from None
     finally:

@@ -73,7 +73,8 @@ def load_hubert(folder: Path) -> LoadedHubert:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model, info = HubertModel.from_pretrained(str(folder), output_loading_info=True, torch_dtype=torch.float32)
+        model, info = HubertModel.from_pretrained(str(folder), output_loading_info=True, torch_dtype=torch.float32,
+                                                   local_files_only=True)  # the user's folder; never a hub
     except Exception as exc:  # transformers raises OSError/ValueError/RuntimeError/pickle errors for bad files
         raise TtsoptError(f"--hubert {folder}: transformers cannot load it ({str(exc).splitlines()[0][:200]}): {HINT}") from None
     finally:
