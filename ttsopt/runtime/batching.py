@@ -21,7 +21,8 @@ measurement on the real-size v2 graph: 1.13x the time for 2 rows, 1.94x for 8).
   always ``[0, n)`` of the store and a step feeds the store's arrays without gathering them.
 
 Tokens reach each request through its own queue, so a request's consumer (its SoVITS work, streamed pieces)
-never holds up the decode of the others, nor its own.
+never holds up the decode of the others; the decode pauses only while every consumer is at least ``LOOKAHEAD`` tokens
+behind (all of them busy with SoVITS work, which then gets the cores).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ import numpy as np
 from ttsopt.errors import TtsoptError
 from ttsopt.runtime.gpt import AUDIO_EMBEDDING, GPT, TRANSFORMER, Decoder, KVCache
 from ttsopt.runtime.sampling import Cancelled, GenerationResult, SamplingParams, StopFn, TokenLoop
+
+#: Tokens a row may run ahead of its consumer. The decode steps only while some consumer is waiting for tokens: a
+#: lone stream's first piece, vocoded on its own thread, had to share the 2 cores with a decode running ahead
+#: (first audio 513 → 732 ms, BENCHMARKS.md); a consumer that is behind gets the cores instead.
+LOOKAHEAD = 4
 
 
 class BatchedCache:
@@ -216,6 +222,9 @@ class DecodeScheduler:
                     if self.on_join is not None:
                         self.on_join(time.perf_counter() - row.queued_at)
             self._drop_stopped()
+            if self._active and all(row.out.qsize() >= LOOKAHEAD for row in self._active):
+                time.sleep(0.002)  # every consumer is busy (vocoding a piece): leave it the cores
+                continue
             if self._active:
                 try:
                     self._step()
