@@ -47,7 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
-from ttsopt.families.hifigan.model import LRELU_SLOPE, ResBlock1, ResBlock2
+from ttsopt.families.hifigan.model import ResBlock1, ResBlock2, upsample_and_fuse
 from ttsopt.runtime.sovits import latent_frames  # one rule, kept with the torch-free runtime that applies it
 
 #: leaky-ReLU slope inside the decoder and its resblocks (the one before ``conv_post`` is torch's default 0.01).
@@ -618,13 +618,7 @@ class Generator(nn.Module):
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         x = self.conv_pre(x) + self.cond(g)
-        for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            acc = blocks[0](x)
-            for block in blocks[1:]:
-                acc = acc + block(x)
-            x = acc / self.num_kernels
+        x = upsample_and_fuse(x, self.ups, self.resblocks, self.num_kernels)
         # torch's default slope (0.01) here, not LRELU_SLOPE: that is what the model was trained with.
         return torch.tanh(self.conv_post(F.leaky_relu(x)))
 

@@ -109,6 +109,19 @@ class ResBlock2(nn.Module):
         return x
 
 
+def upsample_and_fuse(x: torch.Tensor, ups: nn.ModuleList, resblocks: nn.ModuleList, num_kernels: int) -> torch.Tensor:
+    """HiFi-GAN's body: each upsampling stage, then the mean of its ``num_kernels`` residual blocks (multi-receptive
+    field fusion). The SoVITS generator and the v4 vocoder are built the same way and call this too."""
+    for i, up in enumerate(ups):
+        x = up(F.leaky_relu(x, LRELU_SLOPE))
+        blocks = resblocks[i * num_kernels:(i + 1) * num_kernels]
+        acc = blocks[0](x)
+        for block in blocks[1:]:
+            acc = acc + block(x)
+        x = acc / num_kernels
+    return x
+
+
 class HiFiGANGenerator(nn.Module):
     """Mel spectrogram ``[batch, num_mels, frames]`` → waveform ``[batch, 1, frames * hop]`` in [-1, 1].
 
@@ -142,13 +155,7 @@ class HiFiGANGenerator(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.conv_pre(mel)
-        for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            acc = blocks[0](x)
-            for block in blocks[1:]:
-                acc = acc + block(x)
-            x = acc / self.num_kernels
+        x = upsample_and_fuse(x, self.ups, self.resblocks, self.num_kernels)
         # The reference implementation uses torch's default slope (0.01) here, not LRELU_SLOPE.
         x = self.conv_post(F.leaky_relu(x))
         return torch.tanh(x)

@@ -109,6 +109,17 @@ def normalize(text: str) -> str:
     return re.sub(f"([{escaped}])([{escaped}])+", r"\1", text)
 
 
+def _emit(initials: list[str], finals: list[str], phones: list[str], word2ph: list[int]) -> None:
+    """Append a word's phones: two per syllable (initial + final), one per punctuation mark (initial == final)."""
+    for initial, final in zip(initials, finals, strict=False):
+        if initial == final:
+            phones.append(initial)
+            word2ph.append(1)
+        else:
+            phones += _syllable_phones(initial, final)
+            word2ph.append(2)
+
+
 def _syllable_phones(initial: str, final_with_tone: str) -> list[str]:
     final, tone = final_with_tone[:-1], final_with_tone[-1]
     if initial:
@@ -145,13 +156,7 @@ def g2p(norm_text: str) -> tuple[list[str], list[int]]:
                 continue
             initials = lazy_pinyin(word, neutral_tone_with_five=True, style=Style.INITIALS)
             finals = zh_tones.apply(word, pos, lazy_pinyin(word, neutral_tone_with_five=True, style=Style.FINALS_TONE3))
-            for initial, final in zip(initials, finals, strict=False):
-                if initial == final:  # a punctuation mark
-                    phones.append(initial)
-                    word2ph.append(1)
-                else:
-                    phones += _syllable_phones(initial, final)
-                    word2ph.append(2)
+            _emit(initials, finals, phones, word2ph)
     return phones, word2ph
 
 
@@ -235,13 +240,7 @@ def g2p_g2pw(norm_text: str, g2pw: G2PW) -> tuple[list[str], list[int]]:
                     initials.append(reading)
                     finals.append(reading)
             initials, finals = _erhua(initials, zh_tones.apply(word, pos, finals), word, pos)
-            for initial, final in zip(initials, finals, strict=False):
-                if initial == final:  # a punctuation mark
-                    phones.append(initial)
-                    word2ph.append(1)
-                else:
-                    phones += _syllable_phones(initial, final)
-                    word2ph.append(2)
+            _emit(initials, finals, phones, word2ph)
     return phones, word2ph
 
 

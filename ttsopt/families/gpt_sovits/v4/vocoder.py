@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ttsopt.families.hifigan.model import LRELU_SLOPE
+from ttsopt.families.hifigan.model import LRELU_SLOPE, upsample_and_fuse
 
 #: Upsampling strides (hard-coded in the official ``init_hifigan``): 480 samples per mel frame.
 UPSAMPLE_RATES = (10, 6, 2, 2, 2)
@@ -80,13 +80,7 @@ class Vocoder(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.conv_pre(mel)
-        for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            acc = blocks[0](x)
-            for block in blocks[1:]:
-                acc = acc + block(x)
-            x = acc / self.num_kernels
+        x = upsample_and_fuse(x, self.ups, self.resblocks, self.num_kernels)
         return torch.tanh(self.conv_post(F.leaky_relu(x)))
 
 
