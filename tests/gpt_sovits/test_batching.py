@@ -76,7 +76,9 @@ def test_tokens_and_logits_alone_equal_in_a_batch_with_joins_and_leaves(batched:
         assert (got.stop_reason, got.steps) == (want.stop_reason, want.steps)
         np.testing.assert_allclose(got.logits, want.logits, rtol=0, atol=1e-4)
     stats = batched.gpt.scheduler.stats
-    assert stats.largest_batch == 4 and stats.rows_stepped > stats.steps  # batching happened, within its bound
+    # Batching happened, within its bound of 4 rows. How full the batch got depends on the machine's speed (a slow
+    # runner finishes short rows before the late requests join: CI saw 3), so only the bound and "more than one" hold.
+    assert 2 <= stats.largest_batch <= 4 and stats.rows_stepped > stats.steps
 
 
 def test_cancelled_and_abandoned_rows_leave_without_disturbing_the_others(batched: TextToSpeech, alone):
