@@ -163,8 +163,8 @@ def measure(command: list[str], log_path: Path | None, during: str | None = None
     return result
 
 
-#: A sentence, and a long text (9 sentences, 127 words) for ``run``; with random weights each sentence runs to
-#: ``--max-tokens`` (125: 5 s of audio), so the long text is 45 s of audio.
+#: A sentence, and a long text (127 words; 19 pieces after the default cut) for ``run``; with random weights each piece runs to
+#: ``--max-tokens`` (125: 5 s of audio), so the long text is 2375 tokens, 95 s of audio.
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 LONG = ("It was a bright cold day in April, and the clocks were striking thirteen. The hallway smelt of boiled cabbage "
         "and old rag mats. At one end of it a coloured poster, too large for indoor display, had been tacked to the "
