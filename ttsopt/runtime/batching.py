@@ -25,7 +25,9 @@ piece) does not hold up the others (they step, its tokens wait for it), and when
 stops and the SoVITS work has the cores. A request alone runs its steps on its own thread, one after the other with
 its pieces, as an unbatched decode does: no hand-off to another thread and no decode running ahead of it. The first
 design (a decode thread of its own, pausing while every consumer was >= 4 tokens behind) made a lone stream's first
-audio 16 % later than before batching (513 -> 594 ms, BENCHMARKS.md); this one measured within ... (BENCHMARKS.md).
+audio 16 % later than before batching (513 -> 594 ms); here a lone request's steps are the unbatched decode's steps
+on the same thread (``tests/gpt_sovits/test_batching.py``), and ``examples/bench_lone_stream.py`` times the two
+side by side (BENCHMARKS.md, "Serving throughput").
 """
 
 from __future__ import annotations
