@@ -3,7 +3,8 @@
 units, temperatures, currency signs, 两/二 and marks (``zh_normalize_sentences.json``), with what upstream's own
 code gave for each (``zh_normalize_expected.json``, written by ``make_zh_normalize_expected.py``): per language
 segment (upstream ``clean_text``: norm_text, phones, word2ph) for Mandarin v1, Mandarin v2 (g2pW: the aux oracle's
-stand-in) and Cantonese, and through the whole pipeline (segmentation, cut5, retry) in the modes zh and yue."""
+stand-in) and Cantonese, and through the whole pipeline (segmentation, cut5, retry) in the modes zh and yue.
+Also issue 25's English items (10:30am, Dr., 1,000,000 under cut5, $5.50, 3rd, …), read as upstream reads them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from ttsopt.runtime.text import PUNCTUATION_PHONES, _g2p, phonemize
 from ttsopt.runtime.text.zh_normalize import cardinal, number, read_digits
 
 HERE = Path(__file__).parent
-EXPECTED = json.loads((HERE / "zh_normalize_expected.json").read_text(encoding="utf-8"))["cases"]
+CASES = json.loads((HERE / "zh_normalize_expected.json").read_text(encoding="utf-8"))["cases"]
+EXPECTED = [c for c in CASES if c["group"] != "english"]
+ENGLISH = [c for c in CASES if c["group"] == "english"]
 SYMBOLS = {v: json.loads((ROOT / f"ttsopt/families/gpt_sovits/symbols/{v}.json").read_text(encoding="utf-8")) for v in ("v1", "v2")}
 AUX = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
 
@@ -73,6 +76,18 @@ def test_the_whole_pipeline_normalises_as_upstream(mode: str, version: str):
         official = [s for s in case[f"pipeline_{mode}_{version}"] if set(s["phones"].split()) - PUNCTUATION_PHONES]
         if got != official:
             mismatches.append((case["text"], official, got))
+    assert not mismatches, mismatches
+
+
+def test_english_items_read_as_upstream_reads_them():
+    """Exact, poor readings included ("10:30am" → tenthirtyam, "3:45 PM" → three forty-five a.m. P M; docs/text.md)."""
+    assert len(ENGLISH) >= 10
+    mismatches = []
+    for case in ENGLISH:
+        got = [{"norm_text": s.norm_text, "phones": " ".join(s.phones), "segments": [[g.lang, g.text] for g in s.segments]}
+               for s in phonemize(case["text"], "en", SYMBOLS["v2"], "v2", "cut5")]
+        if got != case["pipeline_en_v2"]:
+            mismatches.append((case["text"], case["pipeline_en_v2"], got))
     assert not mismatches, mismatches
 
 
