@@ -21,7 +21,7 @@ import numpy as np
 
 import ttsopt.runtime
 from ttsopt.runtime import SynthesisRequest
-from ttsopt.runtime.gpt import Decoder
+from ttsopt.runtime.gpt import Decoder, block_capacity
 from ttsopt.runtime.sampling import SamplingParams
 from ttsopt.runtime.streaming import StreamSettings
 
@@ -47,7 +47,7 @@ def kv_steps(tts, repeat: int) -> None:
                 times[reserve].append(time.perf_counter() - start)
     filled = all_ids.size + (0 if prompt_tokens is None else prompt_tokens.size)
     for reserve, values in times.items():
-        print(f"decode step, {filled} filled, reserve {reserve:4d} (capacity {max(256, filled + reserve)}): "
+        print(f"decode step, {filled} filled, reserve {reserve:4d} (capacity {block_capacity(filled + reserve, tts.gpt.max_capacity)}): "
               f"median {statistics.median(values) * 1000:.1f} ms")
 
 

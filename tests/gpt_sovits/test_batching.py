@@ -112,18 +112,18 @@ def test_a_lone_request_steps_on_its_own_thread(batched: TextToSpeech, alone):
     another thread, no decode running ahead of it: what made a lone stream's first audio later)."""
     threads: list[int] = []
     package = batched.gpt.package
-    run = package.run
+    run = package.run_prepared
 
     def recording(graph, feeds):
         if graph == "gpt_transformer":
             threads.append(threading.get_ident())
         return run(graph, feeds)
 
-    package.run = recording
+    package.run_prepared = recording
     try:
         got = _alone(batched, *REQUESTS[1])
     finally:
-        package.run = run
+        package.run_prepared = run
     np.testing.assert_array_equal(got.tokens, alone[1].tokens)
     assert len(threads) == got.steps + 1 and set(threads) == {threading.get_ident()}
 

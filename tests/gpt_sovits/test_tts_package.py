@@ -93,16 +93,16 @@ def test_cache_grows_without_changing_results(tts: TextToSpeech, oracle):
     tokens = tts.gpt.generate(ids[0], bert, prompt[0], params).tokens
     from ttsopt.runtime import gpt as gpt_module
 
-    original = gpt_module.MIN_CAPACITY
-    gpt_module.MIN_CAPACITY = 1
+    original = gpt_module.CACHE_BLOCK
+    gpt_module.CACHE_BLOCK = 16
     try:
         logits = [tts.gpt.prefill(ids[0], bert, prompt, reserve=0)]
-        assert tts.gpt.cache.capacity == 90
+        assert tts.gpt.cache.capacity == 96  # 90 positions, rounded up to a block
         for j, token in enumerate(tokens[:40]):
             logits.append(tts.gpt.step(int(token), 50 + j))
-        assert tts.gpt.cache.capacity == 180
+        assert tts.gpt.cache.capacity == 144  # 130 filled: grown a block at a time
     finally:
-        gpt_module.MIN_CAPACITY = original
+        gpt_module.CACHE_BLOCK = original
     np.testing.assert_allclose(np.stack(logits), oracle["rp100__step_logits"][:41], rtol=0, atol=ATOL)
 
 

@@ -89,7 +89,7 @@ def test_cache_is_sized_to_the_prefill_not_the_token_cap(tts: TextToSpeech, monk
             capacities.append(self.capacity)
 
     monkeypatch.setattr(gpt_module, "KVCache", Recording)
-    monkeypatch.setattr(gpt_module, "MIN_CAPACITY", 1)
+    monkeypatch.setattr(gpt_module, "CACHE_BLOCK", 1)
     result = tts.semantic_tokens(_request(_params(max_new_tokens=1500)))
     prompt_tokens, prompt_ids = tts.prompt("fox")
     filled = prompt_ids.size + len(TEXT.split()) + prompt_tokens.size

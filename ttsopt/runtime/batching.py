@@ -41,13 +41,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ttsopt.errors import TtsoptError
-from ttsopt.runtime.gpt import AUDIO_EMBEDDING, GPT, TRANSFORMER, Decoder, KVCache
+from ttsopt.runtime.gpt import AUDIO_EMBEDDING, CACHE_BLOCK, GPT, TRANSFORMER, Decoder, KVCache, block_capacity
 from ttsopt.runtime.sampling import Cancelled, GenerationResult, SamplingParams, StopFn, TokenLoop
 
 
 class BatchedCache:
     """Per-layer K and V ``[rows, heads, capacity, head_dim]``; rows ``[0, n)`` are active, row r holds
-    ``lengths[r]`` filled slots. Capacity is shared and grows by doubling (one copy per growth)."""
+    ``lengths[r]`` filled slots. Capacity is shared (the longest row's) and grows a :data:`~ttsopt.runtime.gpt.CACHE_BLOCK`
+    at a time, as a lone request's cache does (one copy per growth): a step's attention reads the whole capacity,
+    so a row alone reads what it reads unbatched."""
 
     def __init__(self, layers: int, heads: int, head_dim: int, rows: int, capacity: int, max_capacity: int):
         self.layers, self.heads, self.head_dim, self.max_capacity = layers, heads, head_dim, max_capacity
@@ -63,7 +65,7 @@ class BatchedCache:
     def _grow(self, needed: int) -> None:
         if needed <= self.capacity:
             return
-        capacity = min(self.max_capacity, max(needed, 2 * self.capacity))
+        capacity = block_capacity(needed, self.max_capacity)
         filled = int(self.lengths[: self.n].max(initial=0))
         for buffers in (self.keys, self.values):
             for i, old in enumerate(buffers):
@@ -72,8 +74,13 @@ class BatchedCache:
                 buffers[i] = grown
 
     def insert(self, cache: KVCache) -> int:
-        """Copy a prefilled request's cache into the next free row; its index."""
+        """Copy a prefilled request's cache into the next free row; its index. An empty store first goes back to
+        the size this request needs (a long request before it does not make every later one read its slots)."""
         row, length = self.n, cache.length
+        if self.n == 0 and self.capacity > block_capacity(length + 1, self.max_capacity):
+            small = block_capacity(length + 1, self.max_capacity)
+            self.keys = [np.zeros((self.rows, self.heads, small, self.head_dim), np.float32) for _ in range(self.layers)]
+            self.values = [np.zeros((self.rows, self.heads, small, self.head_dim), np.float32) for _ in range(self.layers)]
         self._grow(length + 1)
         for mine, theirs in ((self.keys, cache.keys), (self.values, cache.values)):
             for i in range(self.layers):
@@ -160,7 +167,7 @@ class DecodeScheduler:
         self.stats = BatchStats()
         self._joining: list[tuple[_Row, KVCache]] = []
         self._active: list[_Row] = []  # only the thread holding the step touches it, and the store
-        self._cache = BatchedCache(gpt.layers, gpt.heads, gpt.head_dim, max_rows, 256, gpt.max_capacity)
+        self._cache = BatchedCache(gpt.layers, gpt.heads, gpt.head_dim, max_rows, CACHE_BLOCK, gpt.max_capacity)
         self._lock = threading.Condition()
         self._stepping = False
         self._closed = False
@@ -268,8 +275,8 @@ class DecodeScheduler:
         rows, package = self._active, self.gpt.package
         tokens = np.array([[row.token] for row in rows], np.int64)
         positions = np.array([[row.position] for row in rows], np.int64)
-        hidden = package.run(AUDIO_EMBEDDING, {"tokens": tokens, "positions": positions})["hidden"]
-        outputs = package.run(TRANSFORMER, self._cache.feed(hidden))
+        hidden = package.run_prepared(AUDIO_EMBEDDING, {"tokens": tokens, "positions": positions})["hidden"]
+        outputs = package.run_prepared(TRANSFORMER, self._cache.feed(hidden))
         self._cache.append(outputs)
         logits = outputs["logits"]
         decided, finished = [], []
