@@ -18,6 +18,7 @@ from ttsopt.bench.machine import machine_description, measure_peak_gflops, measu
 from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE, fp32_package, load_eager
 from ttsopt.families.gpt_sovits import floors
 from ttsopt.runtime import load
+from ttsopt.runtime.bert import BERT_GRAPH
 from ttsopt.runtime.sampling import SamplingParams, generate
 
 #: (name, times the golden sentence is repeated, semantic tokens to generate: 25 per second of speech).
@@ -37,6 +38,8 @@ class TTSBenchReport:
     #: GB/s at which onnxruntime streams a matrix from memory (None where it could not be measured).
     peak_gflops: float | None = None
     stream_gbs: float | None = None
+    #: Packages with a ``bert`` graph: the Chinese text stages (:mod:`.bench_chinese`), one row per stage and variant.
+    chinese: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,6 +66,15 @@ class TTSBenchReport:
         shown.append(table)
         if any("floors" in row for row in self.rows):
             shown.append(self._floor_table())
+        if self.chinese:
+            table = Table(title="Chinese text: BERT, front end, first audio (text → first streamed piece)")
+            for column in ("stage", "variant", "runs", "p50 ms", "p95 ms", "peak RSS MB"):
+                table.add_column(column, justify="left" if column in ("stage", "variant") else "right")
+            for row in self.chinese:
+                table.add_row(row["stage"], row["variant"], str(row.get("runs", "—")),
+                              f"{row['p50_ms']:.0f}" if "p50_ms" in row else "—", f"{row['p95_ms']:.0f}" if "p95_ms" in row else "—",
+                              f"{row['peak_rss_mb']:.0f}" if "peak_rss_mb" in row else "—")
+            shown.append(table)
         return shown
 
     def _floor_table(self) -> Table:
@@ -137,8 +149,9 @@ def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = Non
     if eager is not None:
         variants[EAGER] = (eager.gpt, eager.latent, eager.vocode)
     fp32 = fp32_package(tts.manifest, notes)
-    if fp32 is not None:
-        variants[FP32_PACKAGE] = _tts_functions(load(fp32))
+    fp32_tts = load(fp32) if fp32 is not None else None
+    if fp32_tts is not None:
+        variants[FP32_PACKAGE] = _tts_functions(fp32_tts)
     requests = {name: _tts_request(tts, repeats, tokens) for name, repeats, tokens in SENTENCES}
     clocks: dict[tuple[str, str], list[dict]] = {(v, s): [] for v in variants for s in requests}
     step("measuring this machine's FP32 peak and memory stream rate")
@@ -174,6 +187,10 @@ def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = Non
                 row[f"rtf_speedup_vs_{key}"] = row[name]["rtf"] / row[PACKAGE]["rtf"]
         row["floors"] = _floors(tts, request, row[PACKAGE], peak, stream)
         report.rows.append(row)
+    if BERT_GRAPH in tts.manifest.graphs:
+        from ttsopt.families.gpt_sovits.bench_chinese import run_chinese_bench
+
+        report.chinese = run_chinese_bench(tts, fp32_tts, repeat, step)
     return report
 
 
