@@ -250,6 +250,10 @@ def test_bench_reports_every_stage_for_package_and_eager(tts_package: Path):
             assert figures["audio_seconds"] == pytest.approx(row["tokens"] * 1280 / 32000)
             assert figures["prefill_ms"] > 0 and figures["decode_tokens_per_s"] > 0 and figures["time_to_first_audio_s"] > 0
         assert row["decode_speedup_vs_eager"] > 0
+        floors = row["floors"]  # each stage against its floor, measured in the same run
+        assert list(floors) == ["prefill", "decode step", "SoVITS (latent + generator)"]
+        assert all(f["floor"] > 0 and f["percent"] == pytest.approx(100 * f["floor"] / f["package"]) for f in floors.values())
+        assert floors["prefill"]["package"] == row["package (onnxruntime)"]["prefill_ms"]
 
 
 def test_calibration_feeds_are_generator_inputs_from_the_packages_own_graphs(tts_package: Path):
