@@ -1,4 +1,5 @@
-"""How long one GPT decode step of a package takes: what the weight-only candidates are timed by."""
+"""How long one GPT decode step, or one v4 DiT (Euler) step, of a package takes: what the weight-only
+candidates are timed by."""
 
 from __future__ import annotations
 
@@ -24,6 +25,24 @@ def decode_step_timer(package: Package, repeat: int = 15) -> Callable[[], float]
         for position in range(50, 50 + repeat):
             start = time.perf_counter()
             gpt.step(position % 1000, position)
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    return median_ms
+
+
+def dit_step_timer(package: Package, repeat: int = 5) -> Callable[[], float]:
+    """A probe of a v4 package's ``dit_step`` graph, its session created now: each call returns the median
+    milliseconds of ``repeat`` Euler steps on the golden step's inputs (the golden voice's prompt + 160 frames)."""
+    golden = package.golden
+    inputs = golden.inputs(golden.first("dit_step"))
+    session = package.session("dit_step")
+
+    def median_ms() -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            session.run(None, inputs)
             times.append(time.perf_counter() - start)
         return 1000 * statistics.median(times)
 
