@@ -3,7 +3,7 @@
 The whole real-size ``ttsopt export`` of a v4 model did not fit this shared machine's memory (see BENCHMARKS.md), so
 this script measures the stage that dominates v4's cost on its own: the LoRA merged into the base
 (``examples/random_gpt_sovits.py --version v4``), the DiT step exported alone (torch.onnx, no simplifier), its
-constant-weight MatMuls quantized by :func:`ttsopt.compiler.passes.weight_only.quantize_dynamic_int8` (what
+constant-weight MatMuls quantized by :func:`ttsopt.compiler.passes.matmul_int8.quantize_dynamic_matmuls` (what
 ``quantize --int8`` tries for ``dit_step``), each timed on one CFM call of ``--frames`` frames. To stay within
 memory (the quantizer holds copies of the 1.35 GB graph) PyTorch eager is timed first and freed; the two
 onnxruntime graphs are then timed interleaved::
@@ -47,7 +47,7 @@ def main() -> None:
 
     from ttsopt.audio.metrics import snr_db
     from ttsopt.bench.memory import _peak_rss_kib
-    from ttsopt.compiler.passes.weight_only import quantize_dynamic_int8
+    from ttsopt.compiler.passes.matmul_int8 import quantize_dynamic_matmuls
     from ttsopt.families.gpt_sovits.v4.checkpoint import load_v4_sovits
     from ttsopt.families.gpt_sovits.v4.graphs import StepGraph
 
@@ -84,7 +84,7 @@ def main() -> None:
         want, times = _time_eager(step, feed, args.repeat)
         del step, dit
         gc.collect()
-        record = quantize_dynamic_int8(fp32, dynamic)
+        record = quantize_dynamic_matmuls(fp32, dynamic)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
         sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

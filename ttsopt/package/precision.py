@@ -75,7 +75,7 @@ class StaticInt8Record(PassRecord):
 
     def table_row(self, graph: str) -> tuple[str, ...]:
         if self.kept_fp32:
-            return (graph, f"FP32 kept: {self.kept_fp32}", f"0 / {len(self.fp32_layers)}", "—", f"{self.seconds['fp32']:.2f} s", "—")
+            return (graph, "FP32 kept (INT8 not faster)", f"0 / {len(self.fp32_layers)}", "—", f"{self.seconds['fp32']:.2f} s", "—")
         layers = f"{len(self.quantized_layers)} / {len(self.fp32_layers)} ({self.int8_flops_share:.0%} of FLOPs INT8)"
         timing = f"{self.seconds['fp32']:.2f} → {self.seconds['int8']:.2f} s"
         return (graph, self.method, layers, "—", timing, f"{self.speedup:.2f}×")
@@ -85,8 +85,6 @@ class StaticInt8Record(PassRecord):
 class WeightOnlyRecord(PassRecord):
     pass_name: ClassVar[str] = "weight-only"
     bits: int = 8
-    #: The chosen candidate's name ("int8", "int4", "dynamic-int8"); the keys of ``candidates``/``decode_step_ms``.
-    candidate: str = ""
     quantized_matmuls: int = 0
     fp32_weight_matmuls: int = 0
     bytes: dict = field(default_factory=dict)
@@ -96,7 +94,33 @@ class WeightOnlyRecord(PassRecord):
     decode_step_ms: dict[str, float] = field(default_factory=dict)
     speedup: float = 1.0
     candidates: dict[str, dict] = field(default_factory=dict)
-    #: Set when no candidate passed or paid: the graph stays FP32, and this says why.
+
+    def describe(self) -> str:
+        return f"{self.method}, {self.speedup:.2f}× decode step measured at quantization"
+
+    def table_row(self, graph: str) -> tuple[str, ...]:
+        layers = f"{self.quantized_matmuls} / {self.fp32_weight_matmuls} MatMuls INT{self.bits}"
+        size = f"{self.bytes['fp32'] / 1e6:.1f} → {self.bytes['quantized'] / 1e6:.1f}"
+        steps, chosen = self.decode_step_ms, f"int{self.bits}"
+        timing = f"{steps['fp32']:.2f} → {steps[chosen]:.2f} ms/step (" + ", ".join(
+            f"{key} {value:.2f}" for key, value in steps.items() if key != "fp32") + ")"
+        return (graph, self.method, layers, size, timing, f"{self.speedup:.2f}×")
+
+
+@dataclass
+class MatMulInt8Record(PassRecord):
+    """INT8 MatMuls (dynamic or weight-only) where they pass the graph's gates and are faster, else FP32."""
+
+    pass_name: ClassVar[str] = "matmul-int8"
+    #: The candidate kept ("dynamic", "weight-only"), None when the graph stays FP32.
+    chosen: str | None = None
+    #: Milliseconds of the timed call: "fp32" and every candidate, medians of interleaved rounds.
+    ms: dict[str, float] = field(default_factory=dict)
+    speedup: float = 1.0
+    min_speedup: float = 1.05
+    #: Per candidate: method, MatMuls, bytes, gate values, failed gates, speed-up.
+    candidates: dict[str, dict] = field(default_factory=dict)
+    #: Set when no candidate both passes and pays: the graph stays FP32, and this says why (measured).
     kept_fp32: str | None = None
 
     @property
@@ -106,22 +130,18 @@ class WeightOnlyRecord(PassRecord):
     def describe(self) -> str:
         if self.kept_fp32:
             return f"FP32 ({self.kept_fp32})"
-        return f"{self.method}, {self.speedup:.2f}× per step measured at quantization"
+        return f"{self.method}, {self.speedup:.2f}× measured at quantization"
 
     def table_row(self, graph: str) -> tuple[str, ...]:
+        timing = f"FP32 {self.ms['fp32']:.1f} ms; " + ", ".join(f"{k} {v:.1f}" for k, v in self.ms.items() if k != "fp32")
         if self.kept_fp32:
-            steps = self.decode_step_ms
-            return (graph, f"FP32 kept: {self.kept_fp32}", f"0 / {self.fp32_weight_matmuls + self.quantized_matmuls} MatMuls",
-                    f"{self.bytes['fp32'] / 1e6:.1f}", ", ".join(f"{key} {value:.2f}" for key, value in steps.items()) + " ms/step", "—")
-        layers = f"{self.quantized_matmuls} / {self.fp32_weight_matmuls} MatMuls INT{self.bits}"
-        size = f"{self.bytes['fp32'] / 1e6:.1f} → {self.bytes['quantized'] / 1e6:.1f}"
-        steps, chosen = self.decode_step_ms, self.candidate or f"int{self.bits}"
-        timing = f"{steps['fp32']:.2f} → {steps[chosen]:.2f} ms/step (" + ", ".join(
-            f"{key} {value:.2f}" for key, value in steps.items() if key != "fp32") + ")"
-        return (graph, self.method, layers, size, timing, f"{self.speedup:.2f}×")
+            return (graph, f"FP32 kept: {self.kept_fp32}", "—", "—", timing, "—")
+        chosen = self.candidates[self.chosen]
+        size = f"{chosen['bytes']['fp32'] / 1e6:.1f} → {chosen['bytes']['quantized'] / 1e6:.1f}"
+        return (graph, self.method, f"{chosen['quantized_matmuls']} MatMuls INT8", size, timing, f"{self.speedup:.2f}×")
 
 
-_RECORDS = {cls.pass_name: cls for cls in (FP16Record, StaticInt8Record, WeightOnlyRecord)}
+_RECORDS = {cls.pass_name: cls for cls in (FP16Record, StaticInt8Record, WeightOnlyRecord, MatMulInt8Record)}
 
 
 def record_from_dict(data: dict[str, Any]) -> PassRecord:

@@ -93,8 +93,7 @@ def _g2p(lang: str, text: str, version: str, symbols: set[str], g2pw: G2PW | Non
     elif lang == "zh":
         from ttsopt.runtime.text import zh
 
-        norm = zh.normalize(text)
-        phones, word2ph = zh.g2p(norm) if version == "v1" else zh.g2p_v2(norm, g2pw)
+        norm, phones, word2ph = zh.read(text, version, g2pw)
     elif lang == "yue":
         from ttsopt.runtime.text import yue
 
