@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ttsopt.runtime.request import SynthesisRequest
 from ttsopt.runtime.sampling import SamplingParams
 
 #: Two Chinese paragraphs of common text; the first N characters are the sentence of N characters.
@@ -57,7 +58,8 @@ def first_audio_s(tts, voice: str | None, params: SamplingParams, bert: bool = T
     tokens and the first SoVITS piece; with ``bert`` False the same sentence's phones with zero features."""
     start = time.perf_counter()
     (sentence,) = tts.phonemize(FIRST_AUDIO_TEXT, "zh", cut="cut0")
-    stream = tts.stream(sentence if bert else " ".join(sentence.phones), voice, params=params)
+    stream = tts.stream(SynthesisRequest(phonemes=sentence if bert else " ".join(sentence.phones), voice=voice,
+                                         sampling=params))
     next(iter(stream))
     elapsed = time.perf_counter() - start
     stream.close()
