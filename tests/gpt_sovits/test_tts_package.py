@@ -14,7 +14,7 @@ import soundfile
 
 from tests.conftest import ORACLE, SPEECH, TTS_PROMPT_PHONEMES, assert_one_line_error, ttsopt
 from tests.gpt_sovits.test_gpt_oracle import RUNS, _inputs
-from ttsopt.runtime import TextToSpeech, load
+from ttsopt.runtime import SynthesisRequest, TextToSpeech, load
 from ttsopt.runtime.sampling import SamplingParams
 
 SOVITS_PTH, GPT_CKPT = ORACLE / "sovits_tiny.pth", ORACLE / "gpt_tiny.ckpt"
@@ -157,7 +157,7 @@ def test_speak_text_cli_sentence_by_sentence(tts_package: Path, tmp_path: Path):
 def test_speak_text_api_keeps_every_sentence(tts: TextToSpeech):
     paragraph = "The first sentence is here. The second one follows. And a third one ends it."
     sentences = tts.phonemize(paragraph, "en")
-    audio, results = tts.speak(text=paragraph, lang="en", voice="fox", params=SamplingParams(seed=0, max_new_tokens=30))
+    audio, results = tts.speak(SynthesisRequest(text=paragraph, lang="en", voice="fox", sampling=SamplingParams(seed=0, max_new_tokens=30)))
     assert len(results) == len(sentences) >= 3 and np.isfinite(audio).all()
     assert audio.size == sum(r.tokens.size * 1280 for r in results) + len(results) * int(0.3 * tts.sample_rate)
 
@@ -201,7 +201,7 @@ def test_one_minute_utterance_is_not_capped_silently(tts: TextToSpeech, caplog):
     """EOS suppressed for 1500 steps: the GPT must produce all 1500 tokens (60 s) and SoVITS must speak them."""
     params = SamplingParams(greedy=True, max_new_tokens=1500, eos_suppress_steps=1500)
     with caplog.at_level("WARNING", logger="ttsopt"):
-        audio, result = tts.speak(TEXT, "fox", params=params, noise_scale=0.0)
+        audio, result = tts.speak(SynthesisRequest(phonemes=TEXT, voice="fox", sampling=params, noise_scale=0.0))
     assert result.tokens.size == 1500 and result.stop_reason == "max_new_tokens"
     assert audio.size == 1500 * 1280 and np.isfinite(audio).all()
     assert any("1500-token cap (60 s)" in record.getMessage() for record in caplog.records)
@@ -313,6 +313,13 @@ def test_quantize_int8_gpt_and_generator_are_gated_and_run(tts_package: Path, tm
     for row in json.loads(bench.stdout)["rows"]:
         assert row["FP32 package"]["decode_tokens_per_s"] > 0
         assert row["rtf_speedup_vs_fp32_package"] == pytest.approx(row["FP32 package"]["rtf"] / row["package (onnxruntime)"]["rtf"])
+    # The package has RoBERTa: the Chinese stages, BERT timed against the FP32 package's, first audio with BERT on and off.
+    chinese = {(row["stage"], row["variant"]): row for row in json.loads(bench.stdout)["chinese"]}
+    assert {variant for stage, variant in chinese if stage.startswith("BERT (RoBERTa), 100")} == {
+        f"package (onnxruntime), {manifest['precision']}", "FP32 package, fp32"}
+    first = [row for (stage, _), row in chinese.items() if stage.startswith("first audio")]
+    assert len(first) == 2 and all(row["runs"] >= 10 and 0 < row["p50_ms"] <= row["p95_ms"] for row in first)
+    assert all(row["peak_rss_mb"] > 0 for (stage, _), row in chinese.items() if "peak RSS" in stage)
 
 
 @pytest.mark.slow
@@ -384,7 +391,7 @@ def test_run_stream_defaults_are_the_runtimes_schedule(tts: TextToSpeech, tts_pa
     done = ttsopt("run", tts_package, "--phonemes", TEXT, "--voice", "fox", "--seed", "5", "--max-tokens", "70", "--stream", "-o", out)
     assert done.returncode == 0, done.stderr
     params = SamplingParams(top_k=tts.gpt.default_top_k, max_new_tokens=70, seed=5)
-    stream = tts.stream(TEXT, "fox", params=params)
+    stream = tts.stream(SynthesisRequest(phonemes=TEXT, voice="fox", sampling=params))
     expected = np.clip(np.concatenate(list(stream)), -1, 1)
     written, _ = soundfile.read(out, dtype="float32")
     assert f"streamed in {stream.stats.pieces} pieces" in done.stdout and stream.stats.pieces >= 2
