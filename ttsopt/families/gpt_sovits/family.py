@@ -11,6 +11,7 @@ import numpy as np
 from ttsopt.errors import TtsoptError
 from ttsopt.families.contract import Family, Feed, Workload
 from ttsopt.families.gpt_sovits import formats
+from ttsopt.runtime.bert import BERT_GRAPH
 from ttsopt.runtime.sovits import SPEAKER_VERIFICATION
 
 SOVITS, GPT, SV = "sovits", "gpt", "sv"
@@ -48,13 +49,16 @@ class GPTSoVITS(Family):
     def quantization(self):
         """The generator is a HiFi-GAN-style convolution stack (most of the SoVITS FLOPs) and v2Pro's speaker
         verification an ERes2NetV2 convolution stack (scored by what its embedding's error does to speech); the GPT
-        decode step is memory-bound MatMuls, so narrow weights are what makes it faster."""
-        from ttsopt.compiler.passes import StaticInt8, WeightOnly
-        from ttsopt.families.gpt_sovits.timing import decode_step_timer
+        decode step is memory-bound MatMuls, so narrow weights are what makes it faster. RoBERTa runs once per
+        Chinese sentence, compute-bound MatMuls: INT8 only where it passes its gates and is measured faster."""
+        from ttsopt.compiler.passes import MatMulInt8, StaticInt8, WeightOnly
+        from ttsopt.families.gpt_sovits.bert_verification import BERT_GATES
+        from ttsopt.families.gpt_sovits.timing import bert_timer, decode_step_timer
         from ttsopt.families.gpt_sovits.verification import speaker_verification_speech
 
         return {"generator": StaticInt8(), SPEAKER_VERIFICATION: StaticInt8(speech=speaker_verification_speech),
-                "gpt_transformer": WeightOnly(gates=GPT_GATES, timer=decode_step_timer)}
+                "gpt_transformer": WeightOnly(gates=GPT_GATES, timer=decode_step_timer),
+                BERT_GRAPH: MatMulInt8(gates=BERT_GATES, timer=bert_timer)}
 
     def calibration_feeds(self, package, recordings: Sequence[np.ndarray]) -> dict[str, list[Feed]]:
         _refuse_v4(package.manifest, "quantize")
@@ -82,6 +86,10 @@ class GPTSoVITS(Family):
             from ttsopt.families.gpt_sovits.verification import check_gpt
 
             check_gpt(package, report)
+        if BERT_GRAPH in package.manifest.graphs:
+            from ttsopt.families.gpt_sovits.bert_verification import check_bert
+
+            check_bert(package, report)
 
     def reference_checks(self, model, report, references, original, original_config):
         from ttsopt.families.gpt_sovits.verification import check_voices

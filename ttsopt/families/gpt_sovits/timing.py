@@ -28,3 +28,24 @@ def decode_step_timer(package: Package, repeat: int = 15) -> Callable[[], float]
         return 1000 * statistics.median(times)
 
     return median_ms
+
+
+def bert_timer(package: Package, repeat: int = 3) -> Callable[[], float]:
+    """A probe of ``package``'s ``bert`` graph on its longest golden sentence, its session created now (warmed up):
+    each call returns the median milliseconds of ``repeat`` runs."""
+    from ttsopt.runtime.bert import BERT_GRAPH
+
+    golden = package.golden
+    feeds = [golden.inputs(item["name"]) for item in golden.items if item["graph"] == BERT_GRAPH]
+    feed = max(feeds, key=lambda inputs: inputs["input_ids"].shape[1])
+    package.run(BERT_GRAPH, feed)
+
+    def median_ms() -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            package.run(BERT_GRAPH, feed)
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    return median_ms
