@@ -455,4 +455,4 @@ def test_inspect_says_a_language_model_is_not_the_official_one(tts_package: Path
     which export said once; inspect says it too, beside the model, whenever the user looks again."""
     held = next(line for line in ttsopt("inspect", tts_package, check=True).stdout.splitlines()
                 if line.startswith("auxiliary models:"))
-    assert "langdetect (lid.176.bin, not the official file" in held, held
+    assert "langdetect (lid.176.ftz, not the official file" in held, held  # named after the file the user gave
