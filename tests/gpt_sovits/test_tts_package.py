@@ -313,6 +313,13 @@ def test_quantize_int8_gpt_and_generator_are_gated_and_run(tts_package: Path, tm
     for row in json.loads(bench.stdout)["rows"]:
         assert row["FP32 package"]["decode_tokens_per_s"] > 0
         assert row["rtf_speedup_vs_fp32_package"] == pytest.approx(row["FP32 package"]["rtf"] / row["package (onnxruntime)"]["rtf"])
+    # The package has RoBERTa: the Chinese stages, BERT timed against the FP32 package's, first audio with BERT on and off.
+    chinese = {(row["stage"], row["variant"]): row for row in json.loads(bench.stdout)["chinese"]}
+    assert {variant for stage, variant in chinese if stage.startswith("BERT (RoBERTa), 100")} == {
+        f"package (onnxruntime), {manifest['precision']}", "FP32 package, fp32"}
+    first = [row for (stage, _), row in chinese.items() if stage.startswith("first audio")]
+    assert len(first) == 2 and all(row["runs"] >= 10 and 0 < row["p50_ms"] <= row["p95_ms"] for row in first)
+    assert all(row["peak_rss_mb"] > 0 for (stage, _), row in chinese.items() if "peak RSS" in stage)
 
 
 @pytest.mark.slow
