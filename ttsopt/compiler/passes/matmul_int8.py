@@ -38,8 +38,13 @@ def quantize_dynamic_matmuls(source: Path, destination: Path) -> dict:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger("root").setLevel(logging.ERROR)  # onnxruntime.quantization logs on the root logger
-    quantize_dynamic(str(source), str(destination), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    root = logging.getLogger()  # onnxruntime.quantization warns on the root logger ("consider pre-processing")
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(source), str(destination), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     quantized = onnx.load(str(destination), load_external_data=False)
     return {"method": "dynamic INT8: onnxruntime quantize_dynamic, MatMulInteger, S8 weights per tensor, U8 activations per call",
             "quantized_matmuls": sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in quantized.graph.node),

@@ -53,12 +53,13 @@ def bert_peak_rss_mb(package: Path) -> float | None:
     return float(done.stdout.strip().splitlines()[-1]) / 1024 if done.returncode == 0 else None
 
 
-def first_audio_s(tts, voice: str | None, params: SamplingParams) -> float:
+def first_audio_s(tts, voice: str | None, params: SamplingParams, bert: bool = True) -> float:
     """Seconds from the text to the first streamed piece: front end, BERT (when the GPT starts), prefill, the first
-    tokens and the first SoVITS piece."""
+    tokens and the first SoVITS piece; with ``bert`` False the same sentence's phones with zero features."""
     start = time.perf_counter()
     (sentence,) = tts.phonemize(FIRST_AUDIO_TEXT, "zh", cut="cut0")
-    stream = tts.stream(SynthesisRequest(phonemes=sentence, voice=voice, sampling=params))
+    stream = tts.stream(SynthesisRequest(phonemes=sentence if bert else " ".join(sentence.phones), voice=voice,
+                                         sampling=params))
     next(iter(stream))
     elapsed = time.perf_counter() - start
     stream.close()
@@ -88,7 +89,7 @@ def run_chinese_bench(tts, fp32_tts, repeat: int, step: Callable[[str], None]) -
         if peak is not None:
             rows.append({"stage": "BERT peak RSS (a process running only the bert graph, 100 characters)",
                          "variant": f"{name}, {model.manifest.precision}", "peak_rss_mb": peak})
-    g2pw = "g2pW" if tts.g2pw is not None else "pypinyin (no g2pW in the package)"
+    g2pw = "g2pW" if tts.g2pw is not None else "pypinyin: no g2pW in the package"
     for n in LENGTHS:
         step(f"front end, {n} characters")
         rows.append(_row(f"front end ({g2pw}), {n} characters", PACKAGE,
@@ -97,9 +98,15 @@ def run_chinese_bench(tts, fp32_tts, repeat: int, step: Callable[[str], None]) -
     params = SamplingParams(top_k=tts.gpt.default_top_k, max_new_tokens=200, eos_suppress_steps=200, seed=0)
     runs = max(FIRST_AUDIO_RUNS, repeat)
     step(f"first audio of a streamed Chinese sentence, {runs} runs")
-    first_audio_s(tts, voice, params)  # warm-up
-    rows.append(_row(f"first audio, streamed {len(FIRST_AUDIO_TEXT)}-character sentence, BERT on (text → first piece)",
-                     PACKAGE, [first_audio_s(tts, voice, params) for _ in range(runs)]))
+    first = {True: [], False: []}
+    for bert in first:
+        first_audio_s(tts, voice, params, bert)  # warm-up
+    for _ in range(runs):  # interleaved: what BERT adds, on a machine whose load changes
+        for bert in first:
+            first[bert].append(first_audio_s(tts, voice, params, bert))
+    for bert, seconds in first.items():
+        rows.append(_row(f"first audio, streamed {len(FIRST_AUDIO_TEXT)}-character sentence, BERT {'on' if bert else 'off (zeros)'} "
+                         "(text → first piece)", PACKAGE, seconds))
     return rows
 
 

@@ -14,12 +14,13 @@ FLOAT_BYTES = 4
 
 
 def prefill_flop(gpt: dict, positions: int) -> float:
-    """FLOP of one prefill over ``positions`` (prompt + text): every layer's Q/K/V, output and FFN projections for
-    every position, the attention products over all position pairs, and the logits of the last position."""
-    d, f, layers = gpt["hidden_dim"], gpt["ffn_dim"], gpt["num_layers"]
-    projections = 2.0 * positions * (4 * d * d + 2 * d * f)
-    attention = 2.0 * 2 * positions * positions * d
-    return layers * (projections + attention) + 2.0 * d * gpt["vocab_size"]
+    """FLOP of one prefill over ``positions`` (prompt + text): every layer's Q/K/V projections for every position;
+    the attention products, output projection and FFN for every position in all layers but the last, and for the
+    last position only in the last (nothing else of it reaches the outputs); the logits of the last position."""
+    d, f, layers, t = gpt["hidden_dim"], gpt["ffn_dim"], gpt["num_layers"], positions
+    qkv, rest = 2.0 * 3 * d * d, 2.0 * (d * d + 2 * d * f)  # per position
+    attention = 2.0 * 2 * t * d  # per query position, over t keys
+    return layers * t * qkv + (layers - 1) * t * (rest + attention) + rest + attention + 2.0 * d * gpt["vocab_size"]
 
 
 def kv_bytes_per_slot(gpt: dict) -> int:

@@ -228,6 +228,7 @@ def g2p_v2(norm_text: str, g2pw: G2PW | None = None) -> tuple[list[str], list[in
     if g2pw is not None:
         return g2p_g2pw(norm_text, g2pw)
     if not _warned_g2pw:
-        log.warning("zh (v2): g2pW is not available, polyphones use pypinyin's readings (the v1 front end)")
+        log.warning("zh (v2): g2pW is not available, polyphones use pypinyin's readings (the v1 front end; many differ "
+                    "from the official ones): export with --g2pw or --pretrained (your checkout's GPT_SoVITS/text/G2PWModel)")
         _warned_g2pw = True
     return g2p(norm_text)
