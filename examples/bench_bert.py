@@ -1,4 +1,4 @@
-"""BERT features at real size: the ``bert`` graph (FP32, weight-only INT8) vs the official PyTorch path, per Chinese
+"""BERT features at real size: the ``bert`` graph (FP32, weight-only INT8, dynamic INT8) vs the official PyTorch path, per Chinese
 sentence of 20 and 100 characters, and the memory of each (fresh process per variant, interleaved rounds).
 
 The model is a random-weight stand-in with chinese-roberta-wwm-ext-large's released config (24 layers x 1024,
@@ -27,7 +27,7 @@ ORACLE_BERT = Path(__file__).resolve().parents[2] / "shared/oracle/gpt-sovits-au
 TEXT = ("今天天气很好，我们一起去公园散步吧。他说明天要去银行办理业务，还要了解一下行情。重要的事情说三遍，长大以后我想当一名音乐家。"
         "春天来了，河边的柳树发出了嫩绿的新芽，小鸟在枝头唱着欢快的歌，孩子们在草地上奔跑嬉戏，老人们坐在长椅上晒太阳聊天。")
 LENGTHS = (20, 100)
-VARIANTS = ("fp32", "int8", "eager")
+VARIANTS = ("fp32", "int8", "dynamic", "eager")
 
 
 def make_model(work: Path) -> Path:
@@ -47,19 +47,26 @@ def make_model(work: Path) -> Path:
 
 def build_graphs(work: Path, folder: Path) -> dict:
     from ttsopt.compiler.onnx_export import export_onnx
+    from ttsopt.compiler.passes.matmul_int8 import quantize_dynamic_matmuls
     from ttsopt.compiler.passes.weight_only import quantize_weights
     from ttsopt.families.gpt_sovits.bert import bert_graph, load_bert
 
     facts_file = work / "facts.json"
     if facts_file.is_file():
-        return json.loads(facts_file.read_text())
+        facts = json.loads(facts_file.read_text())
+        if not (work / "dynamic.onnx").is_file():  # the candidate `quantize` tries besides weight-only
+            facts["dynamic_bytes"] = quantize_dynamic_matmuls(work / "fp32.onnx", work / "dynamic.onnx")["bytes"]["quantized"]
+            facts_file.write_text(json.dumps(facts))
+        return facts
     os.environ["TTSOPT_CACHE_DIR"] = "off"
     start = time.perf_counter()
     loaded = load_bert(folder)
     fidelity = export_onnx(bert_graph(loaded), work / "fp32.onnx", {})
     export_s = time.perf_counter() - start
     int8 = quantize_weights(work / "fp32.onnx", work / "int8.onnx", 8)
-    facts = {**loaded.facts(), "export_s": round(export_s, 1), "fidelity_snr_db": round(fidelity["snr_db"], 1),
+    dynamic = quantize_dynamic_matmuls(work / "fp32.onnx", work / "dynamic.onnx")
+    facts = {**loaded.facts(), "dynamic_bytes": dynamic["bytes"]["quantized"], "export_s": round(export_s, 1),
+             "fidelity_snr_db": round(fidelity["snr_db"], 1),
              "export_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
              "bytes": int8["bytes"], "int8_matmuls": int8["quantized_matmuls"]}
     facts_file.write_text(json.dumps(facts))
@@ -102,7 +109,9 @@ def measure(work: Path, variant: str, repeat: int) -> dict:
             times.append(time.perf_counter() - tick)
         result[f"ms_{n}"] = 1000 * statistics.median(times)
         np.save(work / f"features_{variant}_{n}.npy", features)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from ttsopt.bench.memory import _peak_rss_kib
+
+    result["peak_rss_mb"] = _peak_rss_kib() / 1024  # this process's own peak (ru_maxrss carries the parent's)
     return result
 
 
@@ -134,7 +143,8 @@ def main() -> None:
           f"(hidden_states[-3]); graph {facts['parameters'] / 1e6:.1f} M parameters; export {facts['export_s']} s "
           f"(peak RSS {facts['export_peak_rss_gb']} GB), fidelity {facts['fidelity_snr_db']} dB; graph FP32 "
           f"{facts['bytes']['fp32'] / 1e6:.0f} MB, INT8 {facts['bytes']['quantized'] / 1e6:.0f} MB "
-          f"({facts['int8_matmuls']} MatMulNBits); load average during the runs {min(loads):.1f}-{max(loads):.1f}")
+          f"({facts['int8_matmuls']} MatMulNBits), dynamic INT8 {facts['dynamic_bytes'] / 1e6:.0f} MB; "
+          f"load average during the runs {min(loads):.1f}-{max(loads):.1f}")
     print(f"\n| variant | {' | '.join(f'{n} characters' for n in LENGTHS)} | peak RSS | load | features vs official |")
     print("|---|" + "---|" * (len(LENGTHS) + 3))
     for variant in VARIANTS:

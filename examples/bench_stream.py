@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 import ttsopt.runtime
-from ttsopt.runtime.gpt import Decoder
+from ttsopt.runtime import SynthesisRequest
+from ttsopt.runtime.gpt import Decoder, block_capacity
 from ttsopt.runtime.sampling import SamplingParams
 from ttsopt.runtime.streaming import StreamSettings
 
@@ -46,7 +47,7 @@ def kv_steps(tts, repeat: int) -> None:
                 times[reserve].append(time.perf_counter() - start)
     filled = all_ids.size + (0 if prompt_tokens is None else prompt_tokens.size)
     for reserve, values in times.items():
-        print(f"decode step, {filled} filled, reserve {reserve:4d} (capacity {max(256, filled + reserve)}): "
+        print(f"decode step, {filled} filled, reserve {reserve:4d} (capacity {block_capacity(filled + reserve, tts.gpt.max_capacity)}): "
               f"median {statistics.median(values) * 1000:.1f} ms")
 
 
@@ -74,13 +75,14 @@ def first_audio(tts, repeat: int, tokens: int, schedules: list[StreamSettings]) 
     for i in range(repeat):
         params = SamplingParams(top_k=tts.gpt.default_top_k, seed=i, max_new_tokens=tokens, eos_suppress_steps=tokens)
         start = time.perf_counter()
-        audio, _ = tts.speak(SHORT, voice, params=params)
+        request = SynthesisRequest(phonemes=SHORT, voice=voice, sampling=params)
+        audio, _ = tts.speak(request)
         elapsed = time.perf_counter() - start
         whole_first.append(elapsed)
         whole_rtf.append(elapsed / (audio.size / tts.sample_rate))
         for settings, row in streamed.items():
             start, arrivals = time.perf_counter(), []
-            speech = tts.stream(SHORT, voice, params=params, settings=settings)
+            speech = tts.stream(request.replace(stream=settings))
             for piece in speech:
                 arrivals.append((time.perf_counter() - start, piece.size / tts.sample_rate))
             total = time.perf_counter() - start
@@ -124,7 +126,7 @@ def server(package: str, tts, repeat: int, tokens: int, concurrency: list[int]) 
         for i in range(repeat):
             http.append(request(100 + i)[0])
             params = SamplingParams(top_k=tts.gpt.default_top_k, seed=100 + i, max_new_tokens=tokens)
-            speech = tts.stream(SHORT, voice, params=params)
+            speech = tts.stream(SynthesisRequest(phonemes=SHORT, voice=voice, sampling=params))
             for _ in speech:
                 pass
             local.append(speech.stats.first_audio_s)

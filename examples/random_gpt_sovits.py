@@ -1,16 +1,22 @@
-"""Write real-size GPT-SoVITS v2 checkpoints with random weights, in the official on-disk format.
+"""Write real-size GPT-SoVITS v2/v2Pro/v4 checkpoints with random weights, in the official on-disk format.
 
 No trained GPT-SoVITS weights can be downloaded here, and speed does not depend on the weights' values,
 so benchmarks and the real-size tests use files made by this script::
 
     python examples/random_gpt_sovits.py build/random-v2     # writes s1_v2_random.ckpt and s2_v2_random.pth
     python examples/random_gpt_sovits.py build/random-pro --version v2ProPlus   # + s2_v2proplus_random.pth, sv_eres2netv2_random.ckpt
+    python examples/random_gpt_sovits.py build/random-v4 --version v4   # s2Gv4_random.pth, s2_v4_lora32_random.pth, vocoder_v4_random.pth
 
 The GPT file is what the official ``s1_train.py`` writes: ``{'weight': {'model.<name>': fp16},
 'config': the s1longer-v2.yaml dict, 'info': 'GPT-e<epoch>'}``. The SoVITS file is what the official
 trainer's ``process_ckpt.savee`` writes: ``{'weight': fp16 state dict without enc_q.*,
 'config': utils.HParams(s2.json), 'info': ...}``, the config pickled as the global ``utils.HParams``
 (a stand-in class is registered under that name while saving).
+
+v4 (fact sheet gpt-sovits-pro-v4.md §5–6): the base ``s2Gv4.pth`` at the released size (384.4 M elements,
+≈769 MB fp16, incl. the unused ``linear_mel``), a rank-32 LoRA file as ``s2_train_v3_lora.py`` saves it (tag
+``04``, the fully trained ref_enc/bridge/wns1/linear_mel, every buffer, 22 × 4 LoRA pairs under peft's names,
+``lora_rank``; 258 tensors, 37.7 M elements) and the 48 kHz ``vocoder.pth`` (a bare state dict, 14.4 M elements).
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from ttsopt.families.gpt_sovits.gpt_model import Text2SemanticDecoder
 from ttsopt.families.gpt_sovits.sovits_checkpoint import config_from_hparams, to_official_state_dict
 from ttsopt.families.gpt_sovits.sovits_model import SoVITSModel
 from ttsopt.families.gpt_sovits.sv_model import ERes2NetV2, SVConfig
+from ttsopt.families.gpt_sovits.v4.dit import DiTSizes
+from ttsopt.families.gpt_sovits.v4.model import SoVITSV4, V4Sizes
+from ttsopt.families.gpt_sovits.v4.vocoder import Vocoder, VocoderSizes
 
 #: The released ``GPT_SoVITS/configs/s2.json`` (v2), plus the fields the webui adds.
 S2_V2 = {
@@ -56,6 +65,20 @@ S2_V2PRO["version"] = "v2Pro"
 S2_V2PROPLUS = copy.deepcopy(S2_V2PRO)
 S2_V2PROPLUS["model"].update(upsample_initial_channel=768, upsample_kernel_sizes=[20, 16, 8, 2, 2], version="v2ProPlus")
 S2_V2PROPLUS["version"] = "v2ProPlus"
+
+#: s2.json as the webui writes it for a v4 model (the v4 parts' sizes are hard-coded in the official constructor).
+S2_V4 = copy.deepcopy(S2_V2)
+S2_V4["model"]["version"] = "v4"
+S2_V4["version"] = "v4"
+#: The released DiT (fact sheet §5.1): dim 1024, depth 22, 16 heads of 64, ff_mult 2, text_dim 512, 4 ConvNeXt blocks.
+DIT_V4 = DiTSizes(dim=1024, depth=22, heads=16, dim_head=64, ff_inner=2048, mel_dim=100, text_dim=512, conv_layers=4,
+                  conv_inner=1024)
+#: The released vocoder.pth (fact sheet §5.6): 100 mels, 512 channels, upsample kernels 20/12/4/4/4, resblocks 3/7/11.
+VOCODER_V4 = VocoderSizes(mel_bins=100, initial_channels=512, upsample_kernel_sizes=(20, 12, 4, 4, 4),
+                          resblock_kernel_sizes=(3, 7, 11))
+#: What a v4 LoRA file saves besides the LoRA pairs (the modules the LoRA trainer trains fully, and every buffer).
+_LORA_TRAINED = ("ref_enc.", "bridge.", "wns1.", "linear_mel.")
+_LORA_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 
 #: The released ``GPT_SoVITS/configs/s1longer-v2.yaml`` (the sections a GPT checkpoint embeds).
 S1_V2 = {
@@ -141,6 +164,51 @@ def write_random_sv(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def _random_v4_official(seed: int) -> dict[str, torch.Tensor]:
+    """A randomly initialised v4 SoVITS at the released size in official names (fp16), ``linear_mel`` included."""
+    from ttsopt.families.gpt_sovits.sovits_checkpoint import config_from_hparams as text_config
+
+    torch.manual_seed(seed)
+    sizes = V4Sizes(text=text_config(S2_V4, "v2"), fea_channels=512, wns1_layers=8, wns1_kernel=5, dit=DIT_V4)
+    model = SoVITSV4(sizes)
+    mel_head = torch.nn.Conv1d(512, 100, 1)  # official linear_mel: trained, saved, unused at inference
+    weights = to_official_state_dict(model)
+    for key in [k for k in weights if k.startswith("wns1.enc.") and k.endswith(".weight")]:  # weight-normed officially
+        v = weights.pop(key).float()
+        weights[key[:-len("weight")] + "weight_g"] = torch.linalg.vector_norm(v, dim=(1, 2), keepdim=True).half()
+        weights[key[:-len("weight")] + "weight_v"] = v.half()
+    weights |= {f"linear_mel.{k}": v.detach().half() for k, v in mel_head.state_dict().items()}
+    return weights
+
+
+def write_random_v4(directory: Path, rank: int = 32, seed: int = 0) -> tuple[Path, Path, Path]:
+    """The released v4 trio with random weights: base ``s2Gv4_random.pth``, a rank-``rank`` LoRA file trained on
+    it (its fully trained modules and LoRA pairs random too), ``vocoder_v4_random.pth``."""
+    weights = _random_v4_official(seed)
+    base = save_official_sovits(directory / "s2Gv4_random.pth", weights, S2_V4, info="pretrained s2Gv4 (random)")
+    torch.manual_seed(seed + 1)
+    buffers = tuple(k for k in weights if k.startswith("quantizer.vq.") or k.endswith("inv_freq"))
+    lora = {k: (v.float() + 0.01 * torch.randn(v.shape)).half() for k, v in weights.items() if k.startswith(_LORA_TRAINED)}
+    lora |= {k: weights[k] for k in buffers}
+    lora = {k.replace("cfm.", "cfm.base_model.model.", 1) if k.startswith("cfm.") else k: v for k, v in lora.items()}
+    for block in range(DIT_V4.depth):
+        for projection in _LORA_PROJECTIONS:
+            prefix = f"cfm.base_model.model.estimator.transformer_blocks.{block}.attn.{projection}"
+            lora[f"{prefix}.lora_A.default.weight"] = (torch.randn(rank, DIT_V4.dim) / DIT_V4.dim ** 0.5).half()
+            lora[f"{prefix}.lora_B.default.weight"] = (0.01 * torch.randn(DIT_V4.dim, rank)).half()
+    state = {"weight": lora, "config": None, "info": "my_v4_voice_e8_s96_l32", "lora_rank": rank}
+    with official_hparams_global():
+        state["config"] = OfficialHParams(**S2_V4)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+    lora_path = directory / f"s2_v4_lora{rank}_random.pth"
+    lora_path.write_bytes(b"04" + buffer.getvalue()[2:])
+    torch.manual_seed(seed + 2)
+    vocoder = directory / "vocoder_v4_random.pth"
+    torch.save(Vocoder(VOCODER_V4).state_dict(), vocoder)
+    return base, lora_path, vocoder
+
+
 def write_random_gpt(path: Path, config: dict = S1_V2, seed: int = 0) -> Path:
     """A randomly initialised s1 GPT of ``config``'s size (default: the released v2 model, 24 × 512)."""
     torch.manual_seed(seed)
@@ -154,10 +222,14 @@ def write_random_gpt(path: Path, config: dict = S1_V2, seed: int = 0) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="directory to write into")
-    parser.add_argument("--version", choices=("v2", "v2Pro", "v2ProPlus"), default="v2",
-                        help="SoVITS version; v2Pro/v2ProPlus also write a random sv_eres2netv2_random.ckpt (for --sv)")
+    parser.add_argument("--version", choices=("v2", "v2Pro", "v2ProPlus", "v4"), default="v2",
+                        help="SoVITS version; v2Pro/v2ProPlus also write a random sv_eres2netv2_random.ckpt (for --sv), "
+                             "v4 the base, a rank-32 LoRA file and the 48 kHz vocoder")
     args = parser.parse_args()
     print(write_random_gpt(args.out / "s1_v2_random.ckpt"))
+    if args.version == "v4":
+        print(*write_random_v4(args.out), sep="\n")
+        return
     hparams = {"v2": S2_V2, "v2Pro": S2_V2PRO, "v2ProPlus": S2_V2PROPLUS}[args.version]
     print(write_random_sovits(args.out / f"s2_{args.version.lower()}_random.pth", hparams))
     if args.version != "v2":

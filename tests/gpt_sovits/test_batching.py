@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ORACLE
-from ttsopt.runtime import TextToSpeech, load
+from ttsopt.runtime import SynthesisRequest, TextToSpeech, load
 from ttsopt.runtime.batching import BatchedCache
 from ttsopt.runtime.gpt import KVCache
 from ttsopt.runtime.sampling import Cancelled, SamplingParams
@@ -29,9 +29,13 @@ REQUESTS = [(TEXTS[i % 3], ("fox", "plain")[i % 2],
             for i in range(7)]
 
 
+def _inputs(tts: TextToSpeech, phonemes: str, voice: str, params: SamplingParams):
+    inputs = tts._gpt_inputs(SynthesisRequest(phonemes=phonemes, voice=voice, sampling=params))
+    return inputs.all_ids, inputs.features, inputs.prompt_tokens
+
+
 def _alone(tts: TextToSpeech, phonemes: str, voice: str, params: SamplingParams):
-    _, ids, bert, prompt = tts._gpt_inputs(phonemes, voice, None, params)
-    return tts.gpt.generate(ids, bert, prompt, params, record_logits=True)
+    return tts.gpt.generate(*_inputs(tts, phonemes, voice, params), params, record_logits=True)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +88,7 @@ def test_tokens_and_logits_alone_equal_in_a_batch_with_joins_and_leaves(batched:
 def test_cancelled_and_abandoned_rows_leave_without_disturbing_the_others(batched: TextToSpeech, alone):
     flag = threading.Event()
     phonemes, voice, params = REQUESTS[1]
-    _, ids, bert, prompt = batched._gpt_inputs(phonemes, voice, None, params)
+    ids, bert, prompt = _inputs(batched, phonemes, voice, params)
     cancelled = batched.gpt.tokens(ids, bert, prompt, params, stop=flag.is_set)
     abandoned = batched.gpt.tokens(ids, bert, prompt, params)
     first = [next(cancelled) for _ in range(3)], [next(abandoned) for _ in range(3)]
@@ -103,12 +107,54 @@ def test_cancelled_and_abandoned_rows_leave_without_disturbing_the_others(batche
     assert batched.gpt.scheduler._cache.n == 0  # every row was freed
 
 
+def test_a_lone_request_steps_on_its_own_thread(batched: TextToSpeech, alone):
+    """Alone in the batch, a request's decode steps run on its own thread, between its own work (no hand-off to
+    another thread, no decode running ahead of it: what made a lone stream's first audio later)."""
+    threads: list[int] = []
+    package = batched.gpt.package
+    run = package.run_prepared
+
+    def recording(graph, feeds):
+        if graph == "gpt_transformer":
+            threads.append(threading.get_ident())
+        return run(graph, feeds)
+
+    package.run_prepared = recording
+    try:
+        got = _alone(batched, *REQUESTS[1])
+    finally:
+        package.run_prepared = run
+    np.testing.assert_array_equal(got.tokens, alone[1].tokens)
+    assert len(threads) == got.steps + 1 and set(threads) == {threading.get_ident()}
+
+
+def test_a_consumer_busy_elsewhere_does_not_hold_up_the_others(batched: TextToSpeech, alone):
+    """A request that stops taking tokens for a while (its thread vocoding a piece) holds up no one: the others step
+    the batch, its tokens wait for it, and it still gets the tokens it gets alone."""
+    busy = batched.gpt.tokens(*_inputs(batched, *REQUESTS[1]), REQUESTS[1][2])
+    first = [next(busy) for _ in range(2)]  # in the batch now, then busy elsewhere
+    results = _run_staggered(batched, REQUESTS[2:4], [0.0, 0.0])
+    for got, want in zip(results, alone[2:4], strict=True):
+        assert not isinstance(got, BaseException), got
+        np.testing.assert_array_equal(got.tokens, want.tokens)
+    rest = []
+    while True:
+        try:
+            rest.append(next(busy))
+        except StopIteration as done:
+            result = done.value
+            break
+    np.testing.assert_array_equal(first + rest, alone[1].tokens)
+    assert result.stop_reason == alone[1].stop_reason
+
+
 def test_speech_through_the_batch_equals_speech_alone(tts_package: Path, batched: TextToSpeech):
     params = SamplingParams(top_k=5, seed=7, max_new_tokens=40)
-    want, _ = load(tts_package).speak(TEXTS[0], voice="fox", params=params)
-    got, _ = batched.speak(TEXTS[0], voice="fox", params=params)
+    request = SynthesisRequest(phonemes=TEXTS[0], voice="fox", sampling=params)
+    want, _ = load(tts_package).speak(request)
+    got, _ = batched.speak(request)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
-    pieces = np.concatenate(list(batched.stream(TEXTS[0], voice="fox", params=params)))
+    pieces = np.concatenate(list(batched.stream(request)))
     assert pieces.shape == want.shape
 
 

@@ -18,7 +18,7 @@ import onnx
 import pytest
 
 from tests.conftest import AUX_ORACLE, assert_one_line_error, ttsopt
-from ttsopt.runtime import TextToSpeech, load
+from ttsopt.runtime import SynthesisRequest, TextToSpeech, load
 from ttsopt.runtime.bert import encode
 from ttsopt.runtime.sampling import SamplingParams
 from ttsopt.runtime.text import Segment, Sentence, sentence_phones
@@ -134,7 +134,7 @@ def test_voice_transcripts_get_their_features(tts: TextToSpeech):
     target = Sentence("", _oracle_segments(ENTRIES["zh_mixed_chatgpt"]))
     steps = 98  # the first greedy margin under 1e-3 (README §4)
     params = SamplingParams(greedy=True, max_new_tokens=steps)
-    result = tts.semantic_tokens(chain["target_phones"], official, tts.bert_features(target), params)
+    result = tts.semantic_tokens(SynthesisRequest(phonemes=chain["target_phones"], voice=official, bert=tts.bert_features(target), sampling=params))
     np.testing.assert_array_equal(result.tokens[:steps], chain["gpt_y"][chain["prompt_semantic"].size:][:steps])
 
 
@@ -143,11 +143,12 @@ def test_text_is_spoken_with_its_features(tts: TextToSpeech):
     (sentence,) = tts.phonemize("我今天很高兴，我们去公园散步吧。", "zh", cut="cut0")
     params = SamplingParams(greedy=True, max_new_tokens=30, eos_suppress_steps=30)
     phonemes = " ".join(sentence.phones)
-    with_sentence = tts.semantic_tokens(phonemes, "zh", np.asarray(tts.bert_features(sentence)), params).tokens
-    audio, result = tts.speak(sentence, "zh", params=params)
+    features = np.asarray(tts.bert_features(sentence))
+    with_sentence = tts.semantic_tokens(SynthesisRequest(phonemes=phonemes, voice="zh", bert=features, sampling=params)).tokens
+    audio, result = tts.speak(SynthesisRequest(phonemes=sentence, voice="zh", sampling=params))
     np.testing.assert_array_equal(result.tokens, with_sentence)
-    assert not np.array_equal(tts.semantic_tokens(phonemes, "zh", None, params).tokens, with_sentence)
-    streamed = tts.stream(sentence, "zh", params=params)
+    assert not np.array_equal(tts.semantic_tokens(SynthesisRequest(phonemes=phonemes, voice="zh", sampling=params)).tokens, with_sentence)
+    streamed = tts.stream(SynthesisRequest(phonemes=sentence, voice="zh", sampling=params))
     pieces = list(streamed)
     np.testing.assert_array_equal(streamed.stats.result.tokens, with_sentence)
     assert sum(p.size for p in pieces) == audio.size

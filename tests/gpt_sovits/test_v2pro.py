@@ -199,6 +199,7 @@ def test_voice_from_a_recording_carries_its_speaker_verification_embedding(synth
     """v2ProPlus: ``Voice.from_recording`` runs the SV path (fbank → ``speaker_verification``) and the reference encoder
     on its output; the voice file keeps ``sv`` beside the ``ge`` it is folded into."""
     from ttsopt.audio.io import read_wav
+    from ttsopt.runtime import SynthesisRequest
     from ttsopt.runtime.sampling import SamplingParams
     from ttsopt.runtime.voice import Voice
 
@@ -209,7 +210,7 @@ def test_voice_from_a_recording_carries_its_speaker_verification_embedding(synth
     np.testing.assert_array_equal(voice.ge, synth.package.run("reference_encoder", inputs)["ge"])
     loaded = Voice.from_bytes(voice.to_bytes(), synth)
     np.testing.assert_array_equal(loaded.sv, voice.sv)
-    audio, result = synth.speak("h ao3 .", voice=loaded, params=SamplingParams(top_k=1, seed=0, max_new_tokens=10))
+    audio, result = synth.speak(SynthesisRequest(phonemes="h ao3 .", voice=loaded, sampling=SamplingParams(top_k=1, seed=0, max_new_tokens=10)))
     assert result.tokens.size and np.isfinite(audio).all()
 
 

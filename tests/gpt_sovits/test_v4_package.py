@@ -132,7 +132,6 @@ def test_run_speaks_48khz(package, tmp_path):
                           "5 sampling steps are not offered")
     assert_one_line_error(ttsopt("run", package, "--phonemes", "n i2 .", "--reference", tmp_path / "x.wav", "-o", out),
                           "a v4 model continues its reference's speech")
-    assert_one_line_error(ttsopt("bench", package), "ttsopt bench is not available for GPT-SoVITS v4 packages yet")
 
 
 def test_text_is_read_with_the_package_g2pw(package, tmp_path):
@@ -191,3 +190,171 @@ def test_streamed_pieces_equal_the_whole(package, oracle, tmp_path):
     done = ttsopt("run", package, "--phonemes", "n i2 h ao3 .", "--voice", "a", "--seed", "0", "--max-tokens", "20",
                   "--steps", "4", "--stream", "-o", out, check=True)
     assert "streamed in" in done.stdout and soundfile.info(str(out)).samplerate == 48000
+
+
+@pytest.fixture(scope="module")
+def int8_package(package, tmp_path_factory) -> tuple[Path, str]:
+    """``quantize --int8`` of the v4 package (calibrated on the one example recording: the quickest), and its output."""
+    out = tmp_path_factory.mktemp("v4-int8") / "int8"
+    done = ttsopt("quantize", package, "--int8", "--calib", Path(__file__).parents[2] / "examples", "-o", out)
+    assert done.returncode == 0, done.stderr
+    return out, done.stdout
+
+
+@pytest.mark.slow
+def test_quantize_int8_vocoder_dit_and_gpt_are_gated(package, int8_package, tmp_path):
+    """``quantize --int8`` of a v4 package: the vocoder's convolutions by the static INT8 search, the DiT step's
+    MatMuls weight-only INT8 held to the golden voice's chain in speech terms (FP32 kept, with the reason, where that
+    fails or does not pay), the GPT as for v2; the result verifies and speaks. Slow (about a minute of CPU: the
+    vocoder's layer search, a full verification per candidate); the candidates' graphs are checked in CI below."""
+    import onnx
+
+    out, stdout = int8_package
+    assert "dit_step" in stdout and "vocoder" in stdout  # the table names every graph
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["precision"] == "int8"
+    records = manifest["quantization"]
+    assert set(records) == {"vocoder", "dit_step", "gpt_transformer"}
+    vocoder = records["vocoder"]
+    assert vocoder["pass"] == "static-int8" and vocoder["budget"]["fitting_layers"] > 0
+    assert vocoder["calibration"]["files"] == ["speech.wav"]
+    if "kept_fp32" in vocoder:
+        assert (out / "vocoder.onnx").read_bytes() == (package / "vocoder.onnx").read_bytes()
+    else:
+        assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(out / "vocoder.onnx")).graph.node)
+    dit = records["dit_step"]  # the MatMul INT8 pass: dynamic and weight-only candidates, each verified and timed
+    assert dit["pass"] == "matmul-int8" and set(dit["candidates"]) == {"dynamic", "weight-only"}
+    assert all(c["quantized_matmuls"] > 0 and c["bytes"]["quantized"] < c["bytes"]["fp32"] for c in dit["candidates"].values())
+    assert all(set(c["gates"]) == {"v4 chain log-mel L1"} for c in dit["candidates"].values())
+    assert set(dit["ms"]) == {"fp32", "dynamic", "weight-only"}
+    dit_ops = {n.op_type for n in onnx.load(str(out / "dit_step.onnx")).graph.node}
+    if dit["chosen"] is None:  # missed the chain gate or was not faster: the FP32 graph, and why
+        assert (out / "dit_step.onnx").read_bytes() == (package / "dit_step.onnx").read_bytes()
+        assert dit["kept_fp32"] and "FP32 kept" in stdout
+    else:
+        assert dit_ops & {"MatMulNBits", "MatMulInteger", "DynamicQuantizeMatMul"} and not dit["candidates"][dit["chosen"]]["failed"]
+        assert dit["speedup"] >= 1.05 and dit["speedup"] == pytest.approx(dit["ms"]["fp32"] / dit["ms"][dit["chosen"]])
+    gates = {g["name"]: g for g in manifest["verification"]["gates"]}
+    assert gates["v4 chain log-mel L1"]["value"] <= 0.05 and all(g["passed"] for g in gates.values())
+    for name in ("latent.onnx", "dit_condition.onnx", "reference_encoder.onnx"):
+        assert (out / name).read_bytes() == (package / name).read_bytes()
+    checked = ttsopt("verify", out)
+    assert checked.returncode == 0 and "v4 chain log-mel L1" in checked.stdout, checked.stdout + checked.stderr
+    speak = ttsopt("run", out, "--phonemes", "n i2 h ao3 .", "--voice", "a", "--seed", "0", "--max-tokens", "10",
+                   "--steps", "4", "-o", tmp_path / "int8.wav")
+    assert speak.returncode == 0 and soundfile.info(str(tmp_path / "int8.wav")).samplerate == 48000, speak.stderr
+
+
+def test_bench_times_every_stage(package):
+    """The v4 bench's accounting on 12 s of audio at 4 steps (two official chunks): every Euler step of every chunk
+    is timed, the stages add up to the whole, and the audio is as long as the tokens say."""
+    from ttsopt.families.gpt_sovits.v4.bench import _request, _summary, _time_request, package_functions
+
+    tts = load(package)
+    request = _request(tts, 12.0)
+    runs = [_time_request(package_functions(tts), request, 4) for _ in range(2)]
+    assert runs[0]["chunks"] == 2 and len(runs[0]["dit"]) == 4 * 2 and runs[0]["gpt"] > 0
+    assert runs[0]["audio_seconds"] == pytest.approx(12.0)  # 300 tokens × 4 frames × 480 samples at 48 kHz
+    summary = _summary(runs)
+    parts = summary["gpt_s"] + (summary["latent_ms"] + summary["condition_ms"]) / 1000 + summary["dit_s"] + summary["vocoder_s"]
+    assert summary["whole_s"] == pytest.approx(parts) and summary["rtf"] == pytest.approx(summary["whole_s"] / 12.0)
+    assert 0 < summary["dit_share"] < 1 and summary["dit_steps"] == 8
+
+
+@pytest.mark.slow
+def test_bench_cli_int8_fp32_and_eager(int8_package):
+    """``ttsopt bench`` of the INT8 package: the package, its FP32 package and PyTorch eager per stage, the RTF by
+    steps and the peak memory, in one run (slow: eager and two fresh processes for memory)."""
+    out, _ = int8_package
+    done = ttsopt("bench", out, "--seconds", "1", "--repeat", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    row = report["rows"][0]
+    for name in ("package (onnxruntime)", "FP32 package", "PyTorch eager FP32"):
+        assert row[name]["dit_steps"] == 8 and row[name]["rtf"] > 0 and row[name]["gpt_s"] > 0
+    assert row["speedup_vs_eager"] == pytest.approx(row["PyTorch eager FP32"]["whole_s"] / row["package (onnxruntime)"]["whole_s"])
+    assert [r["steps"] for r in report["by_steps"]] == [4, 8, 16, 32]
+    assert report["by_steps"][0]["dit_s"] < report["by_steps"][-1]["dit_s"]
+    assert set(report["memory_mb"]) == {"package (onnxruntime)", "FP32 package", "PyTorch eager FP32"}
+
+
+@pytest.mark.slow
+def test_t4_export_is_fp16_without_nan(oracle, tmp_path):
+    """``export --target t4`` of a v4 SoVITS package: every graph FP16 (FP32 islands where measurement asks for
+    them, FP32 inputs/outputs), no NaN/Inf on the golden inputs, the v4 chain within the FP16 gates, and the package
+    speaks through onnxruntime's CPU provider (what runs FP16 here: no GPU). Slow: a second export (the FP16 pass
+    itself is in CI through the HiFi-GAN t4 test)."""
+    import onnx
+
+    soundfile.write(tmp_path / "a.wav", oracle["ref_a_32k"][0], 32000, subtype="FLOAT")
+    np.save(tmp_path / "a.npy", oracle["prompt_codes_a"])
+    out = tmp_path / "t4"
+    ttsopt("export", "--sovits", LORA, "--sovits-base", BASE, "--vocoder", VOCODER, "--target", "t4", "-o", out,
+           "--voice", f"a={tmp_path / 'a.wav'}:{tmp_path / 'a.npy'}:{_phonemes(oracle['phones_prompt'])}", check=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["precision"] == "fp16"
+    records = manifest["quantization"]
+    for graph in ("dit_condition", "dit_step", "vocoder", "latent"):
+        assert records[graph]["fp16_nodes"] > 0 and records[graph]["output_snr_db"] >= 35.0, (graph, records[graph])
+        model = onnx.load(str(out / manifest["graphs"][graph]["file"]))
+        assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer), graph
+    gates = {g["name"]: g for g in manifest["verification"]["gates"]}
+    assert gates["NaN/Inf samples"]["value"] == 0 and gates["v4 chain log-mel L1"]["value"] <= 0.02
+    assert all(g["passed"] for g in gates.values())
+    assert all(row["nonfinite"] == 0 for row in manifest["verification"]["golden"])
+    tts = load(out)
+    audio = tts.synthesize(oracle["codes_b"].reshape(-1), _phonemes(oracle["phones_text"]), "a", seed=0, steps=4)
+    assert audio.size == oracle["codes_b"].size * 1920 and np.isfinite(audio).all()
+
+
+def test_serve_speaks_48khz_whole_and_streamed(package):
+    """``ttsopt serve`` of a v4 package: OpenAI's endpoint answers 48 kHz WAV, and streams 48 kHz PCM (one piece per
+    official CFM chunk) whose length is the tokens' (20 tokens × 1920 samples)."""
+    import io
+
+    httpx = pytest.importorskip("httpx")
+    from tests.serve.conftest import running_server
+
+    body = {"input": "n i2 h ao3 .", "lang": "phonemes", "voice": "a", "max_tokens": 20, "seed": 0}
+    with running_server(package) as url:
+        whole = httpx.post(f"{url}/v1/audio/speech", json=body | {"response_format": "wav"}, timeout=300)
+        assert whole.status_code == 200, whole.text
+        audio, rate = soundfile.read(io.BytesIO(whole.content))
+        assert rate == 48000 and audio.size == 20 * 1920
+        with httpx.stream("POST", f"{url}/v1/audio/speech", json=body | {"response_format": "pcm"}, timeout=300) as streamed:
+            assert streamed.status_code == 200 and streamed.headers["x-sample-rate"] == "48000"
+            pcm = b"".join(streamed.iter_bytes())
+        assert len(pcm) == 2 * 20 * 1920
+        assert np.allclose(np.frombuffer(pcm, np.int16) / 32767, audio, atol=2 / 32767)  # the same seed, the same speech
+
+
+def test_dit_int8_candidates_run_close_to_fp32(package, tmp_path):
+    """The DiT step's INT8 candidates (what ``quantize`` verifies and times): MatMuls converted, and the velocity on
+    the golden inputs close to FP32's; the vocoder's calibration input is the recording's v4 mel."""
+    import onnx
+    import onnxruntime as ort
+
+    from ttsopt.audio.metrics import snr_db
+    from ttsopt.compiler.passes.matmul_int8 import METHODS
+    from ttsopt.families.gpt_sovits.calibration import vocoder_v4_feeds
+    from ttsopt.runtime.package import Package
+
+    source = package / "dit_step.onnx"
+    golden = Package(package).golden
+    inputs = golden.inputs(golden.first("dit_step"))
+    want = golden.outputs(golden.first("dit_step"))["v"]
+    for name, build in METHODS.items():
+        path = tmp_path / f"{name}.onnx"
+        record = build(source, path)
+        ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+        assert sum(op in ("MatMulNBits", "MatMulInteger", "DynamicQuantizeMatMul") for op in ops) == record["quantized_matmuls"] > 0
+        got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, inputs)[0]
+        assert np.isfinite(got).all() and snr_db(want, got) > 20, (name, snr_db(want, got))
+    wav = soundfile.read(Path(__file__).parents[2] / "examples/speech.wav", dtype="float32")[0]
+    from ttsopt.audio.io import resample
+
+    feeds = vocoder_v4_feeds(Package(package), [resample(wav, 22050, 48000)])
+    mel = feeds[0]["mel"]
+    assert mel.shape[:2] == (1, 100) and abs(mel.shape[2] - round(wav.size / 22050 * 100)) <= 1
+    direct = cfm.reference_mel(resample(wav, 22050, 32000))[..., :mel.shape[2]]  # 22.05 → 32 kHz without the 48 kHz hop
+    assert float(np.mean(np.abs(mel[..., :direct.shape[2]] - direct))) < 0.05

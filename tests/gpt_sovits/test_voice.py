@@ -127,6 +127,7 @@ def test_export_voice_from_transcript_is_the_official_prompt(tts, chain) -> None
 def test_chain_en_greedy_tokens_are_the_official_ones(tts, chain) -> None:
     """Recording + transcript + target text → the official greedy tokens (top_k=1, penalty 1.35, EOS by idx 276),
     and the SoVITS decode of them equal to the original model's with the same noise."""
+    from ttsopt.runtime import SynthesisRequest
     from ttsopt.runtime.sampling import SamplingParams
     from ttsopt.runtime.voice import Voice
 
@@ -134,7 +135,7 @@ def test_chain_en_greedy_tokens_are_the_official_ones(tts, chain) -> None:
     [sentence] = tts.phonemize(CHAIN_EN_TARGET, "en", cut="cut0")
     ids = tts.phonemes.ids(" ".join(sentence.phones))
     np.testing.assert_array_equal(ids, chain["target_phones"])
-    result = tts.semantic_tokens(ids, voice, params=SamplingParams(top_k=1, repetition_penalty=1.35, seed=0))
+    result = tts.semantic_tokens(SynthesisRequest(phonemes=ids, voice=voice, sampling=SamplingParams(top_k=1, repetition_penalty=1.35, seed=0)))
     assert result.stop_reason == "eos" and result.steps == int(chain["gpt_idx"]) == 276
     np.testing.assert_array_equal(result.tokens, chain["sovits_codes"][0, 0])
     np.testing.assert_array_equal(np.concatenate((voice.prompt_tokens, result.tokens)), chain["gpt_y"])
@@ -154,6 +155,7 @@ def test_chain_en_greedy_tokens_are_the_official_ones(tts, chain) -> None:
 
 def test_voice_file_round_trip_and_refusals(tts, tmp_path: Path) -> None:
     from ttsopt.errors import TtsoptError
+    from ttsopt.runtime import SynthesisRequest
     from ttsopt.runtime.sampling import SamplingParams
     from ttsopt.runtime.voice import Voice
 
@@ -165,8 +167,8 @@ def test_voice_file_round_trip_and_refusals(tts, tmp_path: Path) -> None:
         np.testing.assert_array_equal(getattr(loaded, field), getattr(voice, field))
     assert loaded.phones == voice.phones and loaded.prompt_bert is None and loaded.sv is None
     params = SamplingParams(top_k=1, seed=0, max_new_tokens=30)
-    audio, result = tts.speak("h ao3 .", voice=loaded, params=params)
-    streamed = np.concatenate(list(tts.stream("h ao3 .", voice=loaded, params=params)))
+    audio, result = tts.speak(SynthesisRequest(phonemes="h ao3 .", voice=loaded, sampling=params))
+    streamed = np.concatenate(list(tts.stream(SynthesisRequest(phonemes="h ao3 .", voice=loaded, sampling=params))))
     assert audio.size == streamed.size == result.tokens.size * 2 * tts.hop
     other = dataclasses.replace(voice, model={"sovits": "0" * 64, "gpt": "1" * 64}).save(tmp_path / "other.voice")
     with pytest.raises(TtsoptError, match="made with another model"):
@@ -237,7 +239,8 @@ from ttsopt.runtime.sampling import SamplingParams
 tts = ttsopt.runtime.load({str(hubert_package)!r})
 voice = ttsopt.runtime.Voice.from_recording(tts, {str(REF_G)!r}, {CHAIN_EN_PROMPT!r}, "en")
 voice = ttsopt.runtime.Voice.load(voice.save({str(tmp_path / 'v.voice')!r}), tts)
-audio, result = tts.speak("h ao3 .", voice=voice, params=SamplingParams(top_k=1, seed=0, max_new_tokens=10))
+request = ttsopt.runtime.SynthesisRequest(phonemes="h ao3 .", voice=voice, sampling=SamplingParams(top_k=1, seed=0, max_new_tokens=10))
+audio, result = tts.speak(request)
 assert 'torch' not in sys.modules and 'transformers' not in sys.modules and np.isfinite(audio).all()
 print('ok', voice.prompt_tokens.size)
 """)

@@ -164,14 +164,17 @@ def test_missing_text_extra_is_named(tts_package: Path, tmp_path: Path):
 
 def test_ports_are_honest(tts_package: Path):
     """--port 70000 refused; a port in use refused before the serving line. (--port 0 and the real port in the serving
-    line: every ``running_server`` reads its URL from there.)"""
+    line: every ``running_server`` reads its URL from there.) SIGTERM stops the server gracefully: exit 0, one line,
+    not the "nothing was written" of an interrupted export."""
     assert_one_line_error(ttsopt("serve", tts_package, "--port", "70000"), "--port 70000", "1..65535")
     assert_one_line_error(ttsopt("serve", tts_package, "--port", "0", "--ray"), "--port 0", "--ray")
-    with running_server(tts_package, "--lang", "phonemes") as url:
+    with running_server(tts_package, "--lang", "phonemes", started=(started := []), output=(output := [])) as url:
         taken = url.rsplit(":", 1)[1]
         done = ttsopt("serve", tts_package, "--port", taken, "--lang", "phonemes")
         assert_one_line_error(done, f"port {taken}", "in use")
         assert "serving" not in done.stderr
+    said = "".join(output)
+    assert started[0].returncode == 0 and "stopped serving" in said and "nothing was written" not in said, said
 
 
 def test_a_failure_after_the_first_audio_ends_the_stream_and_is_counted(tts_package: Path, monkeypatch: pytest.MonkeyPatch):

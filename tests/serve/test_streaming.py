@@ -13,7 +13,7 @@ import soundfile
 from tests.conftest import ttsopt
 from ttsopt.audio.mel import MelSettings
 from ttsopt.audio.metrics import logmel_l1, snr_db
-from ttsopt.runtime import TextToSpeech, load
+from ttsopt.runtime import SynthesisRequest, TextToSpeech, load
 from ttsopt.runtime import gpt as gpt_module
 from ttsopt.runtime.sampling import SamplingParams
 from ttsopt.runtime.streaming import FrameNoise, StreamSettings
@@ -31,12 +31,16 @@ def _params(**kwargs) -> SamplingParams:
     return SamplingParams(**{"top_k": 15, "seed": 5, "max_new_tokens": 150, "eos_suppress_steps": 120} | kwargs)
 
 
+def _request(params: SamplingParams, **fields) -> SynthesisRequest:
+    return SynthesisRequest(phonemes=TEXT, voice="fox", sampling=params, **fields)
+
+
 def test_streamed_audio_matches_whole_utterance(tts: TextToSpeech):
     """Same tokens and noise: streamed audio within the measured seam cost of whole-utterance synthesis
     (tiny oracle, default settings: log-mel L1 0.03, SNR 31 dB measured; gates with margin)."""
     params = _params()
-    whole, result = tts.speak(TEXT, "fox", params=params)
-    stream = tts.stream(TEXT, "fox", params=params)
+    whole, result = tts.speak(_request(params))
+    stream = tts.stream(_request(params))
     pieces, gpt_done_at_first_piece = [], None
     for piece in stream:
         if gpt_done_at_first_piece is None:
@@ -54,9 +58,9 @@ def test_streamed_audio_matches_whole_utterance(tts: TextToSpeech):
 def test_stream_without_lookahead_is_worse(tts: TextToSpeech):
     """Holding latent frames back is what makes the seams close: with none the error grows (measured 24 vs 31 dB)."""
     params = _params()
-    whole, _ = tts.speak(TEXT, "fox", params=params)
-    held = np.concatenate(list(tts.stream(TEXT, "fox", params=params)))
-    raw = np.concatenate(list(tts.stream(TEXT, "fox", params=params, settings=StreamSettings(lookahead_frames=0, crossfade_frames=0))))
+    whole, _ = tts.speak(_request(params))
+    held = np.concatenate(list(tts.stream(_request(params))))
+    raw = np.concatenate(list(tts.stream(_request(params, stream=StreamSettings(lookahead_frames=0, crossfade_frames=0)))))
     assert snr_db(whole, held) > snr_db(whole, raw) + 2.0
 
 
@@ -69,7 +73,7 @@ def test_frame_noise_prefixes_agree():
 
 
 def test_closing_a_stream_stops_the_gpt(tts: TextToSpeech):
-    stream = tts.stream(TEXT, "fox", params=_params(max_new_tokens=150, eos_suppress_steps=150))
+    stream = tts.stream(_request(_params(max_new_tokens=150, eos_suppress_steps=150)))
     pieces = iter(stream)
     assert next(pieces).size > 0
     stream.close()
@@ -85,8 +89,8 @@ def test_cache_is_sized_to_the_prefill_not_the_token_cap(tts: TextToSpeech, monk
             capacities.append(self.capacity)
 
     monkeypatch.setattr(gpt_module, "KVCache", Recording)
-    monkeypatch.setattr(gpt_module, "MIN_CAPACITY", 1)
-    result = tts.semantic_tokens(TEXT, "fox", params=_params(max_new_tokens=1500))
+    monkeypatch.setattr(gpt_module, "CACHE_BLOCK", 1)
+    result = tts.semantic_tokens(_request(_params(max_new_tokens=1500)))
     prompt_tokens, prompt_ids = tts.prompt("fox")
     filled = prompt_ids.size + len(TEXT.split()) + prompt_tokens.size
     assert capacities == [filled]  # not filled + 1500: every step's attention reads the capacity
@@ -95,9 +99,9 @@ def test_cache_is_sized_to_the_prefill_not_the_token_cap(tts: TextToSpeech, monk
 
 def test_concurrent_requests_do_not_share_state(tts: TextToSpeech):
     """Each request has its own decoder (KV cache) and generators: two at once give what each gives alone."""
-    alone = {seed: tts.speak(TEXT, "fox", params=_params(seed=seed))[0] for seed in (1, 2)}
+    alone = {seed: tts.speak(_request(_params(seed=seed)))[0] for seed in (1, 2)}
     together: dict[int, np.ndarray] = {}
-    threads = [threading.Thread(target=lambda s=seed: together.__setitem__(s, tts.speak(TEXT, "fox", params=_params(seed=s))[0]))
+    threads = [threading.Thread(target=lambda s=seed: together.__setitem__(s, tts.speak(_request(_params(seed=s)))[0]))
                for seed in (1, 2)]
     for thread in threads:
         thread.start()

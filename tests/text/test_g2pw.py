@@ -20,9 +20,6 @@ AUX = ROOT.parent / "shared" / "oracle" / "gpt-sovits-aux-tiny"
 SYMBOLS = set(json.loads((ROOT / "ttsopt/families/gpt_sovits/symbols/v2.json").read_text(encoding="utf-8")))
 ENTRIES = json.loads((AUX / "text.json").read_text(encoding="utf-8"))["entries"] if AUX.is_dir() else []
 ZH = [e for e in ENTRIES if any(s["lang"] == "zh" for s in e["segments"])]
-# ttsopt's Mandarin normaliser does not read units yet (25.5°C → 二十五点五度); its g2pW path is checked from the
-# official normalised text all the same.
-NORMALISER_GAPS = {"zh_numbers"}
 # Whole sentences whose segmentation does not depend on the official language splitter (its zh mode is another item).
 WHOLE = ["zh_poly_bank", "zh_poly_long", "zh_sandhi_short", "zh_retry_dot", "zh_mixed_chatgpt", "allzh_with_en"]
 
@@ -45,8 +42,7 @@ def calls(g2pw: G2PW):
 @pytest.mark.parametrize("entry", ZH, ids=[e["id"] for e in ZH])
 def test_every_g2pw_call_and_the_phones_match_the_official_converter(entry: dict, g2pw: G2PW, calls: list):
     for segment in (s for s in entry["segments"] if s["lang"] == "zh"):
-        if entry["id"] not in NORMALISER_GAPS:
-            assert zh.normalize(segment["text"]) == segment["norm_text"]
+        assert zh.normalize(segment["text"]) == segment["norm_text"]
         phones, word2ph = zh.g2p_v2(segment["norm_text"], g2pw)
         assert (phones, word2ph) == (segment["phones"], segment["word2ph"]), segment["text"]
     assert len(calls) == len(entry["g2pw_calls"])
@@ -101,7 +97,7 @@ def test_without_a_model_pypinyin_reads_and_says_so(caplog):
     with caplog.at_level("WARNING", logger="ttsopt"):
         phones, _ = zh.g2p_v2("他说银行.")
     assert phones[:4] == ["t", "a1", "sh", "uo1"]
-    assert "g2pW is not available" in caplog.text
+    assert "g2pW is not available" in caplog.text and "export with --g2pw or --pretrained" in caplog.text
 
 
 def test_sentences_match_the_official_v2_g2p(g2pw: G2PW):

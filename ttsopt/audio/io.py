@@ -19,20 +19,29 @@ from ttsopt.errors import TtsoptError
 log = logging.getLogger("ttsopt")
 
 
-def read_wav(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read ``path`` as mono float32 at ``sample_rate``, resampling (with a notice) when it differs."""
+def read_samples(path: str | Path, *, what: str = "audio file",
+                 hint: str = "give a recording with speech in it") -> tuple[np.ndarray, int]:
+    """``(samples [frames, channels] float32, rate)`` of an audio file, with a one-line error for a missing,
+    unreadable or empty one (``what`` names the file in it, ``hint`` says what to give instead of an empty one)."""
     import soundfile
 
     path = Path(path)
     if not path.is_file():
-        raise TtsoptError(f"audio file not found: {path}: check the path")
+        raise TtsoptError(f"{what} not found: {path}: check the path")
     try:
-        audio, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TtsoptError(f"cannot read audio {path} ({reason}): give a WAV/FLAC/OGG file") from None
     if audio.shape[0] == 0:
-        raise TtsoptError(f"audio file {path} has no samples: give a recording with speech in it")
+        raise TtsoptError(f"{what} {path} has no samples: {hint}")
+    return audio, int(rate)
+
+
+def read_wav(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read ``path`` as mono float32 at ``sample_rate``, resampling (with a notice) when it differs."""
+    path = Path(path)
+    audio, file_rate = read_samples(path)
     audio = audio.mean(axis=1)
     if not np.isfinite(audio).all():
         raise TtsoptError(f"audio file {path} contains NaN or Inf samples: re-export the recording")

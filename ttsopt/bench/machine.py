@@ -47,6 +47,29 @@ def measure_peak_int8_gops(channels: int = 256, kernel: int = 7, length: int = 1
     return 2.0 * channels * channels * kernel * length / best / 1e9
 
 
+def measure_weight_stream_gbs(megabytes: int = 256, repeat: int = 5) -> float:
+    """Best rate (GB/s) at which onnxruntime streams an FP32 matrix from memory right now: one GEMV (a row times
+    a ``megabytes`` matrix, far beyond the caches) on all cores, which is what a decode step does with each of
+    its weights. Measured rather than read off a data sheet: the decode floor is what this runtime can reach."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    rows, cols = 4096, megabytes * 2**20 // (4 * 4096)
+    node = helper.make_node("MatMul", ["x", "w"], ["y"])
+    graph = helper.make_graph([node], "weight_stream", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, rows]),
+                                                        helper.make_tensor_value_info("w", TensorProto.FLOAT, [rows, cols])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cols])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    options = ort.SessionOptions()
+    use_shared_pool(options)
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"x": np.ones((1, rows), np.float32),
+            "w": np.random.default_rng(0).standard_normal((rows, cols), dtype=np.float32)}
+    session.run(None, feed)
+    best = min(timed(lambda: session.run(None, feed)) for _ in range(repeat))
+    return 4.0 * rows * cols / best / 1e9
+
+
 def measure_peak_gflops(size: int = 2048, repeat: int = 5) -> float:
     """Best FP32 SGEMM rate of this machine right now (numpy's BLAS, all cores)."""
     a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)

@@ -19,7 +19,7 @@ from rich.table import Table
 from ttsopt.bench.machine import machine_description, measure_peak_gflops, measure_peak_int8_gops, timed
 from ttsopt.bench.memory import child_peak_rss_mb
 from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE, fp32_package, load_eager
-from ttsopt.families.contract import BenchOptions, Family
+from ttsopt.families.contract import DEFAULT_SECONDS, BenchOptions, Family
 from ttsopt.runtime import load
 
 
@@ -98,7 +98,8 @@ def run_rtf_bench(family: Family, path: Path, options: BenchOptions,
                   step: Callable[[str], None] = lambda message: None) -> BenchReport:
     """RTF of the package, the eager original and (for a quantized package) its FP32 package at each of
     ``options.seconds``, interleaved, medians of ``options.repeat``; floors and peak memory beside them."""
-    seconds, repeat, original, original_config = options.seconds, options.repeat, options.original, options.original_config
+    seconds, repeat, original, original_config = (options.seconds or DEFAULT_SECONDS, options.repeat, options.original,
+                                                  options.original_config)
     model = load(path)
     manifest = model.manifest
     workloads = {}

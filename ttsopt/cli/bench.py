@@ -17,7 +17,8 @@ from ttsopt.runtime.threads import share_thread_pool
 @command
 def bench(
     package: Annotated[Path, typer.Argument(help="Package directory.")],
-    seconds: Annotated[str, typer.Option("--seconds", help="Audio lengths to time, comma-separated.")] = "1,5,20",
+    seconds: Annotated[str | None, typer.Option(
+        "--seconds", help="Audio lengths to time, comma-separated (default 1,5,20; GPT-SoVITS v4: 4,12).")] = None,
     repeat: Annotated[int, typer.Option("--repeat", help="Interleaved repetitions per length (medians reported).")] = 5,
     original: Annotated[Path | None, typer.Option("--original", help="Original checkpoint (default: the one the package was exported from).")] = None,
     original_config: Annotated[Path | None, typer.Option("--original-config", help="config.json of --original.")] = None,
@@ -42,12 +43,14 @@ def bench(
         return
     from ttsopt.bench import BenchOptions, run_bench
 
-    try:
-        lengths = tuple(float(s) for s in seconds.split(",") if s.strip())
-    except ValueError:
-        raise TtsoptError(f"--seconds must be numbers separated by commas, got {seconds!r}") from None
-    if not lengths or min(lengths) <= 0:
-        raise TtsoptError("--seconds needs positive lengths")
+    lengths = None
+    if seconds is not None:
+        try:
+            lengths = tuple(float(s) for s in seconds.split(",") if s.strip())
+        except ValueError:
+            raise TtsoptError(f"--seconds must be numbers separated by commas, got {seconds!r}") from None
+        if not lengths or min(lengths) <= 0:
+            raise TtsoptError("--seconds needs positive lengths")
     for other in compare or []:
         if not (other / "manifest.json").is_file():
             raise TtsoptError(f"--compare {other} is not a ttsopt package: give a package directory")

@@ -57,6 +57,9 @@ def export(
     family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [], sv,
                                       _auxiliary(pretrained, hubert=hubert, bert=bert, g2pw=g2pw, langdetect=langdetect,
                                                  sovits_base=sovits_base, vocoder=vocoder))
+    from ttsopt.runtime.text import model_notes_said
+
+    model_notes_said()  # the package's notes below say what each missing auxiliary model costs, once
     with progress("exporting") as status:
         manifest = export_package(family, sources, target, output, precision, step=status.update, replace=force)
         unavailable = tensorrt_available() if manifest.tensorrt else None

@@ -48,7 +48,9 @@ def inspect(
         from ttsopt.families.gpt_sovits.pretrained import package_notes
 
         held = [f"{role} ({Path(facts.get('source', role)).name}"
-                + (f", {facts['parameters'] / 1e6:.1f} M parameters)" if "parameters" in facts else ")")
+                + (f", {facts['parameters'] / 1e6:.1f} M parameters" if "parameters" in facts else "")
+                + (", not the official file: mixed-language text may split differently" if facts.get("official") is False
+                   else "") + ")"
                 for role, facts in auxiliary.items() if facts]
         out.print("auxiliary models: " + (", ".join(held) or "none"))
         for note in package_notes(manifest.runtime):

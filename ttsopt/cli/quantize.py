@@ -22,7 +22,7 @@ def quantize(
     calib: Annotated[Path | None, typer.Option(
         "--calib", help="Folder of .wav recordings or .npz saved inputs to calibrate on (default: bundled speech).")] = None,
     budget: Annotated[str | None, typer.Option(
-        "--budget", help="METRIC=VALUE quality budget: logmel_l1 (default 0.05), greedy_agreement, logits_snr_db, snr_db.")] = None,
+        "--budget", help="METRIC=VALUE quality budget: logmel_l1 (default 0.05), greedy_agreement, logits_snr_db, snr_db, bert_snr_db.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing package at -o.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was quantized and the quality as JSON.")] = False,
 ) -> None:

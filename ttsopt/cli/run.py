@@ -62,7 +62,7 @@ def run(
     import time
 
     from ttsopt.audio.io import audio_format, check_audio_output, write_audio
-    from ttsopt.runtime import Synthesizer, TextToSpeech, load
+    from ttsopt.runtime import SynthesisRequest, Synthesizer, TextToSpeech, load
     from ttsopt.runtime.arrays import read_npy
     from ttsopt.runtime.sampling import SamplingParams, resolve_seed
     from ttsopt.runtime.sovits import check_reference_file
@@ -71,18 +71,17 @@ def run(
     seed = resolve_seed(seed)
     settings = StreamSettings(**{name: value for name, value in (("first_tokens", first_tokens), ("chunk_tokens", chunk_tokens))
                                  if value is not None})
+    if steps is not None:
+        from ttsopt.runtime.cfm import check_steps
+
+        check_steps(steps)
     for recording in reference or []:
         check_reference_file(recording)  # the official 3-10 s
     model = load(package)
     check_audio_output(output, model.sample_rate)  # format at this rate, and the place: before any synthesis
     start = time.perf_counter()
-    if steps is not None:
-        if not hasattr(model, "default_steps"):
-            raise TtsoptError("--steps is for GPT-SoVITS v4 packages (their CFM mel generator); this package has none")
-        from ttsopt.runtime.cfm import check_steps
-
-        check_steps(steps)
-        model.default_steps = steps
+    if steps is not None and not hasattr(model, "default_steps"):
+        raise TtsoptError("--steps is for GPT-SoVITS v4 packages (their CFM mel generator); this package has none")
     if stream and not isinstance(model, TextToSpeech):
         raise TtsoptError("--stream is for text-to-speech packages (GPT + SoVITS): this package has no GPT")
     if isinstance(model, Synthesizer):
@@ -103,27 +102,25 @@ def run(
         start = time.perf_counter()
         ge = _voice(model, voice, reference or [], reference_text, reference_lang)
         if semantic is not None:
-            audio = model.synthesize(semantic, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=seed)
+            extra = {} if steps is None else {"steps": steps}
+            audio = model.synthesize(semantic, phonemes, ge, noise_scale=noise_scale, speed=speed, seed=seed, **extra)
         else:
-            params = SamplingParams(top_k=top_k or model.gpt.default_top_k, top_p=top_p, temperature=temperature,
-                                    repetition_penalty=repetition_penalty, max_new_tokens=max_tokens, seed=seed)
+            sampling = SamplingParams(top_k=top_k or model.gpt.default_top_k, top_p=top_p, temperature=temperature,
+                                      repetition_penalty=repetition_penalty, max_new_tokens=max_tokens, seed=seed)
+            request = SynthesisRequest(text=text, lang=lang, cut=cut, phonemes=phonemes, bert=features, voice=ge,
+                                       sampling=sampling, noise_scale=noise_scale, speed=speed, stream=settings, steps=steps)
             if text is not None:
                 front_start = time.perf_counter()
-                sentences = model.phonemize(text, lang, cut)
-                front_end = time.perf_counter() - front_start
-                if stream:
-                    _stream_to_file(model, output, sentences, ge, None, params, noise_scale, speed, settings)
-                    return
-                audio, results = model.speak_sentences(sentences, ge, params, noise_scale=noise_scale, speed=speed)
-                stops = ", ".join(sorted({r.stop_reason for r in results}))
-                err.print(f"text: {len(sentences)} sentence(s), front end {front_end * 1000:.0f} ms; GPT: "
-                          f"{sum(r.tokens.size for r in results)} semantic tokens, stopped by {stops}", highlight=False)
-            elif stream:
-                _stream_to_file(model, output, [phonemes], ge, features, params, noise_scale, speed, settings)
+                request = model.sentences(request)
+                err.print(f"text: {len(request.sentences)} sentence(s), front end "
+                          f"{(time.perf_counter() - front_start) * 1000:.0f} ms", highlight=False)
+            if stream:
+                _stream_to_file(model, output, request)
                 return
-            else:
-                audio, result = model.speak(phonemes, ge, features, params, noise_scale=noise_scale, speed=speed)
-                err.print(f"GPT: {result.tokens.size} semantic tokens, stopped by {result.stop_reason}", highlight=False)
+            audio, results = model.speak(request)
+            results = results if isinstance(results, list) else [results]
+            stops = ", ".join(sorted({r.stop_reason for r in results}))
+            err.print(f"GPT: {sum(r.tokens.size for r in results)} semantic tokens, stopped by {stops}", highlight=False)
     else:
         if tokens is not None or phonemes is not None or text is not None or voice is not None or reference or reference_text:
             raise TtsoptError("--tokens/--phonemes/--text/--voice/--reference are for GPT-SoVITS packages; a vocoder takes --wav or --mel")
@@ -161,44 +158,34 @@ def _voice(model, voice: str | None, references: list[Path], text: str | None, l
     return voice
 
 
-def _stream_to_file(model, output: Path, utterances: list, voice, features, params, noise_scale: float, speed: float,
-                    settings: StreamSettings) -> None:
+def _stream_to_file(model, output: Path, request) -> None:
     """Write each piece to ``output`` as it arrives (soundfile fixes the WAV header's sizes on close),
-    so a player following the file, or a pipe reader, gets audio before the GPT is done. ``utterances``:
-    each sentence (the front end's, with its BERT features, or a phoneme string), streamed one after the other
-    with the sentence pause between them."""
+    so a player following the file, or a pipe reader, gets audio before the GPT is done; a text's sentences
+    one after the other with the sentence pause between them (every sentence checked before anything is written)."""
     import time
 
     import numpy as np
     import soundfile
 
     from ttsopt.audio.io import audio_format
-    from ttsopt.runtime.tts import SENTENCE_PAUSE_S
 
-    streams = [model.stream(phonemes, voice, features, params, noise_scale=noise_scale, speed=speed, settings=settings)
-               for phonemes in utterances]  # every input checked before anything is written
+    speech = model.stream(request)
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    first_audio = None
     try:
         fmt, subtype = audio_format(output)
         with soundfile.SoundFile(str(output), "w", samplerate=model.sample_rate, channels=1, format=fmt, subtype=subtype) as sink:
-            for index, speech in enumerate(streams):
-                if index:
-                    sink.write(np.zeros(int(SENTENCE_PAUSE_S * model.sample_rate), np.float32))
-                for piece in speech:
-                    first_audio = first_audio if first_audio is not None else time.perf_counter() - start
-                    sink.write(np.clip(piece, -1.0, 1.0))
-                    sink.flush()
+            for piece in speech:
+                sink.write(np.clip(piece, -1.0, 1.0))
+                sink.flush()
     except BaseException:
         output.unlink(missing_ok=True)
         raise
     elapsed = time.perf_counter() - start
-    model.report_stops([speech.stats.result for speech in streams], params)
-    samples = sum(speech.stats.samples for speech in streams) + (len(streams) - 1) * int(SENTENCE_PAUSE_S * model.sample_rate)
-    seconds = samples / model.sample_rate
-    tokens = sum(speech.stats.tokens.size for speech in streams)
-    stops = ", ".join(sorted({speech.stats.result.stop_reason for speech in streams}))
-    err.print(f"GPT: {tokens} semantic tokens in {len(streams)} sentence(s), stopped by {stops}", highlight=False)
+    stats = speech.stats
+    model.report_stops(stats.results, request.sampling)
+    seconds = stats.samples / model.sample_rate
+    stops = ", ".join(sorted({result.stop_reason for result in stats.results}))
+    err.print(f"GPT: {stats.tokens.size} semantic tokens in {len(stats.results)} sentence(s), stopped by {stops}", highlight=False)
     out.print(f"[green]wrote[/] {output}  ({seconds:.2f} s at {model.sample_rate} Hz in {elapsed:.2f} s, RTF {elapsed / seconds:.3f}; "
-              f"streamed in {sum(speech.stats.pieces for speech in streams)} pieces, first audio after {first_audio * 1000:.0f} ms)")
+              f"streamed in {stats.pieces} pieces, first audio after {stats.first_audio_s * 1000:.0f} ms)")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ttsopt.cli._common import command, err
+from ttsopt.cli._common import Terminated, command, err
 from ttsopt.errors import TtsoptError
 
 
@@ -102,7 +102,10 @@ def serve(
               f"{settings.admitted()} requests admitted; voices: {voices}{stored}; default voice: {engine.default_voice})", highlight=False,
               soft_wrap=True)  # one line, whatever the terminal's width: scripts read the port from it
     config = uvicorn.Config(create_app(engine), log_level="warning", timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[listening])
+    try:
+        uvicorn.Server(config).run(sockets=[listening])
+    except (KeyboardInterrupt, Terminated):  # uvicorn shut down gracefully, then re-raised the signal it had caught
+        err.print(f"stopped serving {package}", highlight=False, soft_wrap=True)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -9,6 +9,8 @@ What is quantized is declared by each family (:meth:`Family.quantization`: graph
   graph's inputs by the family's own front end (:meth:`Family.calibration_feeds`) or on saved inputs (``.npz``).
 - :class:`~ttsopt.compiler.passes.WeightOnly` (the GPT decode graph): MatMulNBits INT8 and INT4 weights,
   each verified in the package being written and timed; the fastest that passes is kept.
+- :class:`~ttsopt.compiler.passes.MatMulInt8` (RoBERTa, ``bert``): dynamic or weight-only INT8 MatMuls, each
+  verified in the package being written and timed; kept only if one passes and is faster, else FP32 (recorded why).
 
 The result must pass the target's ``int8`` gates, possibly changed by ``--budget``; otherwise nothing is
 written and the exit status is 1. The speed-up of every quantized graph is measured and stored.
@@ -33,7 +35,7 @@ from ttsopt.targets import load_target
 
 #: ``--budget`` metric → the gate it sets.
 BUDGET_GATES = {"logmel_l1": "logmel_l1_max", "greedy_agreement": "greedy_agreement_min",
-                "logits_snr_db": "logits_snr_db_min", "snr_db": "snr_db_min"}
+                "logits_snr_db": "logits_snr_db_min", "snr_db": "snr_db_min", "bert_snr_db": "bert_snr_db_min"}
 
 
 def parse_budget(text: str | None) -> dict[str, float]:

@@ -117,11 +117,16 @@ class Family(ABC):
         return run_rtf_bench(self, path, options, step)
 
 
+#: Audio lengths ``ttsopt bench`` times by default.
+DEFAULT_SECONDS = (1.0, 5.0, 20.0)
+
+
 @dataclass(frozen=True)
 class BenchOptions:
     """What the user asked ``ttsopt bench`` for."""
 
-    seconds: tuple[float, ...] = (1.0, 5.0, 20.0)
+    #: Audio lengths to time; None: the family's default (:data:`DEFAULT_SECONDS`; GPT-SoVITS v4: 4 and 12 s).
+    seconds: tuple[float, ...] | None = None
     repeat: int = 5
     original: Path | None = None
     original_config: Path | None = None

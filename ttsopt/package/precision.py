@@ -107,7 +107,41 @@ class WeightOnlyRecord(PassRecord):
         return (graph, self.method, layers, size, timing, f"{self.speedup:.2f}×")
 
 
-_RECORDS = {cls.pass_name: cls for cls in (FP16Record, StaticInt8Record, WeightOnlyRecord)}
+@dataclass
+class MatMulInt8Record(PassRecord):
+    """INT8 MatMuls (dynamic or weight-only) where they pass the graph's gates and are faster, else FP32."""
+
+    pass_name: ClassVar[str] = "matmul-int8"
+    #: The candidate kept ("dynamic", "weight-only"), None when the graph stays FP32.
+    chosen: str | None = None
+    #: Milliseconds of the timed call: "fp32" and every candidate, medians of interleaved rounds.
+    ms: dict[str, float] = field(default_factory=dict)
+    speedup: float = 1.0
+    min_speedup: float = 1.05
+    #: Per candidate: method, MatMuls, bytes, gate values, failed gates, speed-up.
+    candidates: dict[str, dict] = field(default_factory=dict)
+    #: Set when no candidate both passes and pays: the graph stays FP32, and this says why (measured).
+    kept_fp32: str | None = None
+
+    @property
+    def kept_fp32_reason(self) -> str | None:
+        return self.kept_fp32
+
+    def describe(self) -> str:
+        if self.kept_fp32:
+            return f"FP32 ({self.kept_fp32})"
+        return f"{self.method}, {self.speedup:.2f}× measured at quantization"
+
+    def table_row(self, graph: str) -> tuple[str, ...]:
+        timing = f"FP32 {self.ms['fp32']:.1f} ms; " + ", ".join(f"{k} {v:.1f}" for k, v in self.ms.items() if k != "fp32")
+        if self.kept_fp32:
+            return (graph, f"FP32 kept: {self.kept_fp32}", "—", "—", timing, "—")
+        chosen = self.candidates[self.chosen]
+        size = f"{chosen['bytes']['fp32'] / 1e6:.1f} → {chosen['bytes']['quantized'] / 1e6:.1f}"
+        return (graph, self.method, f"{chosen['quantized_matmuls']} MatMuls INT8", size, timing, f"{self.speedup:.2f}×")
+
+
+_RECORDS = {cls.pass_name: cls for cls in (FP16Record, StaticInt8Record, WeightOnlyRecord, MatMulInt8Record)}
 
 
 def record_from_dict(data: dict[str, Any]) -> PassRecord:

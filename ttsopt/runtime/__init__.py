@@ -5,11 +5,12 @@
     >>> audio = vocoder.vocode(mel)          # mel [n_mels, frames] -> float32 waveform
     >>> synth = ttsopt.runtime.load("build/sovits-cpu")
     >>> audio = synth.synthesize(tokens, "n i2 h ao3 .", voice="alice", seed=0)
+    >>> from ttsopt.runtime import SynthesisRequest
     >>> tts = ttsopt.runtime.load("build/gpt-sovits-cpu")
-    >>> audio, result = tts.speak("n i2 h ao3 .", voice="alice")
-    >>> audio, results = tts.speak(text="你好，世界。", lang="zh", voice="alice")   # one result per sentence
+    >>> audio, result = tts.speak(SynthesisRequest(phonemes="n i2 h ao3 .", voice="alice"))
+    >>> audio, results = tts.speak(SynthesisRequest(text="你好，世界。", lang="zh", voice="alice"))  # one result per sentence
     >>> voice = ttsopt.runtime.Voice.from_recording(tts, "ref.wav", "What is said in it.", "en")  # --hubert packages
-    >>> audio, results = tts.speak(text="Hello.", lang="en", voice=voice)
+    >>> audio, results = tts.speak(SynthesisRequest(text="Hello.", lang="en", voice=voice))
 
 Several sessions in one process run faster on one shared thread pool: call
 ``ttsopt.runtime.share_thread_pool()`` first (see :mod:`ttsopt.runtime.threads` for when not to).
@@ -20,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ttsopt.runtime.package import Package
+from ttsopt.runtime.request import SynthesisRequest
 from ttsopt.runtime.sovits import Synthesizer
 from ttsopt.runtime.threads import share_thread_pool
 from ttsopt.runtime.tts import TextToSpeech
@@ -40,4 +42,4 @@ def load(path: str | Path) -> Vocoder | Synthesizer | TextToSpeech:
     return _TASKS[package.manifest.task](package)
 
 
-__all__ = ["Package", "Synthesizer", "TextToSpeech", "Vocoder", "Voice", "load", "share_thread_pool"]
+__all__ = ["Package", "SynthesisRequest", "Synthesizer", "TextToSpeech", "Vocoder", "Voice", "load", "share_thread_pool"]

@@ -5,12 +5,12 @@ not arithmetic. Stepping B requests together reads the weights once for B tokens
 graph has a batch dimension and a per-row ``allowed`` mask), so B rows cost far less than B steps (issue 24's
 measurement on the real-size v2 graph: 1.13x the time for 2 rows, 1.94x for 8).
 
-:class:`DecodeScheduler` owns one thread that runs the decode steps of every active request:
+:class:`DecodeScheduler` has no thread of its own: a step is run by whichever request's thread needs its next token
+while no step is running (the others wait for that step and take what it decided for them):
 
-- **join**: a request's prefill runs on the caller's own thread, beside the running steps (a prefill is one
-  graph call over all prompt positions; run on the decode thread it would stall every running stream for its
-  duration), on a cache of its own; the scheduler then copies that cache into a free row of the batched store
-  at the next step boundary;
+- **join**: a request's prefill runs on its own thread, beside the running steps (a prefill is one graph call
+  over all prompt positions; run inside a step it would stall every running stream for its duration), on a cache
+  of its own; the next step copies that cache into a free row of the batched store;
 - **step**: one ``gpt_audio_embedding`` and one ``gpt_transformer`` call for all active rows, rows at
   different lengths side by side (each row's mask shows its own filled slots);
 - **sample**: each row decides its token with its own :class:`~ttsopt.runtime.sampling.TokenLoop`
@@ -20,14 +20,19 @@ measurement on the real-size v2 graph: 1.13x the time for 2 rows, 1.94x for 8).
   consumer closing its iterator; the last row moves into the freed one (one row copy), so the active rows are
   always ``[0, n)`` of the store and a step feeds the store's arrays without gathering them.
 
-Tokens reach each request through its own queue, so a request's consumer (its SoVITS work, streamed pieces)
-never holds up the decode of the others; the decode pauses only while every consumer is at least ``LOOKAHEAD`` tokens
-behind (all of them busy with SoVITS work, which then gets the cores).
+So the decode runs only while some request is waiting for a token: a request busy with its SoVITS work (a streamed
+piece) does not hold up the others (they step, its tokens wait for it), and when every request is busy the decode
+stops and the SoVITS work has the cores. A request alone runs its steps on its own thread, one after the other with
+its pieces, as an unbatched decode does: no hand-off to another thread and no decode running ahead of it. The first
+design (a decode thread of its own, pausing while every consumer was >= 4 tokens behind) made a lone stream's first
+audio 16 % later than before batching (513 -> 594 ms); here a lone request's steps are the unbatched decode's steps
+on the same thread (``tests/gpt_sovits/test_batching.py``), and ``examples/bench_lone_stream.py`` times the two
+side by side (BENCHMARKS.md, "Serving throughput").
 """
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -36,18 +41,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ttsopt.errors import TtsoptError
-from ttsopt.runtime.gpt import AUDIO_EMBEDDING, GPT, TRANSFORMER, Decoder, KVCache
+from ttsopt.runtime.gpt import AUDIO_EMBEDDING, CACHE_BLOCK, GPT, TRANSFORMER, Decoder, KVCache, block_capacity
 from ttsopt.runtime.sampling import Cancelled, GenerationResult, SamplingParams, StopFn, TokenLoop
-
-#: Tokens a row may run ahead of its consumer. The decode steps only while some consumer is waiting for tokens: a
-#: lone stream's first piece, vocoded on its own thread, had to share the 2 cores with a decode running ahead
-#: (first audio 513 → 732 ms, BENCHMARKS.md); a consumer that is behind gets the cores instead.
-LOOKAHEAD = 4
 
 
 class BatchedCache:
     """Per-layer K and V ``[rows, heads, capacity, head_dim]``; rows ``[0, n)`` are active, row r holds
-    ``lengths[r]`` filled slots. Capacity is shared and grows by doubling (one copy per growth)."""
+    ``lengths[r]`` filled slots. Capacity is shared (the longest row's) and grows a :data:`~ttsopt.runtime.gpt.CACHE_BLOCK`
+    at a time, as a lone request's cache does (one copy per growth): a step's attention reads the whole capacity,
+    so a row alone reads what it reads unbatched."""
 
     def __init__(self, layers: int, heads: int, head_dim: int, rows: int, capacity: int, max_capacity: int):
         self.layers, self.heads, self.head_dim, self.max_capacity = layers, heads, head_dim, max_capacity
@@ -63,7 +65,7 @@ class BatchedCache:
     def _grow(self, needed: int) -> None:
         if needed <= self.capacity:
             return
-        capacity = min(self.max_capacity, max(needed, 2 * self.capacity))
+        capacity = block_capacity(needed, self.max_capacity)
         filled = int(self.lengths[: self.n].max(initial=0))
         for buffers in (self.keys, self.values):
             for i, old in enumerate(buffers):
@@ -72,8 +74,13 @@ class BatchedCache:
                 buffers[i] = grown
 
     def insert(self, cache: KVCache) -> int:
-        """Copy a prefilled request's cache into the next free row; its index."""
+        """Copy a prefilled request's cache into the next free row; its index. An empty store first goes back to
+        the size this request needs (a long request before it does not make every later one read its slots)."""
         row, length = self.n, cache.length
+        if self.n == 0 and self.capacity > block_capacity(length + 1, self.max_capacity):
+            small = block_capacity(length + 1, self.max_capacity)
+            self.keys = [np.zeros((self.rows, self.heads, small, self.head_dim), np.float32) for _ in range(self.layers)]
+            self.values = [np.zeros((self.rows, self.heads, small, self.head_dim), np.float32) for _ in range(self.layers)]
         self._grow(length + 1)
         for mine, theirs in ((self.keys, cache.keys), (self.values, cache.values)):
             for i in range(self.layers):
@@ -119,14 +126,14 @@ class BatchedCache:
 
 @dataclass(eq=False)
 class _Row:
-    """One request in the batch: its loop state, the token to feed next, where its tokens go."""
+    """One request in the batch: its loop state, the token to feed next, its decided tokens not yet taken."""
 
     loop: TokenLoop
     token: int
     position: int
     stop: StopFn | None
-    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    abandoned: threading.Event = field(default_factory=threading.Event)
+    out: collections.deque = field(default_factory=collections.deque)
+    abandoned: bool = False
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -144,8 +151,8 @@ class DecodeScheduler:
     """The decode steps of every concurrent request of one :class:`GPT`, batched (see the module docstring).
 
     :meth:`tokens` has :meth:`GPT.tokens`'s contract, so callers (``speak``, ``stream``, the server) are
-    unchanged; ``GPT.batch()`` routes them here. :meth:`close` ends the thread; requests still running then
-    fail with :class:`Cancelled`.
+    unchanged; ``GPT.batch()`` routes them here. :meth:`close` cancels the requests still running
+    (:class:`Cancelled`).
 
     ``on_step(rows, seconds)`` and ``on_join(wait_seconds)``, when set, observe every step and every row's wait
     for a place in the batch (the server's ``/metrics``)."""
@@ -159,12 +166,11 @@ class DecodeScheduler:
         self.gpt, self.max_rows = gpt, max_rows
         self.stats = BatchStats()
         self._joining: list[tuple[_Row, KVCache]] = []
-        self._active: list[_Row] = []
-        self._cache = BatchedCache(gpt.layers, gpt.heads, gpt.head_dim, max_rows, 256, gpt.max_capacity)
-        self._wake = threading.Condition()
+        self._active: list[_Row] = []  # only the thread holding the step touches it, and the store
+        self._cache = BatchedCache(gpt.layers, gpt.heads, gpt.head_dim, max_rows, CACHE_BLOCK, gpt.max_capacity)
+        self._lock = threading.Condition()
+        self._stepping = False
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="ttsopt-decode", daemon=True)
-        self._thread.start()
 
     # -- the requests' side ---------------------------------------------------------------------------
 
@@ -182,56 +188,71 @@ class DecodeScheduler:
         if stop is not None and stop():
             raise Cancelled("generation was cancelled: the request was stopped or timed out")
         row = _Row(loop, token, loop.advance(), stop)
-        with self._wake:
+        with self._lock:
             if self._closed:
                 raise Cancelled("the decode scheduler was closed")
             self._joining.append((row, decoder.cache))
-            self._wake.notify()
         try:
             while True:
-                item = row.out.get()
+                item = self._next(row)
                 if isinstance(item, GenerationResult):
                     return item
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            row.abandoned.set()  # a consumer that stops early frees the row at the next step
+            with self._lock:
+                row.abandoned = True  # a consumer that stops early frees the row at the next step
+
+    def _next(self, row: _Row) -> int | GenerationResult | BaseException:
+        """The row's next item: one already decided, else the result of a step this thread runs (when no other
+        thread is stepping), else what another thread's step decides."""
+        while True:
+            with self._lock:
+                while True:
+                    if row.out:
+                        return row.out.popleft()
+                    if self._closed:
+                        return Cancelled("the decode scheduler was closed")
+                    if not self._stepping:
+                        self._stepping = True
+                        break
+                    self._lock.wait()
+            try:
+                self._step_once()
+            finally:
+                with self._lock:
+                    self._stepping = False
+                    self._lock.notify_all()
 
     def close(self) -> None:
-        with self._wake:
+        with self._lock:
             self._closed = True
-            self._wake.notify()
-        self._thread.join(timeout=10)
+            self._lock.notify_all()
 
-    # -- the decode thread ----------------------------------------------------------------------------
+    # -- the step, run by whichever consumer needs a token while no step runs -------------------------
 
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._closed and not self._joining and not self._active:
-                    self._wake.wait()
-                if self._closed:
-                    for row in self._active + [row for row, _ in self._joining]:
-                        row.out.put(Cancelled("the server is shutting down"))
-                    return
-                while self._joining and len(self._active) < self.max_rows:
-                    row, cache = self._joining.pop(0)
-                    self._cache.insert(cache)
-                    self._active.append(row)
-                    if self.on_join is not None:
-                        self.on_join(time.perf_counter() - row.queued_at)
+    def _step_once(self) -> None:
+        """Admit the rows waiting for a place, drop the stopped ones, and step the batch once."""
+        with self._lock:
+            while self._joining and len(self._active) < self.max_rows:
+                row, cache = self._joining.pop(0)
+                self._cache.insert(cache)
+                self._active.append(row)
+                if self.on_join is not None:
+                    self.on_join(time.perf_counter() - row.queued_at)
             self._drop_stopped()
-            if self._active and all(row.out.qsize() >= LOOKAHEAD for row in self._active):
-                time.sleep(0.002)  # every consumer is busy (vocoding a piece): leave it the cores
-                continue
-            if self._active:
-                try:
-                    self._step()
-                except BaseException as exc:  # a failed step fails the rows in it, not the thread
-                    for index in reversed(range(len(self._active))):
-                        self._active[index].out.put(exc)
-                        self._leave(index)
+        if not self._active:
+            return
+        try:
+            decided = self._step()
+        except BaseException as exc:  # a failed step fails the rows in it, not the scheduler
+            decided = [(row, exc) for row in self._active]
+            for index in reversed(range(len(self._active))):
+                self._leave(index)
+        with self._lock:
+            for row, item in decided:
+                row.out.append(item)
 
     def _leave(self, index: int) -> None:
         self._cache.remove(index)
@@ -242,32 +263,33 @@ class DecodeScheduler:
     def _drop_stopped(self) -> None:
         for index in reversed(range(len(self._active))):
             row = self._active[index]
-            if row.abandoned.is_set():
+            if row.abandoned:
                 self._leave(index)
             elif row.stop is not None and row.stop():
-                row.out.put(Cancelled("generation was cancelled: the request was stopped or timed out"))
+                row.out.append(Cancelled("generation was cancelled: the request was stopped or timed out"))
                 self._leave(index)
 
-    def _step(self) -> None:
+    def _step(self) -> list[tuple[_Row, int | GenerationResult]]:
+        """One decode step of every active row: what each row decided (a token, then its result when it ended)."""
         started = time.perf_counter()
         rows, package = self._active, self.gpt.package
         tokens = np.array([[row.token] for row in rows], np.int64)
         positions = np.array([[row.position] for row in rows], np.int64)
-        hidden = package.run(AUDIO_EMBEDDING, {"tokens": tokens, "positions": positions})["hidden"]
-        outputs = package.run(TRANSFORMER, self._cache.feed(hidden))
+        hidden = package.run_prepared(AUDIO_EMBEDDING, {"tokens": tokens, "positions": positions})["hidden"]
+        outputs = package.run_prepared(TRANSFORMER, self._cache.feed(hidden))
         self._cache.append(outputs)
         logits = outputs["logits"]
-        finished = []
+        decided, finished = [], []
         for index, row in enumerate(rows):
             token = row.loop.decide(logits[index])
             if token is not None:
-                row.out.put(token)
+                decided.append((row, token))
             if row.loop.result is not None:
+                decided.append((row, row.loop.result))
                 finished.append(index)
             else:
                 row.token, row.position = token, row.loop.advance()
         for index in reversed(finished):
-            rows[index].out.put(rows[index].loop.result)
             self._leave(index)
         seconds, stats = time.perf_counter() - started, self.stats
         stats.steps += 1
@@ -276,6 +298,7 @@ class DecodeScheduler:
         stats.step_seconds += seconds
         if self.on_step is not None:
             self.on_step(len(logits), seconds)
+        return decided
 
 
 __all__ = ["BatchStats", "BatchedCache", "DecodeScheduler"]

@@ -3,17 +3,20 @@
 Graphs: ``gpt_text_embedding`` (phonemes + BERT features → text part), ``gpt_audio_embedding`` (semantic
 tokens + positions → audio part) and ``gpt_transformer``, which runs ``S`` new positions against a
 caller-owned cache and returns the last position's logits and the new positions' K/V. One transformer
-graph serves the prefill (all cache slots masked, the official prefill mask on the new part) and every
+graph serves the prefill (one masked cache slot, the official prefill mask on the new part) and every
 decode step (S = 1), so the GPT weights are stored once.
 
 The cache: one array per layer for K and for V, ``[1, heads, capacity, head_dim]``, owned here. A step
 feeds the arrays as they are (onnxruntime reads numpy memory in place) with a mask that shows the filled
-slots, and writes the one new K/V row back in place: no step copies the cache. The capacity grows by
-doubling (one copy each time) from what the prefill fills (at least ``MIN_CAPACITY`` slots), so the
-attention reads at most twice the filled slots. Nothing is reserved for the token cap: attention cost
-follows the capacity, not the filled length (a 1500-slot reserve made a short sentence's steps 1.67x
-slower). ``ttsopt bench`` and BENCHMARKS.md have the measurements behind this choice (vs writing the
-cache inside the graph).
+slots, and writes the one new K/V row back in place: no step copies the cache. The capacity is the filled
+length rounded up to ``CACHE_BLOCK`` slots and grows a block at a time (one copy each time), so the attention
+reads at most a block of empty slots. Attention cost follows the capacity, not the filled length: reading
+the K/V cache is the largest cost of an INT8 step after its weights (24 layers x 2 x 16 heads x 32 x 4 bytes
+= 98 KB per slot: 50 MB at 512 slots against 78 MB of INT8 weights); one INT8 step with 250 filled slots
+took 0.83x the time at 320 slots that it took at 512, where doubling from 256 had put it (interleaved, real
+size). Each growth copies the filled slots (98 KB each): amortised over a block of steps, under 1 % of what a
+step reads. A 1500-slot reserve made a short sentence's steps 1.67x slower. ``ttsopt bench`` and
+BENCHMARKS.md have the measurements behind the design (vs writing the cache inside the graph).
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ from ttsopt.runtime.package import Package
 from ttsopt.runtime.sampling import GenerationResult, SamplingParams, StopFn, iterate_tokens
 
 TEXT_EMBEDDING, AUDIO_EMBEDDING, TRANSFORMER = "gpt_text_embedding", "gpt_audio_embedding", "gpt_transformer"
-MIN_CAPACITY = 256
+CACHE_BLOCK = 64
+
+
+def block_capacity(slots: int, max_capacity: int) -> int:
+    """``slots`` rounded up to whole :data:`CACHE_BLOCK` s, at most ``max_capacity``."""
+    return min(max_capacity, -(-slots // CACHE_BLOCK) * CACHE_BLOCK)
 
 
 def prefill_mask(text_len: int, total_len: int) -> np.ndarray:
@@ -62,14 +70,14 @@ class KVCache:
         return self.keys[0].shape[2]
 
     def reserve(self, slots: int) -> None:
-        """Make room for ``slots`` more positions (doubling, one copy per growth)."""
+        """Make room for ``slots`` more positions (whole blocks, one copy per growth)."""
         needed = self.length + slots
         if needed > self.max_capacity:
             raise TtsoptError(f"the GPT context would hold {needed} positions; this package allows {self.max_capacity}: "
                               "use a shorter prompt or text, or fewer new tokens")
         if needed <= self.capacity:
             return
-        capacity = min(self.max_capacity, max(needed, 2 * self.capacity))
+        capacity = block_capacity(needed, self.max_capacity)
         for buffers in (self.keys, self.values):
             for i, old in enumerate(buffers):
                 grown = np.zeros((1, self.heads, capacity, self.head_dim), np.float32)
@@ -77,7 +85,14 @@ class KVCache:
                 buffers[i] = grown
 
     def feed(self, hidden: np.ndarray, allowed_new: np.ndarray) -> dict[str, np.ndarray]:
-        """The transformer's inputs for ``hidden`` (after :meth:`reserve`): see :func:`transformer_feed`."""
+        """The transformer's inputs for ``hidden`` (after :meth:`reserve`): see :func:`transformer_feed`.
+
+        An empty cache (the prefill) is fed as one masked slot, not as its capacity: the prefill's attention
+        then spans its own positions only (real-size GPT, 91 positions over a 256-slot cache: 0.68x the time,
+        interleaved; logits within 1.3e-6 of the full-capacity feed)."""
+        if self.length == 0:
+            empty = [np.zeros((1, self.heads, 1, self.head_dim), np.float32)] * self.layers
+            return transformer_feed(hidden, allowed_new, empty, empty, 0)
         return transformer_feed(hidden, allowed_new, self.keys, self.values, self.length)
 
     def append(self, outputs: dict[str, np.ndarray]) -> None:
@@ -101,7 +116,7 @@ class Decoder:
     def _transformer(self, hidden: np.ndarray, allowed_new: np.ndarray) -> np.ndarray:
         cache = self.cache
         cache.reserve(hidden.shape[1])
-        outputs = self.gpt.package.run(TRANSFORMER, cache.feed(hidden, allowed_new))
+        outputs = self.gpt.package.run_prepared(TRANSFORMER, cache.feed(hidden, allowed_new))
         cache.append(outputs)
         return outputs["logits"][0]
 
@@ -112,8 +127,8 @@ class Decoder:
 
         Reserve nothing for a generation of unknown length: every step's attention reads the whole
         capacity (filled or not), so a cache sized for the 1500-token cap made each step of a short
-        sentence 1.5x slower (real-size GPT: 74 vs 49 ms); growing by doubling keeps the capacity
-        within twice the filled length."""
+        sentence 1.5x slower (real-size GPT: 74 vs 49 ms); growing a block at a time keeps the capacity
+        within a block of the filled length."""
         gpt = self.gpt
         bert_features = bert_features() if callable(bert_features) else bert_features
         ids = np.asarray(phoneme_ids, dtype=np.int64).reshape(1, -1)
@@ -132,14 +147,14 @@ class Decoder:
             raise TtsoptError(f"prompt + text are {total} positions; this package's prefill takes at most "
                               f"{gpt.max_new_positions}: shorten the text or the prompt")
         self.text_len = ids.shape[1]
-        capacity = max(MIN_CAPACITY, min(gpt.max_capacity, total + reserve))
+        capacity = block_capacity(total + reserve, gpt.max_capacity)
         self.cache = KVCache(gpt.layers, gpt.heads, gpt.head_dim, capacity, gpt.max_capacity)
         return self._transformer(hidden, prefill_mask(self.text_len, total))
 
     def step(self, token: int, position: int) -> np.ndarray:
         """Feed the token chosen at the previous loop index at audio ``position``; raw logits of the next."""
-        hidden = self.gpt.package.run(AUDIO_EMBEDDING, {"tokens": np.array([[token]], np.int64),
-                                                        "positions": np.array([[position]], np.int64)})["hidden"]
+        hidden = self.gpt.package.run_prepared(AUDIO_EMBEDDING, {"tokens": np.array([[token]], np.int64),
+                                                                 "positions": np.array([[position]], np.int64)})["hidden"]
         return self._transformer(hidden, np.ones((1, 1), dtype=bool))
 
 

@@ -106,3 +106,14 @@ class Package:
             feed[spec.name] = array
         outputs = self.session(name).run(None, feed)
         return {spec.name: value for spec, value in zip(entry.outputs, outputs, strict=False)}
+
+    def run_prepared(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`run` for inputs the runtime built itself (every input present, contiguous, in range): only
+        the dtypes are matched to the graph's. What a GPT decode step calls, 49 inputs each: under cProfile, 300
+        real-size steps spent 0.38 s in :meth:`run`'s checks of the 0.69 s of Python outside onnxruntime (0.04 s
+        in this method)."""
+        entry = self.manifest.graphs[name]
+        feed = {spec.name: inputs[spec.name] if inputs[spec.name].dtype == _NUMPY_DTYPES[spec.dtype]
+                else inputs[spec.name].astype(_NUMPY_DTYPES[spec.dtype]) for spec in entry.inputs}
+        outputs = self.session(name).run(None, feed)
+        return {spec.name: value for spec, value in zip(entry.outputs, outputs, strict=False)}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ttsopt.audio.io import read_samples
 from ttsopt.errors import TtsoptError
 
 #: The package graph that runs HuBERT: ``waveform [B, samples]`` at 16 kHz → ``ssl [B, 768, frames]``.
@@ -62,19 +63,8 @@ def read_audio(recording: Recording) -> tuple[np.ndarray, int, str]:
         # Signed PCM as soundfile reads it into float32: divided by 2^(bits-1).
         audio = (audio / np.float32(2 ** (8 * audio.dtype.itemsize - 1)) if audio.dtype.kind == "i" else audio).astype(np.float32)
         return (audio[None] if audio.ndim == 1 else audio), int(rate), "the given recording"
-    import soundfile
-
-    path = Path(recording)
-    if not path.is_file():
-        raise TtsoptError(f"reference recording not found: {path}: check the path")
-    try:
-        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TtsoptError(f"cannot read {path} as audio ({reason}): give a WAV/FLAC/OGG recording") from None
-    if audio.shape[0] == 0:
-        raise TtsoptError(f"{path} has no samples: give a 3-10 s recording of speech")
-    return audio.T, int(rate), str(path)
+    audio, rate = read_samples(recording, what="reference recording", hint="give a 3-10 s recording of speech")
+    return audio.T, rate, str(recording)
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:

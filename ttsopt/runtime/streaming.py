@@ -21,7 +21,7 @@ the same draw, so a streamed request and a whole one with the same tokens differ
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,20 +76,38 @@ def linear_fade(samples: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class StreamStats:
-    """Filled in while a stream runs: seconds from the call to the first piece, and the GPT result."""
+    """Filled in while a stream runs: seconds from the start of iteration to the first piece, pieces and samples
+    sent (sentence pauses included in the samples), and the GPT's result of each utterance finished so far."""
 
     started: float = field(default_factory=time.perf_counter)
     first_audio_s: float | None = None
     pieces: int = 0
     samples: int = 0
-    result: GenerationResult | None = None
-    tokens: np.ndarray | None = None
+    results: list[GenerationResult] = field(default_factory=list)
+
+    @property
+    def result(self) -> GenerationResult | None:
+        """The GPT result of the last utterance finished (None until the first one is)."""
+        return self.results[-1] if self.results else None
+
+    @property
+    def tokens(self) -> np.ndarray | None:
+        """Every semantic token generated so far, utterance after utterance (None before any utterance finished)."""
+        return np.concatenate([r.tokens for r in self.results]) if self.results else None
+
+    def count(self, audio: np.ndarray) -> np.ndarray:
+        """Record a speech piece as it goes out."""
+        if self.first_audio_s is None:
+            self.first_audio_s = time.perf_counter() - self.started
+        self.pieces += 1
+        self.samples += audio.size
+        return audio
 
 
 def stream_pieces(synth, token_iter, phoneme_ids: np.ndarray, ge: np.ndarray, noise: FrameNoise, noise_scale: float,
-                  speed: float, settings: StreamSettings, stats: StreamStats) -> Iterator[np.ndarray]:
-    """Float32 audio pieces of the tokens ``token_iter`` yields (a generator returning a GenerationResult);
-    ``synth`` is the package's :class:`~ttsopt.runtime.sovits.Synthesizer`."""
+                  speed: float, settings: StreamSettings) -> Generator[np.ndarray, None, GenerationResult]:
+    """Float32 audio pieces of the tokens ``token_iter`` yields (a generator returning a GenerationResult), then
+    that result; ``synth`` is the package's :class:`~ttsopt.runtime.sovits.Synthesizer`."""
     from ttsopt.runtime.sovits import latent_frames
 
     hop, context = synth.hop, synth.context_frames
@@ -125,24 +143,16 @@ def stream_pieces(synth, token_iter, phoneme_ids: np.ndarray, ge: np.ndarray, no
         try:
             tokens.append(next(token_iter))
         except StopIteration as done:
-            stats.result = done.value
+            result = done.value
             break
         if len(tokens) >= next_cut:
             next_cut += max(settings.chunk_tokens, int(settings.growth * len(tokens)))
             audio = piece(final=False)
             if audio.size:
-                yield _count(audio, stats)
+                yield audio
     if not tokens:
         raise TtsoptError("the GPT produced no semantic tokens for this text: check the phonemes")
-    stats.tokens = np.asarray(tokens, np.int64)
     audio = piece(final=True)
     if audio.size:
-        yield _count(audio, stats)
-
-
-def _count(audio: np.ndarray, stats: StreamStats) -> np.ndarray:
-    if stats.first_audio_s is None:
-        stats.first_audio_s = time.perf_counter() - stats.started
-    stats.pieces += 1
-    stats.samples += audio.size
-    return audio
+        yield audio
+    return result

@@ -1,17 +1,20 @@
 """Text-to-speech with a GPT-SoVITS package: phonemes + a voice → semantic tokens (GPT) → speech (SoVITS).
 
     >>> tts = ttsopt.runtime.load("build/gpt-sovits-cpu")
-    >>> audio, result = tts.speak("h ao3 .", voice="alice", params=SamplingParams(seed=0))
+    >>> audio, result = tts.speak(SynthesisRequest(phonemes="h ao3 .", voice="alice", sampling=SamplingParams(seed=0)))
+
+What to synthesise is one :class:`~ttsopt.runtime.request.SynthesisRequest` (text or phonemes, voice, sampling,
+noise scale, speed, streaming settings): :meth:`TextToSpeech.speak` and :meth:`TextToSpeech.stream` take it.
 
 A stored voice with a prompt (what was said in its recording: semantic tokens and phonemes) conditions
 the GPT on it, as the official inference does; a voice without one, or a recording given at run time,
 runs the GPT reference-free (text only). Phonemes given as a string get zero BERT features (what the
 official code uses for non-Chinese text) unless ``bert`` (``[1024, phonemes]`` of the target text, or of
-prompt + target) is passed; a :class:`~ttsopt.runtime.text.Sentence` (what the text front end makes) gets
+prompt + target) is given; a :class:`~ttsopt.runtime.text.Sentence` (what the text front end makes) gets
 the official features: RoBERTa's for its Chinese segments when the package has the ``bert`` graph
 (:mod:`ttsopt.runtime.bert`), zeros for the rest.
 
-Text goes in with ``speak(text=..., lang=...)`` (``lang``: an official mode, ``zh``, ``all_zh``, ``auto``, ...;
+Text goes in as ``SynthesisRequest(text=..., lang=...)`` (``lang``: an official mode, ``zh``, ``all_zh``, ``auto``, ...;
 segmented with the package's fastText model when it was exported with one): the text front end (:mod:`ttsopt.runtime.text`) cuts it
 into sentences, each sentence is synthesised on its own (the GPT's token cap applies per sentence, so a
 paragraph is never cut short) and the pieces are joined with 0.3 s of silence, as the official API does.
@@ -24,7 +27,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,15 +36,15 @@ from ttsopt.errors import TtsoptError
 from ttsopt.runtime.bert import BERT_GRAPH, BertFeatures, is_chinese
 from ttsopt.runtime.gpt import GPT
 from ttsopt.runtime.package import Package
+from ttsopt.runtime.request import SynthesisRequest
 from ttsopt.runtime.sampling import GenerationResult, SamplingParams, StopFn
-from ttsopt.runtime.sovits import Synthesizer, check_synthesis, latent_frames
-from ttsopt.runtime.streaming import FrameNoise, StreamSettings, StreamStats, stream_pieces
+from ttsopt.runtime.sovits import Synthesizer, latent_frames
+from ttsopt.runtime.streaming import FrameNoise, StreamStats, stream_pieces
 from ttsopt.runtime.text import Sentence, package_langdetect, phonemize
 from ttsopt.runtime.text.cutting import DEFAULT_METHOD
 from ttsopt.runtime.text.g2pw import package_g2pw
 from ttsopt.runtime.voice import Voice
 
-SENTENCE_PAUSE_S = 0.3  # the official fragment_interval
 OFFICIAL_MAX_TOKENS = SamplingParams.max_new_tokens  # the official loop's 1500 iterations (60 s at 25 Hz)
 #: BERT features ``[1, 1024, phonemes]``, or a callable making them when the GPT starts, or None (zeros).
 Features = np.ndarray | Callable[[], np.ndarray] | None
@@ -117,17 +121,18 @@ class TextToSpeech(Synthesizer):
             bert = np.concatenate((prompt, bert), axis=1)
         return bert[None]
 
-    def _gpt_inputs(self, phonemes: str | np.ndarray, voice: VoiceLike, bert: Features,
-                    params: SamplingParams) -> tuple[np.ndarray, np.ndarray, Features, np.ndarray | None]:
-        """(target ids, prompt + target ids, BERT features, prompt tokens), checked before anything runs."""
+    def _gpt_inputs(self, request: SynthesisRequest) -> GptInputs:
+        """The GPT's inputs of a one-utterance request (``phonemes`` set), checked before anything runs."""
+        phonemes, bert = self._utterance(request.phonemes, request.bert)
         ids = self.phoneme_ids(phonemes)
-        voice = voice if voice is not None else self._default_voice_name()
+        voice = request.voice if request.voice is not None else self._default_voice_name()
         prompt_tokens, prompt_ids = self.prompt(voice)
-        if params.max_new_tokens > self.max_tokens:
-            raise TtsoptError(f"max new tokens {params.max_new_tokens} exceeds what the SoVITS graphs take ({self.max_tokens})")
+        if request.sampling.max_new_tokens > self.max_tokens:
+            raise TtsoptError(f"max new tokens {request.sampling.max_new_tokens} exceeds what the SoVITS graphs take ({self.max_tokens})")
         # The transcript's BERT features: a Voice's, or a stored voice's (made at export from its transcript).
         prompt_bert = voice.prompt_bert if isinstance(voice, Voice) else self.voice_data.get(f"{voice}/prompt_bert")
-        return ids, np.concatenate((prompt_ids, ids)), self._bert(bert, prompt_ids.size, ids.size, prompt_bert), prompt_tokens
+        return GptInputs(ids, np.concatenate((prompt_ids, ids)), self._bert(bert, prompt_ids.size, ids.size, prompt_bert),
+                         prompt_tokens)
 
     def report_stops(self, results: Sequence[GenerationResult], params: SamplingParams) -> None:
         """One warning per text (not per sentence) when the GPT was cut off: how many of its sentences, and the
@@ -147,13 +152,10 @@ class TextToSpeech(Synthesizer):
             log.warning("the GPT stopped at early_stop_num = %d tokens in %s", params.early_stop_num,
                         f"{len(early)} of {len(results)} sentences" if len(results) > 1 else "the sentence")
 
-    def semantic_tokens(self, phonemes: str | np.ndarray, voice: VoiceLike = None,
-                        bert: Features = None, params: SamplingParams | None = None,
-                        stop: StopFn | None = None) -> GenerationResult:
-        """The GPT's tokens for the target ``phonemes`` (EOS removed), continuing the voice's prompt."""
-        params = params or SamplingParams()
-        _, all_ids, features, prompt_tokens = self._gpt_inputs(phonemes, voice, bert, params)
-        return self.gpt.generate(all_ids, features, prompt_tokens, params, stop=stop)
+    def semantic_tokens(self, request: SynthesisRequest, stop: StopFn | None = None) -> GenerationResult:
+        """The GPT's tokens for a one-utterance request (EOS removed), continuing the voice's prompt."""
+        inputs = self._gpt_inputs(self._one(request))
+        return self.gpt.generate(inputs.all_ids, inputs.features, inputs.prompt_tokens, request.sampling, stop=stop)
 
     def _default_voice_name(self) -> str | None:
         return next(iter(self.voices)) if len(self.voices) == 1 else None
@@ -164,88 +166,115 @@ class TextToSpeech(Synthesizer):
         return phonemize(text, lang, self.phonemes.symbols, self.phonemes.version, cut, self.g2pw,
                          langdetect=package_langdetect(self.package))
 
-    def speak(self, phonemes: str | np.ndarray | Sentence | None = None, voice: VoiceLike = None, bert: np.ndarray | None = None,
-              params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
-              stop: StopFn | None = None, *, text: str | None = None, lang: str | None = None, cut: str = DEFAULT_METHOD
+    def sentences(self, request: SynthesisRequest) -> SynthesisRequest:
+        """``request`` with its text cut into the front end's sentences (a request without text as it is)."""
+        if request.text is None:
+            return request
+        return request.replace(sentences=tuple(self.phonemize(request.text, request.lang, request.cut)))
+
+    @staticmethod
+    def _one(request: SynthesisRequest) -> SynthesisRequest:
+        if request.phonemes is None:
+            raise TtsoptError("this call takes one utterance: give the request phonemes (or use speak/stream for text)")
+        return request
+
+    def speak(self, request: SynthesisRequest, stop: StopFn | None = None
               ) -> tuple[np.ndarray, GenerationResult | list[GenerationResult]]:
-        """Waveform at :attr:`sample_rate` and the GPT's result; ``params.seed`` also seeds the SoVITS noise
-        (drawn frame by frame, as :meth:`stream` draws it: same seed and tokens, same noise).
+        """Waveform at :attr:`sample_rate` and the GPT's result; the request's seed also seeds the SoVITS noise
+        (drawn frame by frame, as :meth:`stream` draws it: same seed and tokens, same noise). ``stop()``, checked
+        at every token, cancels (:class:`~ttsopt.runtime.sampling.Cancelled`).
 
-        Give either ``phonemes`` (one utterance: a phoneme string, ids, or a front-end :class:`Sentence`, which
-        brings its BERT features) or ``text`` and ``lang`` (cut into sentences; the result is then the list of
-        per-sentence GPT results).
+        A request with ``phonemes`` is one utterance (the result is its GPT result); one with ``text`` (cut into
+        sentences) or ``sentences`` gives each sentence synthesised on its own, peaks above 1 normalised, joined with
+        ``pause_s`` of silence, and the list of per-sentence GPT results.
         """
-        if (phonemes is None) == (text is None):
-            raise TtsoptError("give either phonemes or text (with lang) to speak")
-        if text is not None:
-            if lang is None:
-                raise TtsoptError("text needs its language: pass lang='en', 'zh', 'ja', 'ko', 'yue', 'all_zh', ... or 'auto'")
-            if bert is not None:
-                raise TtsoptError("bert features go with phonemes; text gets its own (RoBERTa's for Chinese, when the "
-                                  "package has it)")
-            return self.speak_sentences(self.phonemize(text, lang, cut), voice, params, noise_scale, speed, stop)
-        params = params or SamplingParams()
-        audio, result = self._speak_one(phonemes, voice, bert, params, noise_scale, speed, stop)
-        self.report_stops([result], params)
-        return audio, result
-
-    def _speak_one(self, phonemes: str | np.ndarray | Sentence, voice: VoiceLike, bert: Features,
-                   params: SamplingParams, noise_scale: float, speed: float, stop: StopFn | None
-                   ) -> tuple[np.ndarray, GenerationResult]:
-        """One utterance, unreported (``speak`` reports it; ``speak_sentences`` reports a text's cut-offs once)."""
-        ge = self._ge(voice)  # fails early, before the GPT runs, on an unknown voice
-        check_synthesis(speed, noise_scale)
-        phonemes, bert = self._utterance(phonemes, bert)
-        result = self.semantic_tokens(phonemes, voice, bert, params, stop=stop)
-        if result.tokens.size == 0:
-            raise TtsoptError("the GPT produced no semantic tokens for this text: check the phonemes")
-        noise = FrameNoise(self.inter_channels, params.seed)(latent_frames(result.tokens.size, speed))
-        audio = self.synthesize(result.tokens, phonemes, ge, noise_scale=noise_scale, speed=speed, noise=noise)
-        return audio, result
-
-    def speak_sentences(self, sentences: list[Sentence], voice: VoiceLike = None,
-                        params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
-                        stop: StopFn | None = None) -> tuple[np.ndarray, list[GenerationResult]]:
-        """Each sentence synthesised on its own (with its BERT features), peaks above 1 normalised, joined with 0.3 s pauses."""
-        params = params or SamplingParams()
-        pause = np.zeros(int(SENTENCE_PAUSE_S * self.sample_rate), np.float32)
+        if request.phonemes is not None:
+            audio, result = self._speak_one(request, stop)
+            self.report_stops([result], request.sampling)
+            return audio, result
+        request = self.sentences(request)
+        pause = np.zeros(int(request.pause_s * self.sample_rate), np.float32)
         pieces, results = [], []
-        for sentence in sentences:
-            audio, result = self._speak_one(sentence, voice, None, params, noise_scale, speed, stop)
+        for sentence in request.sentences:
+            audio, result = self._speak_one(request.replace(phonemes=sentence), stop)
             peak = float(np.max(np.abs(audio))) if audio.size else 0.0
             pieces += [audio / peak if peak > 1 else audio, pause]
             results.append(result)
-        self.report_stops(results, params)
+        self.report_stops(results, request.sampling)
         return np.concatenate(pieces).astype(np.float32), results
 
-    def stream(self, phonemes: str | np.ndarray | Sentence, voice: VoiceLike = None, bert: np.ndarray | None = None,
-               params: SamplingParams | None = None, noise_scale: float = 0.5, speed: float = 1.0,
-               settings: StreamSettings | None = None, stop: StopFn | None = None) -> SpeechStream:
-        """Audio pieces while the GPT generates (see :mod:`ttsopt.runtime.streaming`). Inputs are checked
-        now; the work runs as the returned stream is iterated (``stream.stats`` has first-audio time and
-        the GPT result once it is done, and :meth:`report_stops` of it says whether the GPT was cut off: a caller
-        streaming a text sentence by sentence reports once for all of them); closing the iterator early stops the GPT.
-        A :class:`Sentence` brings its BERT features, computed when the GPT starts."""
-        params = params or SamplingParams()
-        ge = self._ge(voice)
-        check_synthesis(speed, noise_scale)
-        phonemes, bert = self._utterance(phonemes, bert)
-        ids, all_ids, features, prompt_tokens = self._gpt_inputs(phonemes, voice, bert, params)
-        return SpeechStream(self, ids, all_ids, features, prompt_tokens, ge, params, noise_scale, speed,
-                            settings or StreamSettings(), stop)
+    def _speak_one(self, request: SynthesisRequest, stop: StopFn | None) -> tuple[np.ndarray, GenerationResult]:
+        """One utterance, unreported (``speak`` reports a text's cut-offs once)."""
+        ge = self._ge(request.voice)  # fails early, before the GPT runs, on an unknown voice
+        inputs = self._gpt_inputs(request)
+        result = self.gpt.generate(inputs.all_ids, inputs.features, inputs.prompt_tokens, request.sampling, stop=stop)
+        if result.tokens.size == 0:
+            raise TtsoptError("the GPT produced no semantic tokens for this text: check the phonemes")
+        noise = FrameNoise(self.inter_channels, request.seed)(latent_frames(result.tokens.size, request.speed))
+        audio = self.synthesize(result.tokens, inputs.ids, ge, noise_scale=request.noise_scale, speed=request.speed, noise=noise)
+        return audio, result
+
+    def stream(self, request: SynthesisRequest, stop: StopFn | None = None) -> SpeechStream:
+        """Audio pieces while the GPT generates (see :mod:`ttsopt.runtime.streaming`), cut as ``request.stream``
+        says; a text's sentences one after the other with ``pause_s`` of silence between them. Every utterance is
+        checked now; the work runs as the returned stream is iterated (``stream.stats`` has first-audio time and the
+        GPT results as they finish, and :meth:`report_stops` of them says whether the GPT was cut off); closing the
+        iterator early stops the GPT. A :class:`Sentence` brings its BERT features, computed when its GPT starts."""
+        request = self.sentences(request)
+        utterances = [request.replace(phonemes=u) if request.sentences is not None else request for u in request.utterances()]
+        return SpeechStream(self, [self._stream_utterance(u, stop) for u in utterances], request.pause_s)
+
+    def _stream_utterance(self, request: SynthesisRequest, stop: StopFn | None) -> Callable[[], UtterancePieces]:
+        """One utterance's pieces, checked now and made when called (so a text's later sentences start their GPT in turn)."""
+        ge = self._ge(request.voice)
+        inputs = self._gpt_inputs(request)
+
+        def pieces() -> UtterancePieces:
+            tokens = self.gpt.tokens(inputs.all_ids, inputs.features, inputs.prompt_tokens, request.sampling, stop=stop)
+            return stream_pieces(self, tokens, inputs.ids, ge, FrameNoise(self.inter_channels, request.seed),
+                                 request.noise_scale, request.speed, request.stream)
+
+        return pieces
+
+
+#: One utterance's streamed pieces, then its GPT result.
+UtterancePieces = Generator[np.ndarray, None, GenerationResult]
+
+
+@dataclass(frozen=True)
+class GptInputs:
+    """What the GPT takes for one utterance: the target phoneme ids, prompt + target ids, BERT features (None: zeros;
+    a callable: made when the GPT starts) and the voice's prompt tokens (None: reference-free)."""
+
+    ids: np.ndarray
+    all_ids: np.ndarray
+    features: Features
+    prompt_tokens: np.ndarray | None
 
 
 class SpeechStream:
-    """An iterable of float32 pieces at the package's sample rate; :attr:`stats` fills in as it runs."""
+    """An iterable of float32 pieces at the package's sample rate, utterance after utterance with the pause between
+    them; :attr:`stats` fills in as it runs."""
 
-    def __init__(self, tts: TextToSpeech, ids: np.ndarray, all_ids: np.ndarray, features: Features,
-                 prompt_tokens: np.ndarray | None, ge: np.ndarray, params: SamplingParams, noise_scale: float,
-                 speed: float, settings: StreamSettings, stop: StopFn | None):
-        self.tts, self.params, self.sample_rate = tts, params, tts.sample_rate
+    def __init__(self, tts: TextToSpeech, utterances: list[Callable[[], UtterancePieces]], pause_s: float):
+        self.sample_rate = tts.sample_rate
         self.stats = StreamStats()
-        tokens = tts.gpt.tokens(all_ids, features, prompt_tokens, params, stop=stop)
-        self._pieces = stream_pieces(tts, tokens, ids, ge, FrameNoise(tts.inter_channels, params.seed), noise_scale,
-                                     speed, settings, self.stats)
+        self._pause = np.zeros(int(pause_s * tts.sample_rate), np.float32)
+        self._pieces = self._run(utterances)
+
+    def _run(self, utterances: list[Callable[[], UtterancePieces]]) -> Iterator[np.ndarray]:
+        for index, make in enumerate(utterances):
+            if index and self._pause.size:
+                self.stats.samples += self._pause.size
+                yield self._pause
+            pieces = make()
+            while True:
+                try:
+                    piece = next(pieces)
+                except StopIteration as done:
+                    self.stats.results.append(done.value)
+                    break
+                yield self.stats.count(piece)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self.stats.started = time.perf_counter()

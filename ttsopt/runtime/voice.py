@@ -11,8 +11,8 @@ kept in a file and reused without the recording::
     >>> voice = Voice.from_recording(tts, (samples, 44100), "你好。", "zh")   # or a waveform and its rate
     >>> voice.save("alice.voice")                                    # atomic; a small npz with a JSON header
     >>> voice = Voice.load("alice.voice", tts)                       # refused if made with another model
-    >>> audio, results = tts.speak(text="Nice to meet you.", lang="en", voice=voice)
-    >>> speech = tts.stream("n i2 h ao3 .", voice=voice)
+    >>> audio, results = tts.speak(SynthesisRequest(text="Nice to meet you.", lang="en", voice=voice))
+    >>> speech = tts.stream(SynthesisRequest(phonemes="n i2 h ao3 .", voice=voice))
 
 Stable API: :meth:`Voice.from_recording`, :meth:`Voice.save`, :meth:`Voice.load` (also :meth:`Voice.from_bytes`
 / :meth:`Voice.to_bytes` for stores that keep voices elsewhere), :meth:`Voice.describe` (JSON-ready), and the

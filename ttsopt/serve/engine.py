@@ -1,6 +1,8 @@
 """Inference off the event loop: one request = one job on a worker thread, its audio handed to the loop
-piece by piece; isolated (each job has its own GPT decoder, KV cache and random generators: nothing
-is shared between requests but the read-only package), cancellable (a client that goes away or a
+piece by piece; the request body becomes one :class:`~ttsopt.runtime.request.SynthesisRequest` here (:meth:`Engine.check`),
+which the worker hands to ``speak``/``stream``; isolated (each job has its own KV cache rows, sampling state and random
+generators: nothing is shared between requests but the read-only package; the GPT's decode steps are batched, each
+row sampled on its own), cancellable (a client that goes away or a
 request past its timeout stops the GPT at its next token) and bounded (admission, input length,
 tokens, time)."""
 
@@ -19,11 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ttsopt.errors import TtsoptError
+from ttsopt.runtime.request import SynthesisRequest
 from ttsopt.runtime.sampling import Cancelled, SamplingParams
-from ttsopt.runtime.sovits import check_synthesis
 from ttsopt.runtime.streaming import StreamSettings
-from ttsopt.runtime.text import Sentence
-from ttsopt.runtime.tts import SENTENCE_PAUSE_S
 from ttsopt.runtime.voice import Voice
 from ttsopt.serve.limits import Admission, AudioCache
 from ttsopt.serve.metrics import Metrics
@@ -87,22 +87,15 @@ class RequestTimeout(TtsoptError):
 
 @dataclass(frozen=True)
 class Job:
-    """A checked request: everything synthesis needs, and the cache key (None: not cached)."""
+    """A checked request: the synthesis (its text already cut into sentences), how it is answered, and the cache
+    key (None: not cached)."""
 
-    #: Phonemes of each sentence, synthesised in order with the sentence pause between them.
-    sentences: tuple[str | Sentence, ...]  # the front end's sentences, or one phoneme string
-    #: A package voice's name, a :class:`Voice` (stored or made from a recording), or a recording's ``ge`` (reference-free).
-    voice: str | Voice | np.ndarray
-    params: SamplingParams
-    noise_scale: float
-    speed: float
+    request: SynthesisRequest
     streamed: bool
     response_format: str
     cache_key: tuple | None
     #: ``time.perf_counter()`` when the request arrived: first audio is measured from here (text front end included).
     started: float = field(default_factory=time.perf_counter)
-    #: Seconds of silence between sentences.
-    pause: float = SENTENCE_PAUSE_S
 
 
 class Engine:
@@ -121,8 +114,9 @@ class Engine:
         self.store = VoiceStore(tts, settings.voices_dir, settings.max_voices, on_compute=self.metrics.voices_made.inc)
         # Making a voice runs HuBERT: on a thread of its own, so neither the event loop nor a synthesis waits for it.
         self.voice_maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttsopt-voice")
-        # Every request's GPT decode steps run batched on one thread (ttsopt.runtime.batching); each worker holds a
-        # request (its prefill, its SoVITS work, its pieces), so the batch holds at most one row per worker.
+        # Every request's GPT decode steps run batched (ttsopt.runtime.batching), stepped by the worker that needs a
+        # token; each worker holds a request (its prefill, its SoVITS work, its pieces), so the batch holds at most one
+        # row per worker.
         self.scheduler = tts.gpt.batch(min(settings.workers, tts.gpt.max_batch))
         self.scheduler.on_step, self.scheduler.on_join = self.metrics.observe_step, self.metrics.queue_wait.observe
 
@@ -197,15 +191,15 @@ class Engine:
         # Text is cut into pieces whose speech fits the token cap (about 2 tokens per phoneme), not only the graphs.
         piece = min(room, max(MIN_PIECE_PHONEMES, max_tokens // TOKENS_PER_PHONEME))
         sentences = request_sentences(request.input, request.lang or settings.lang, tts, room, piece, request.text_split_method)
-        seed = request.resolved_seed()
-        params = SamplingParams(top_k=request.top_k or tts.gpt.default_top_k, top_p=request.top_p, temperature=request.temperature,
-                                repetition_penalty=request.repetition_penalty, max_new_tokens=max_tokens, seed=seed)
-        check_synthesis(request.speed, request.noise_scale)
+        sampling = SamplingParams(top_k=request.top_k or tts.gpt.default_top_k, top_p=request.top_p,
+                                  temperature=request.temperature, repetition_penalty=request.repetition_penalty,
+                                  max_new_tokens=max_tokens, seed=request.resolved_seed())
+        synthesis = SynthesisRequest(sentences=sentences, voice=voice, sampling=sampling, noise_scale=request.noise_scale,
+                                     speed=request.speed, pause_s=request.fragment_interval, stream=settings.stream)
         key = None
-        if self.cache is not None and seed is not None:
-            key = (sentences_key(sentences), voice_key, params, request.noise_scale, request.speed, request.fragment_interval, streamed)
-        return Job(sentences, voice, params, request.noise_scale, request.speed, streamed, request.resolved_format(), key, started,
-                   request.fragment_interval)
+        if self.cache is not None and sampling.seed is not None:
+            key = (sentences_key(sentences), voice_key, sampling, synthesis.noise_scale, synthesis.speed, synthesis.pause_s, streamed)
+        return Job(synthesis, streamed, request.resolved_format(), key, started)
 
     async def audio(self, job: Job) -> AsyncIterator[np.ndarray]:
         """Float32 pieces of ``job`` (one piece for a whole utterance). Must be entered after
@@ -237,27 +231,16 @@ class Engine:
             try:
                 if cancel.is_set():
                     raise Cancelled("the client went away before synthesis started")
-                pause = np.zeros(int(job.pause * self.tts.sample_rate), np.float32)
-                whole = []
-                for index, sentence in enumerate(job.sentences):
-                    if index and job.streamed and pause.size:
-                        send(("piece", pause))
-                    elif index:
-                        whole.append(pause)
-                    if job.streamed:
-                        speech = self.tts.stream(sentence, job.voice, params=job.params, noise_scale=job.noise_scale,
-                                                 speed=job.speed, settings=self.settings.stream, stop=stop)
-                        for piece in speech:
-                            send(("piece", piece))
-                            if stop():
-                                speech.close()
-                                raise Cancelled("stopped between pieces")
-                    else:
-                        audio, _ = self.tts.speak(sentence, job.voice, params=job.params, noise_scale=job.noise_scale,
-                                                  speed=job.speed, stop=stop)
-                        whole.append(audio)
-                if whole:
-                    send(("piece", np.concatenate(whole)))
+                if job.streamed:
+                    speech = self.tts.stream(job.request, stop=stop)
+                    for piece in speech:
+                        send(("piece", piece))
+                        if stop():
+                            speech.close()
+                            raise Cancelled("stopped between pieces")
+                else:
+                    audio, _ = self.tts.speak(job.request, stop=stop)
+                    send(("piece", audio))
                 send(("done", None))
             except Cancelled as exc:
                 send(("error", RequestTimeout(f"the request ran past the server's {self.settings.timeout_s:g} s timeout: "

@@ -10,9 +10,10 @@ CLI. A family says which pass each of its graphs gets (:meth:`Family.quantizatio
 
 from ttsopt.compiler.passes.base import PassContext, PrecisionPass
 from ttsopt.compiler.passes.fp16 import FP16
+from ttsopt.compiler.passes.matmul_int8 import MatMulInt8
 from ttsopt.compiler.passes.static_int8 import StaticInt8
 from ttsopt.compiler.passes.weight_only import WeightOnly
-from ttsopt.package.precision import FP16Record, PassRecord, StaticInt8Record, WeightOnlyRecord, record_from_dict
+from ttsopt.package.precision import FP16Record, MatMulInt8Record, PassRecord, StaticInt8Record, WeightOnlyRecord, record_from_dict
 
-__all__ = ["FP16", "FP16Record", "PassContext", "PassRecord", "PrecisionPass", "StaticInt8", "StaticInt8Record",
+__all__ = ["FP16", "FP16Record", "MatMulInt8", "MatMulInt8Record", "PassContext", "PassRecord", "PrecisionPass", "StaticInt8", "StaticInt8Record",
            "WeightOnly", "WeightOnlyRecord", "record_from_dict"]

@@ -1,6 +1,7 @@
 """The text-to-speech benchmark: latency of each stage (prefill, decode, SoVITS, time to first audio, whole
 RTF) for a short and a long sentence, the package against the original checkpoints (PyTorch eager, same
-KV-cache algorithm) and against its FP32 package, interleaved in one run."""
+KV-cache algorithm) and against its FP32 package, interleaved in one run; and each of the package's stages
+against its floor (:mod:`.floors`: FLOP or bytes over this machine's rates, measured in the same run)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from ttsopt.bench.machine import machine_description
+from ttsopt.bench.machine import machine_description, measure_peak_gflops, measure_weight_stream_gbs
 from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE, fp32_package, load_eager
+from ttsopt.families.gpt_sovits import floors
 from ttsopt.runtime import load
+from ttsopt.runtime.bert import BERT_GRAPH
 from ttsopt.runtime.sampling import SamplingParams, generate
 
 #: (name, times the golden sentence is repeated, semantic tokens to generate: 25 per second of speech).
@@ -31,6 +34,12 @@ class TTSBenchReport:
     repeat: int
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: This machine's rates measured in the run (best before/after the timings): FP32 SGEMM GFLOP/s and the
+    #: GB/s at which onnxruntime streams a matrix from memory (None where it could not be measured).
+    peak_gflops: float | None = None
+    stream_gbs: float | None = None
+    #: Packages with a ``bert`` graph: the Chinese text stages (:mod:`.bench_chinese`), one row per stage and variant.
+    chinese: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,7 +64,30 @@ class TTSBenchReport:
                 table.add_row(label if name == PACKAGE else "", name, f"{r['prefill_ms']:.0f}", f"{r['decode_tokens_per_s']:.1f}",
                               f"{r['sovits_rtf']:.3f}", f"{r['time_to_first_audio_s']:.2f}", f"{r['rtf']:.3f}", speedup)
         shown.append(table)
+        if any("floors" in row for row in self.rows):
+            shown.append(self._floor_table())
+        if self.chinese:
+            table = Table(title="Chinese text: BERT, front end, first audio (text → first streamed piece)")
+            for column in ("stage", "variant", "runs", "p50 ms", "p95 ms", "peak RSS MB"):
+                table.add_column(column, justify="left" if column in ("stage", "variant") else "right")
+            for row in self.chinese:
+                table.add_row(row["stage"], row["variant"], str(row.get("runs", "—")),
+                              f"{row['p50_ms']:.0f}" if "p50_ms" in row else "—", f"{row['p95_ms']:.0f}" if "p95_ms" in row else "—",
+                              f"{row['peak_rss_mb']:.0f}" if "peak_rss_mb" in row else "—")
+            shown.append(table)
         return shown
+
+    def _floor_table(self) -> Table:
+        rates = [f"FP32 peak {self.peak_gflops:.0f} GFLOP/s"] + ([f"weight stream {self.stream_gbs:.1f} GB/s"]
+                                                                if self.stream_gbs else [])
+        table = Table(title=f"the package's stages against their floors ({', '.join(rates)}, measured in this run)")
+        for column in ("sentence", "stage", "work", "floor", "package", "% of floor"):
+            table.add_column(column, justify="left" if column in ("sentence", "stage") else "right")
+        for row in self.rows:
+            for index, (stage, floor) in enumerate(row.get("floors", {}).items()):
+                table.add_row(row["sentence"] if index == 0 else "", stage, floor["work"], f"{floor['floor']:.3g} {floor['unit']}",
+                              f"{floor['package']:.3g} {floor['unit']}", f"{floor['percent']:.0f} %")
+        return table
 
 
 def _tts_request(tts, repeats: int, tokens: int) -> dict:
@@ -78,7 +110,7 @@ def _time_tts(gpt, latent, vocode, request: dict, inter: int) -> dict:
 
     def prefill():
         start = time.perf_counter()
-        logits = gpt.prefill(request["ids"], None, request["prompt"], params.max_new_tokens)
+        logits = gpt.prefill(request["ids"], None, request["prompt"])  # no reserve: the cache grows, as in `run`
         clock["prefill"] = time.perf_counter() - start
         return logits
 
@@ -117,10 +149,13 @@ def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = Non
     if eager is not None:
         variants[EAGER] = (eager.gpt, eager.latent, eager.vocode)
     fp32 = fp32_package(tts.manifest, notes)
-    if fp32 is not None:
-        variants[FP32_PACKAGE] = _tts_functions(load(fp32))
+    fp32_tts = load(fp32) if fp32 is not None else None
+    if fp32_tts is not None:
+        variants[FP32_PACKAGE] = _tts_functions(fp32_tts)
     requests = {name: _tts_request(tts, repeats, tokens) for name, repeats, tokens in SENTENCES}
     clocks: dict[tuple[str, str], list[dict]] = {(v, s): [] for v in variants for s in requests}
+    step("measuring this machine's FP32 peak and memory stream rate")
+    peak, stream = measure_peak_gflops(), _stream_gbs(notes)
     for fns in variants.values():  # warm-up
         _time_tts(*fns, requests["short"], inter)
     for r in range(repeat):
@@ -128,7 +163,9 @@ def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = Non
         for sentence, request in requests.items():
             for name, fns in variants.items():
                 clocks[(name, sentence)].append(_time_tts(*fns, request, inter))
-    report = TTSBenchReport(str(path), machine_description(), repeat, notes=notes)
+    peak = max(peak, measure_peak_gflops())  # once more after, in case the machine was busy before
+    stream = None if stream is None else max(stream, _stream_gbs(notes))
+    report = TTSBenchReport(str(path), machine_description(), repeat, notes=notes, peak_gflops=peak, stream_gbs=stream)
     for sentence, request in requests.items():
         prompt = request["prompt"]
         row = {"sentence": sentence, "phonemes": int(request["text"].size), "prompt_tokens": 0 if prompt is None else int(prompt.size),
@@ -148,8 +185,45 @@ def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = Non
                 row[f"decode_speedup_vs_{key}"] = row[PACKAGE]["decode_tokens_per_s"] / row[name]["decode_tokens_per_s"]
                 row[f"sovits_speedup_vs_{key}"] = row[name]["sovits_rtf"] / row[PACKAGE]["sovits_rtf"]
                 row[f"rtf_speedup_vs_{key}"] = row[name]["rtf"] / row[PACKAGE]["rtf"]
+        row["floors"] = _floors(tts, request, row[PACKAGE], peak, stream)
         report.rows.append(row)
+    if BERT_GRAPH in tts.manifest.graphs:
+        from ttsopt.families.gpt_sovits.bench_chinese import run_chinese_bench
+
+        report.chinese = run_chinese_bench(tts, fp32_tts, repeat, step)
     return report
+
+
+def _stream_gbs(notes: list[str]) -> float | None:
+    try:
+        return measure_weight_stream_gbs()
+    except ImportError:  # the probe graph is built with onnx, a build-side dependency
+        if not any("decode floor" in note for note in notes):
+            notes.append("decode floor not measured: onnx is not installed (pip install 'ttsopt[build]')")
+        return None
+
+
+def _floors(tts, request: dict, measured: dict, peak: float, stream: float | None) -> dict:
+    """The package's prefill, decode step and SoVITS against their floors (:mod:`.floors`) at ``peak`` GFLOP/s and
+    ``stream`` GB/s. The decode step's K/V bytes are those of the mean filled length over the generation."""
+    config = tts.manifest.model_config["gpt"]
+    positions = request["ids"].size + (0 if request["prompt"] is None else request["prompt"].size)
+    tokens = request["params"].max_new_tokens
+    prefill = floors.prefill_flop(config, positions)
+    result = {"prefill": {"work": f"{prefill / 1e9:.1f} GFLOP ({positions} positions)", "unit": "ms",
+                          "floor": 1e3 * prefill / (peak * 1e9), "package": measured["prefill_ms"]}}
+    if stream:
+        filled = positions + tokens / 2
+        step = floors.step_bytes(tts.package.path / tts.manifest.graphs["gpt_transformer"].file, config, filled)
+        result["decode step"] = {"work": f"{step / 1e6:.0f} MB (weights + K/V of {filled:.0f} slots)", "unit": "ms",
+                                 "floor": 1e3 * step / (stream * 1e9), "package": 1e3 / measured["decode_tokens_per_s"]}
+    flop = tts.manifest.cost.get("flop_per_audio_second")
+    if flop:
+        result["SoVITS (latent + generator)"] = {"work": f"{flop / 1e9:.1f} GFLOP per audio s", "unit": "RTF",
+                                                 "floor": flop / (peak * 1e9), "package": measured["sovits_rtf"]}
+    for floor in result.values():
+        floor["percent"] = 100.0 * floor["floor"] / floor["package"]
+    return result
 
 
 def _tts_functions(tts) -> tuple:

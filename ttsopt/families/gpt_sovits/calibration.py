@@ -1,5 +1,5 @@
-"""Calibration inputs of the SoVITS generator and the v2Pro speaker-verification graph, made from recordings
-(the generator's by the package's own FP32 graphs)."""
+"""Calibration inputs of the SoVITS generator, the v2Pro speaker-verification graph and the v4 vocoder, made
+from recordings (the generator's by the package's own FP32 graphs)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ttsopt.audio.io import resample
+from ttsopt.runtime import cfm
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.sovits import Synthesizer, reference_sv_features
 
@@ -36,3 +38,10 @@ def generator_feeds(package: Package, recordings: Sequence[np.ndarray]) -> list[
 def speaker_verification_feeds(package: Package, recordings: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
     """The ``speaker_verification`` graph's input for each recording: its fbank, as the runtime makes it for a reference."""
     return [{"fbank": reference_sv_features(wav, package.manifest.sample_rate)} for wav in recordings]
+
+
+def vocoder_v4_feeds(package: Package, recordings: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The v4 vocoder's input for each recording: its denormalised log-mel, which is what the CFM learns to write
+    (the official ``mel_fn_v4`` of the recording at 32 kHz; recordings arrive at the package's 48 kHz)."""
+    rate = package.manifest.sample_rate
+    return [{"mel": cfm.reference_mel(resample(wav, rate, cfm.MEL_RATE))} for wav in recordings]

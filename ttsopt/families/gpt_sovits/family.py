@@ -11,11 +11,14 @@ import numpy as np
 from ttsopt.errors import TtsoptError
 from ttsopt.families.contract import Family, Feed, Workload
 from ttsopt.families.gpt_sovits import formats
+from ttsopt.runtime.bert import BERT_GRAPH
 from ttsopt.runtime.sovits import SPEAKER_VERIFICATION
 
 SOVITS, GPT, SV = "sovits", "gpt", "sv"
 #: The gates that verify the GPT decode graph (what its weight-only candidates are held to).
 GPT_GATES = ("GPT greedy agreement (teacher-forced)", "GPT logits SNR dB (teacher-forced)")
+#: The gate that holds a v4 DiT step: the golden voice's whole chain (8 Euler steps, then the vocoder) in speech terms.
+V4_DIT_GATES = ("v4 chain log-mel L1",)
 
 
 class GPTSoVITS(Family):
@@ -48,16 +51,26 @@ class GPTSoVITS(Family):
     def quantization(self):
         """The generator is a HiFi-GAN-style convolution stack (most of the SoVITS FLOPs) and v2Pro's speaker
         verification an ERes2NetV2 convolution stack (scored by what its embedding's error does to speech); the GPT
-        decode step is memory-bound MatMuls, so narrow weights are what makes it faster."""
-        from ttsopt.compiler.passes import StaticInt8, WeightOnly
-        from ttsopt.families.gpt_sovits.timing import decode_step_timer
+        decode step is memory-bound MatMuls, so narrow weights are what makes it faster. RoBERTa runs once per
+        Chinese sentence, compute-bound MatMuls: INT8 only where it passes its gates and is measured faster. v4: its
+        48 kHz vocoder is the generators' convolution stack; its DiT step is compute-bound MatMuls (22 blocks ×
+        1024² over hundreds of frames, 8 calls per chunk), INT8 only where the golden voice's whole chain passes in
+        speech terms and it is measured faster."""
+        from ttsopt.compiler.passes import MatMulInt8, StaticInt8, WeightOnly
+        from ttsopt.families.gpt_sovits.bert_verification import BERT_GATES
+        from ttsopt.families.gpt_sovits.timing import bert_timer, decode_step_timer, dit_step_timer
         from ttsopt.families.gpt_sovits.verification import speaker_verification_speech
 
         return {"generator": StaticInt8(), SPEAKER_VERIFICATION: StaticInt8(speech=speaker_verification_speech),
-                "gpt_transformer": WeightOnly(gates=GPT_GATES, timer=decode_step_timer)}
+                "gpt_transformer": WeightOnly(gates=GPT_GATES, timer=decode_step_timer),
+                BERT_GRAPH: MatMulInt8(gates=BERT_GATES, timer=bert_timer),
+                "vocoder": StaticInt8(), "dit_step": MatMulInt8(gates=V4_DIT_GATES, timer=dit_step_timer)}
 
     def calibration_feeds(self, package, recordings: Sequence[np.ndarray]) -> dict[str, list[Feed]]:
-        _refuse_v4(package.manifest, "quantize")
+        if package.manifest.model_config.get("version") == "v4":
+            from ttsopt.families.gpt_sovits.calibration import vocoder_v4_feeds
+
+            return {"vocoder": vocoder_v4_feeds(package, recordings)}
         from ttsopt.families.gpt_sovits.calibration import generator_feeds, speaker_verification_feeds
 
         feeds = {"generator": generator_feeds(package, recordings)}
@@ -82,6 +95,10 @@ class GPTSoVITS(Family):
             from ttsopt.families.gpt_sovits.verification import check_gpt
 
             check_gpt(package, report)
+        if BERT_GRAPH in package.manifest.graphs:
+            from ttsopt.families.gpt_sovits.bert_verification import check_bert
+
+            check_bert(package, report)
 
     def reference_checks(self, model, report, references, original, original_config):
         from ttsopt.families.gpt_sovits.verification import check_voices
@@ -93,6 +110,8 @@ class GPTSoVITS(Family):
         repeated), the first golden voice, seeded noise, noise scale 0.5: the decode the runtime does per request."""
         tokens = max(1, round(seconds * int(model.settings["token_rate_hz"])))
         golden = model.package.golden.inputs(model.package.golden.first("latent"))
+        if model.manifest.model_config.get("version") == "v4":
+            return _v4_workload(model, tokens, golden), model.decode
         count = max(1, min(model.max_phonemes, round(seconds * 12)))
         rng = np.random.default_rng(0)
         inputs = {"tokens": rng.integers(0, model.codebook_size, (1, tokens), dtype=np.int64),
@@ -105,21 +124,31 @@ class GPTSoVITS(Family):
         """Text-to-speech packages: per stage (:mod:`.bench`); SoVITS packages: RTF over audio lengths."""
         from ttsopt.package import read_manifest
 
-        _refuse_v4(read_manifest(path, check_files=False), "bench")
-        if read_manifest(path, check_files=False).task != "tts":
-            return super().benchmark(path, options, step)
+        manifest = read_manifest(path, check_files=False)
         if options.original_config is not None:
             raise TtsoptError("--original-config is for HiFi-GAN packages")
+        if manifest.model_config.get("version") == "v4":
+            from ttsopt.families.gpt_sovits.v4.bench import run_v4_bench
+
+            return run_v4_bench(path, options.seconds, options.repeat, options.original, step)
+        if manifest.task != "tts":
+            return super().benchmark(path, options, step)
         from ttsopt.families.gpt_sovits.bench import run_tts_bench
 
         return run_tts_bench(path, options.repeat, options.original, step)
 
 
-def _refuse_v4(manifest, command: str) -> None:
-    """v4 packages export, verify and run; the other commands do not know their graphs yet."""
-    if manifest.model_config.get("version") == "v4":
-        raise TtsoptError(f"ttsopt {command} is not available for GPT-SoVITS v4 packages yet: the package runs in FP32 "
-                          f"(time it with ttsopt run)")
+def _v4_workload(model: Any, tokens: int, golden: dict[str, np.ndarray]) -> Workload:
+    """``tokens`` seeded tokens with the golden phonemes, the first stored voice, the default steps, seeded noise:
+    the inputs of :meth:`V4Synthesizer.decode` (and of the original's :class:`EagerV4`)."""
+    voice = model.voice(sorted(model.voices)[0])
+    rng = np.random.default_rng(0)
+    count = max(1, min(model.max_phonemes, round(tokens / 25 * 12)))
+    inputs = {"tokens": rng.integers(0, model.codebook_size, (1, tokens), dtype=np.int64),
+              "phonemes": np.resize(golden["phonemes"][0], count)[None], "ge": voice.ge, "prompt_mel": voice.prompt.mel,
+              "prompt_fea": voice.prompt.fea, "steps": np.array([model.default_steps], np.int64)}
+    inputs["noise"] = rng.standard_normal((1, model.mel_bins, model.noise_frames(tokens, voice)), dtype=np.float32)
+    return Workload(inputs, 4 * tokens * model.hop / model.sample_rate)
 
 
 FAMILY = GPTSoVITS()

@@ -338,11 +338,18 @@ class Text2SemanticDecoder(nn.Module):
         :meth:`prefill` is it over an empty cache with the prefill mask, :meth:`decode_step` with S = 1 and
         the filled slots allowed, and the exported ``gpt_transformer`` graph is it with flat tensors. The
         cache is only read: nothing is copied per step.
+
+        The last layer computes every position's K/V but the attention, output projection and FFN of the last
+        position only: nothing else of it reaches the outputs (every operation after the K/V projection is
+        row-wise). That is 1/24 of a 91-position prefill's work at the released size, done for nothing before.
         """
         allowed = allowed.unsqueeze(1)
         new_keys, new_values = [], []
-        for layer, k_cache, v_cache in zip(self.h.layers, k_past, v_past, strict=True):
+        last = len(self.h.layers) - 1
+        for index, (layer, k_cache, v_cache) in enumerate(zip(self.h.layers, k_past, v_past, strict=True)):
             q, k, v = layer.self_attn.project(hidden)
+            if index == last:
+                q, hidden, allowed = q[:, :, -1:], hidden[:, -1:], allowed[:, :, -1:]
             hidden = layer.finish(hidden, layer.self_attn.attend(q, k, v, k_cache, v_cache, allowed))
             new_keys.append(k)
             new_values.append(v)

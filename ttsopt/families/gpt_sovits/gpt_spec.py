@@ -28,7 +28,7 @@ from ttsopt.families.gpt_sovits.gpt_model import (
     TransformerGraph,
 )
 from ttsopt.package.manifest import DimRange, TensorSpec
-from ttsopt.runtime.gpt import AUDIO_EMBEDDING, MIN_CAPACITY, TEXT_EMBEDDING, TRANSFORMER, KVCache, prefill_mask, transformer_feed
+from ttsopt.runtime.gpt import AUDIO_EMBEDDING, TEXT_EMBEDDING, TRANSFORMER, KVCache, block_capacity, prefill_mask, transformer_feed
 from ttsopt.runtime.sampling import SamplingParams
 
 BATCH = DimRange(1, 1, 8)
@@ -153,7 +153,7 @@ class EagerGPT:
         prompt_t = None if prompt is None or np.size(prompt) == 0 else torch.from_numpy(np.asarray(prompt).reshape(1, -1))
         hidden = self.model.embed_prefill(ids, bert_t, prompt_t)
         total = hidden.shape[1]
-        self.cache = KVCache(c.num_layers, c.num_heads, c.head_dim, max(MIN_CAPACITY, total + reserve), SLOTS.max)
+        self.cache = KVCache(c.num_layers, c.num_heads, c.head_dim, block_capacity(total + reserve, SLOTS.max), SLOTS.max)
         return self._run(hidden, prefill_mask(ids.shape[1], total))
 
     @torch.inference_mode()

@@ -482,6 +482,10 @@ def load_eager(manifest: Manifest, checkpoint: Path | None = None, config: Path 
     """The original SoVITS checkpoint (default: the one exported) for ``bench`` and ``verify``."""
     if config is not None:
         raise TtsoptError("--original-config is for HiFi-GAN; GPT-SoVITS checkpoints embed their config")
+    if manifest.model_config.get("version") == "v4":
+        from ttsopt.families.gpt_sovits.v4 import spec as v4_spec
+
+        return v4_spec.load_eager(manifest, checkpoint)
     loaded = load_sovits_checkpoint(checkpoint or manifest.source["checkpoints"][ROLE])
     if loaded.config.sampling_rate != manifest.sample_rate or loaded.version != manifest.model_config["version"]:
         raise TtsoptError(f"original checkpoint {loaded.path} is not the model this package was exported from "

@@ -1,4 +1,5 @@
-"""How long one GPT decode step of a package takes: what the weight-only candidates are timed by."""
+"""How long one GPT decode step, one RoBERTa call or one v4 DiT (Euler) step of a package takes: what the INT8
+candidates are timed by."""
 
 from __future__ import annotations
 
@@ -24,6 +25,45 @@ def decode_step_timer(package: Package, repeat: int = 15) -> Callable[[], float]
         for position in range(50, 50 + repeat):
             start = time.perf_counter()
             gpt.step(position % 1000, position)
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    return median_ms
+
+
+def bert_timer(package: Package, repeat: int = 3) -> Callable[[], float]:
+    """A probe of ``package``'s ``bert`` graph on its longest golden sentence, its session created now (warmed up):
+    each call returns the median milliseconds of ``repeat`` runs."""
+    from ttsopt.runtime.bert import BERT_GRAPH
+
+    golden = package.golden
+    feeds = [golden.inputs(item["name"]) for item in golden.items if item["graph"] == BERT_GRAPH]
+    feed = max(feeds, key=lambda inputs: inputs["input_ids"].shape[1])
+    package.run(BERT_GRAPH, feed)
+
+    def median_ms() -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            package.run(BERT_GRAPH, feed)
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    return median_ms
+
+
+def dit_step_timer(package: Package, repeat: int = 5) -> Callable[[], float]:
+    """A probe of a v4 package's ``dit_step`` graph on the golden step's inputs (the golden voice's prompt + 160
+    frames), its session created now (warmed up): each call returns the median milliseconds of ``repeat`` Euler steps."""
+    golden = package.golden
+    feed = golden.inputs(golden.first("dit_step"))
+    package.run("dit_step", feed)
+
+    def median_ms() -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            package.run("dit_step", feed)
             times.append(time.perf_counter() - start)
         return 1000 * statistics.median(times)
 

@@ -93,8 +93,7 @@ def _g2p(lang: str, text: str, version: str, symbols: set[str], g2pw: G2PW | Non
     elif lang == "zh":
         from ttsopt.runtime.text import zh
 
-        norm = zh.normalize(text)
-        phones, word2ph = zh.g2p(norm) if version == "v1" else zh.g2p_v2(norm, g2pw)
+        norm, phones, word2ph = zh.read(text, version, g2pw)
     elif lang == "yue":
         from ttsopt.runtime.text import yue
 
@@ -166,4 +165,15 @@ def phonemize(text: str, lang: str, symbols: list[str] | set[str], version: str 
     return result
 
 
-__all__ = ["LANGUAGES", "READS", "Segment", "Sentence", "check_language", "package_langdetect", "phonemize"]
+def model_notes_said() -> None:
+    """Mark the front end's once-per-process notes about a missing g2pW or lid.176.bin as said.
+
+    ``ttsopt export`` ends with the package's own note for every auxiliary model it lacks; the front end, run on
+    voice transcripts during the export, would otherwise say the same thing first, in other words."""
+    from ttsopt.runtime.text import zh
+
+    langseg._warned_lite = zh._warned_g2pw = True
+
+
+__all__ = ["LANGUAGES", "READS", "Segment", "Sentence", "check_language", "model_notes_said", "package_langdetect",
+           "phonemize"]

@@ -158,7 +158,7 @@ class G2PW:
     def __call__(self, sentences: list[str]) -> list[list[str]]:
         from pypinyin import Style, pinyin
 
-        from ttsopt.runtime.text.zh import to_simplified
+        from ttsopt.runtime.text.zh_normalize import to_simplified
 
         results: list[list[str]] = []
         queries: list[tuple[int, int, str, int]] = []  # (sentence, char index, context text, index in context)

