@@ -309,7 +309,7 @@ def test_t4_export_is_fp16_without_nan(oracle, tmp_path):
 
 def test_serve_speaks_48khz_whole_and_streamed(package):
     """``ttsopt serve`` of a v4 package: OpenAI's endpoint answers 48 kHz WAV, and streams 48 kHz PCM (one piece per
-    official CFM chunk) whose length is the tokens' (20 tokens × 1920 samples)."""
+    official CFM chunk) whose length is the tokens' (20 tokens × 1920 samples) and the sentence pause after it."""
     import io
 
     httpx = pytest.importorskip("httpx")
@@ -320,11 +320,11 @@ def test_serve_speaks_48khz_whole_and_streamed(package):
         whole = httpx.post(f"{url}/v1/audio/speech", json=body | {"response_format": "wav"}, timeout=300)
         assert whole.status_code == 200, whole.text
         audio, rate = soundfile.read(io.BytesIO(whole.content))
-        assert rate == 48000 and audio.size == 20 * 1920
+        assert rate == 48000 and audio.size == 20 * 1920 + int(0.3 * 48000)
         with httpx.stream("POST", f"{url}/v1/audio/speech", json=body | {"response_format": "pcm"}, timeout=300) as streamed:
             assert streamed.status_code == 200 and streamed.headers["x-sample-rate"] == "48000"
             pcm = b"".join(streamed.iter_bytes())
-        assert len(pcm) == 2 * 20 * 1920
+        assert len(pcm) == 2 * audio.size
         assert np.allclose(np.frombuffer(pcm, np.int16) / 32767, audio, atol=2 / 32767)  # the same seed, the same speech
 
 

@@ -161,7 +161,7 @@ def _voice(model, voice: str | None, references: list[Path], text: str | None, l
 def _stream_to_file(model, output: Path, request) -> None:
     """Write each piece to ``output`` as it arrives (soundfile fixes the WAV header's sizes on close),
     so a player following the file, or a pipe reader, gets audio before the GPT is done; a text's sentences
-    one after the other with the sentence pause between them (every sentence checked before anything is written)."""
+    one after the other, each followed by the sentence pause (every sentence checked before anything is written)."""
     import time
 
     import numpy as np

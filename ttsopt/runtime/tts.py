@@ -216,13 +216,14 @@ class TextToSpeech(Synthesizer):
 
     def stream(self, request: SynthesisRequest, stop: StopFn | None = None) -> SpeechStream:
         """Audio pieces while the GPT generates (see :mod:`ttsopt.runtime.streaming`), cut as ``request.stream``
-        says; a text's sentences one after the other with ``pause_s`` of silence between them. Every utterance is
+        says; a text's sentences one after the other, each followed by ``pause_s`` of silence (as :meth:`speak`). Every utterance is
         checked now; the work runs as the returned stream is iterated (``stream.stats`` has first-audio time and the
         GPT results as they finish, and :meth:`report_stops` of them says whether the GPT was cut off); closing the
         iterator early stops the GPT. A :class:`Sentence` brings its BERT features, computed when its GPT starts."""
         request = self.sentences(request)
         utterances = [request.replace(phonemes=u) if request.sentences is not None else request for u in request.utterances()]
-        return SpeechStream(self, [self._stream_utterance(u, stop) for u in utterances], request.pause_s)
+        pause_s = request.pause_s if request.sentences is not None else 0.0  # phonemes: one utterance, no pause (as speak)
+        return SpeechStream(self, [self._stream_utterance(u, stop) for u in utterances], pause_s)
 
     def _stream_utterance(self, request: SynthesisRequest, stop: StopFn | None) -> Callable[[], UtterancePieces]:
         """One utterance's pieces, checked now and made when called (so a text's later sentences start their GPT in turn)."""
@@ -253,8 +254,9 @@ class GptInputs:
 
 
 class SpeechStream:
-    """An iterable of float32 pieces at the package's sample rate, utterance after utterance with the pause between
-    them; :attr:`stats` fills in as it runs."""
+    """An iterable of float32 pieces at the package's sample rate, utterance after utterance, each followed by the
+    pause (as :meth:`TextToSpeech.speak` joins them: whole and streamed audio have the same length); :attr:`stats`
+    fills in as it runs."""
 
     def __init__(self, tts: TextToSpeech, utterances: list[Callable[[], UtterancePieces]], pause_s: float):
         self.sample_rate = tts.sample_rate
@@ -263,10 +265,7 @@ class SpeechStream:
         self._pieces = self._run(utterances)
 
     def _run(self, utterances: list[Callable[[], UtterancePieces]]) -> Iterator[np.ndarray]:
-        for index, make in enumerate(utterances):
-            if index and self._pause.size:
-                self.stats.samples += self._pause.size
-                yield self._pause
+        for make in utterances:
             pieces = make()
             while True:
                 try:
@@ -275,6 +274,9 @@ class SpeechStream:
                     self.stats.results.append(done.value)
                     break
                 yield self.stats.count(piece)
+            if self._pause.size:  # after every sentence, the last too: what speak() returns, as the official API does
+                self.stats.samples += self._pause.size
+                yield self._pause
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self.stats.started = time.perf_counter()

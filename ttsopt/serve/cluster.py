@@ -85,15 +85,17 @@ def _alive(pids: set[int]) -> set[int]:
 
 def _stop_leftovers(pids: set[int], grace_s: float = 10.0) -> None:
     """``ray.shutdown`` stops the GCS and the raylet; their agents notice only later (measured: over a minute).
-    Give them ``grace_s``, then stop those still running: our own Ray's processes, by pid, nothing else."""
-    deadline = time.monotonic() + grace_s
-    while _alive(pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid in _alive(pids):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            continue
+    Give them ``grace_s``, then SIGTERM those still running, and SIGKILL what still runs ``grace_s`` later (CI saw
+    two outlive a SIGTERM by 30 s): our own Ray's processes, by pid, nothing else."""
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + grace_s
+        while _alive(pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in _alive(pids):
+            try:
+                os.kill(pid, stop)
+            except OSError:
+                continue
 
 
 def _stop_on_sigterm() -> None:
