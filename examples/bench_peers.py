@@ -10,7 +10,7 @@ Setup (the peers live in a venv of their own: gpt-sovits-cpufast installs top-le
 
     python -m venv build/peers-venv
     build/peers-venv/bin/pip install --no-deps genie-tts==2.0.2 gpt-sovits-cpufast==0.1.0
-    build/peers-venv/bin/pip install einops g2pM sounddevice   # what their imports need beyond ttsopt's venv
+    build/peers-venv/bin/pip install einops g2pM   # what their imports need beyond the project venv
     echo "$PWD/.venv/lib/python3.11/site-packages" > build/peers-venv/lib/python3.11/site-packages/ttsopt-venv.pth
     export PYTHONPATH=$PWD
     build/peers-venv/bin/python examples/bench_peers.py convert --gpt build/random-v2/s1_v2_random.ckpt \\
@@ -553,6 +553,8 @@ def main() -> int:
     run.add_argument("--threads", type=int, default=2, help="intra-op threads of every system")
     run.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
+    from ttsopt.errors import TtsoptError
+
     try:
         if args.command == "convert":
             convert_genie(args.gpt, args.sovits, args.out)
@@ -561,7 +563,11 @@ def main() -> int:
         if args.rounds < 1 or args.tokens < 2 or args.threads < 1:
             raise Refused("--rounds and --threads must be at least 1, --tokens at least 2")
         report = bench(args)
-    except Refused as exc:
+    except ModuleNotFoundError as exc:
+        print(f"error: {exc}: run this in the peers' venv with PYTHONPATH at the ttsopt checkout (setup: the docstring)",
+              file=sys.stderr)
+        return 2
+    except (Refused, TtsoptError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{report['machine']['cpu']}, {report['machine']['cores']} cores, {report['threads']} threads per system; "
