@@ -2,7 +2,9 @@
 
 One package is exported through the CLI (tiny v4 LoRA + base + vocoder from shared/oracle/gpt-sovits-v4-tiny, the
 v2 oracle's tiny GPT: v4 uses the v2 GPT architecture, with a stored voice made of the oracle's reference and
-prompt), then: the stored voice equals the oracle's ``ge`` / prompt window; ``latent`` gives the oracle's cond
+prompt; with the stand-in HuBERT, so voices are also made at run time), then: the stored voice equals the oracle's
+``ge`` / prompt window; a ``.voice`` made from the oracle's recording and a transcript is ``make_voice`` of HuBERT's
+prompt tokens and the transcript's phones, and speaks through the CLI, the API and the server; ``latent`` gives the oracle's cond
 features; every Euler step's velocity, every chunk and the audio of the oracle's runs come out of
 ``dit_condition``/``dit_step``/``vocoder`` within the oracle's tolerances; ``ttsopt run`` speaks 48 kHz audio;
 bad inputs get one-line errors.
@@ -21,6 +23,7 @@ from tests.conftest import AUX_ORACLE, assert_one_line_error, ttsopt
 from tests.conftest import ORACLE as V2_ORACLE
 from ttsopt.runtime import cfm, load
 from ttsopt.runtime.tts_v4 import V4TextToSpeech
+from ttsopt.runtime.voice import Voice
 
 V4 = Path(__file__).resolve().parents[3] / "shared/oracle/gpt-sovits-v4-tiny"
 LORA, BASE, VOCODER = V4 / "sovits_v4_lora_tiny.pth", V4 / "sovits_v4_base_tiny.pth", V4 / "vocoder_v4_tiny.pth"
@@ -43,6 +46,15 @@ def oracle() -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+#: What the voices made at run time say the oracle's (random) reference recording ref_a says.
+TRANSCRIPT = "Hello, this is a short test recording."
+
+
+def needs_hubert(package: Path) -> None:
+    if "ssl" not in json.loads((package / "manifest.json").read_text())["graphs"]:
+        pytest.skip(f"no HuBERT: the auxiliary oracle is not under {AUX_ORACLE}")
+
+
 def _phonemes(ids: np.ndarray) -> str:
     symbols = json.loads((Path(__file__).resolve().parents[2] / "ttsopt/families/gpt_sovits/symbols/v2.json").read_text())
     return " ".join(symbols[i] for i in ids.reshape(-1))
@@ -51,7 +63,8 @@ def _phonemes(ids: np.ndarray) -> str:
 @pytest.fixture(scope="module")
 def package(tmp_path_factory, oracle) -> Path:
     """The one v4 export of the suite: LoRA merged into the base, the vocoder, the tiny GPT, voices a (oracle run
-    lora_a's reference and prompt) and b (lora_b's: a prompt over 500 frames, two chunks)."""
+    lora_a's reference and prompt) and b (lora_b's: a prompt over 500 frames, two chunks); with the auxiliary oracle,
+    its g2pW, RoBERTa and HuBERT (the ``ssl`` graph: voices from a recording and its transcript)."""
     root = tmp_path_factory.mktemp("v4")
     voices = []
     for name, ref, codes in (("a", "ref_a_32k", "prompt_codes_a"), ("b", "ref_b_32k", "prompt_codes_b")):
@@ -59,7 +72,8 @@ def package(tmp_path_factory, oracle) -> Path:
         np.save(root / f"{name}.npy", oracle[codes])
         voices += ["--voice", f"{name}={root / name}.wav:{root / name}.npy:{_phonemes(oracle['phones_prompt'])}"]
     out = root / "pkg"
-    g2pw = ["--g2pw", AUX_ORACLE / "G2PWModel", "--bert", AUX_ORACLE / "chinese-roberta-wwm-ext-large"] if AUX_ORACLE.is_dir() else []
+    g2pw = ["--g2pw", AUX_ORACLE / "G2PWModel", "--bert", AUX_ORACLE / "chinese-roberta-wwm-ext-large",
+            "--hubert", AUX_ORACLE / "chinese-hubert-base"] if AUX_ORACLE.is_dir() else []
     ttsopt("export", "--gpt", GPT, "--sovits", LORA, "--sovits-base", BASE, "--vocoder", VOCODER, *voices, *g2pw, "-o", out,
            check=True)
     return out
@@ -307,16 +321,36 @@ def test_t4_export_is_fp16_without_nan(oracle, tmp_path):
     assert audio.size == oracle["codes_b"].size * 1920 and np.isfinite(audio).all()
 
 
-def test_serve_speaks_48khz_whole_and_streamed(package):
+def test_serve_speaks_48khz_whole_and_streamed(package, tmp_path):
     """``ttsopt serve`` of a v4 package: OpenAI's endpoint answers 48 kHz WAV, and streams 48 kHz PCM (one piece per
-    official CFM chunk) whose length is the tokens' (20 tokens × 1920 samples) and the sentence pause after it."""
+    official CFM chunk) whose length is the tokens' (20 tokens × 1920 samples) and the sentence pause after it; a v4
+    voice uploaded to /v1/voices (a recording and its transcript) is stored as a v4 ``.voice`` and spoken, and api_v2's
+    ``/tts`` speaks a reference file with its prompt text."""
     import io
 
     httpx = pytest.importorskip("httpx")
     from tests.serve.conftest import running_server
 
+    needs_hubert(package)
+    voices, refs = tmp_path / "voices", tmp_path / "refs"
+    refs.mkdir()
+    (refs / "a.wav").write_bytes((package.parent / "a.wav").read_bytes())
     body = {"input": "n i2 h ao3 .", "lang": "phonemes", "voice": "a", "max_tokens": 20, "seed": 0}
-    with running_server(package) as url:
+    with running_server(package, "--voices", str(voices), "--ref-audio-dir", str(refs), "--max-tokens", "20") as url:
+        made = httpx.post(f"{url}/v1/voices", timeout=300, files={"recording": ("a.wav", (refs / "a.wav").read_bytes(), "audio/wav")},
+                          data={"transcript": TRANSCRIPT, "language": "en", "name": "mine"})
+        assert made.status_code == 201, made.text
+        stored = Voice.load(voices / "mine.voice", load(package))
+        assert stored.kind == "v4" and made.json()["prompt_tokens"] == stored.prompt_tokens.size > 0
+        mine = httpx.post(f"{url}/v1/audio/speech", json=body | {"voice": "mine", "response_format": "wav"}, timeout=300)
+        assert mine.status_code == 200, mine.text
+        assert soundfile.info(io.BytesIO(mine.content)).samplerate == 48000
+        fields = {"text": "Nice to meet you.", "text_lang": "en", "ref_audio_path": "a.wav", "prompt_text": TRANSCRIPT,
+                  "prompt_lang": "en", "seed": 0}
+        api_v2 = httpx.post(f"{url}/tts", json=fields, timeout=300)
+        assert api_v2.status_code == 200 and soundfile.info(io.BytesIO(api_v2.content)).samplerate == 48000, api_v2.text
+        no_transcript = httpx.post(f"{url}/tts", json=fields | {"prompt_text": ""}, timeout=300)
+        assert no_transcript.status_code == 400 and "a v4 model continues its reference's speech" in no_transcript.text
         whole = httpx.post(f"{url}/v1/audio/speech", json=body | {"response_format": "wav"}, timeout=300)
         assert whole.status_code == 200, whole.text
         audio, rate = soundfile.read(io.BytesIO(whole.content))
@@ -358,3 +392,71 @@ def test_dit_int8_candidates_run_close_to_fp32(package, tmp_path):
     assert mel.shape[:2] == (1, 100) and abs(mel.shape[2] - round(wav.size / 22050 * 100)) <= 1
     direct = cfm.reference_mel(resample(wav, 22050, 32000))[..., :mel.shape[2]]  # 22.05 → 32 kHz without the 48 kHz hop
     assert float(np.mean(np.abs(mel[..., :direct.shape[2]] - direct))) < 0.05
+
+
+def test_voice_from_a_recording_is_make_voice_of_hubert_tokens_and_transcript_phones(package):
+    """``Voice.from_recording`` on a v4 package: its prompt tokens are ``ssl`` → ``prompt_codes`` of the 16 kHz
+    recording padded with 0.3 × 32 kHz (the official v4 ``hps.data.sampling_rate``, not the 48 kHz output), its phones
+    the transcript's, and its ``ge`` and prompt window exactly what ``make_voice`` makes of them; the file keeps them."""
+    from ttsopt.audio.io import read_wav
+    from ttsopt.runtime.prompt import hubert_input, load_16k
+    from ttsopt.runtime.voice import transcript_phones
+
+    needs_hubert(package)
+    tts = load(package)
+    wav = package.parent / "a.wav"
+    voice = Voice.from_recording(tts, wav, TRANSCRIPT, "en")
+    features = tts.package.run("ssl", {"waveform": hubert_input(load_16k(wav).wav16k, 9600)[None]})["ssl"]
+    codes = tts.prompt_codes(features)
+    np.testing.assert_array_equal(voice.prompt_tokens, codes)
+    sentence = transcript_phones(TRANSCRIPT, "en", tts.phonemes.symbols, "v2")
+    assert voice.phones == tuple(sentence.phones) and voice.kind == "v4"
+    np.testing.assert_array_equal(voice.phone_ids, tts.phonemes.ids(" ".join(sentence.phones)))
+    made = tts.make_voice(read_wav(wav, 32000), codes, voice.phone_ids)
+    for name, want in (("ge", made.ge), ("prompt_mel", made.prompt.mel), ("prompt_fea", made.prompt.fea)):
+        np.testing.assert_array_equal(getattr(voice, name), want, err_msg=name)
+    assert voice.prompt_mel.shape[-1] == min(300, 4 * codes.size)  # 3 s of 10 ms frames, 4 cond frames per token
+    loaded = Voice.from_bytes(voice.to_bytes(), tts)
+    for name in ("prompt_tokens", "phone_ids", "ge", "prompt_mel", "prompt_fea"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(voice, name), err_msg=name)
+
+
+def test_voice_file_speaks_through_run_and_the_api(package, tmp_path):
+    """``ttsopt voice`` + ``run --voice X.voice`` write 48 kHz audio, the same (seeded) as the API with that voice, and
+    ``run --reference … --reference-text …`` in one step gives the same audio as the two steps."""
+    from ttsopt.runtime import SynthesisRequest
+    from ttsopt.runtime.sampling import SamplingParams
+
+    needs_hubert(package)
+    made = tmp_path / "mine.voice"
+    ttsopt("voice", package, "--reference", package.parent / "a.wav", "--text", TRANSCRIPT, "--lang", "en", "-o", made, check=True)
+    common = ("--phonemes", "n i2 h ao3 .", "--seed", "0", "--top-k", "1", "--max-tokens", "20", "--steps", "4")
+    ttsopt("run", package, "--voice", made, *common, "-o", tmp_path / "file.wav", check=True)
+    ttsopt("run", package, "--reference", package.parent / "a.wav", "--reference-text", TRANSCRIPT, "--reference-lang", "en",
+           *common, "-o", tmp_path / "direct.wav", check=True)
+    two_steps, rate = soundfile.read(tmp_path / "file.wav", dtype="float32")
+    one_step = soundfile.read(tmp_path / "direct.wav", dtype="float32")[0]
+    assert rate == 48000 and two_steps.size > 0
+    np.testing.assert_array_equal(one_step, two_steps)
+    tts = load(package)
+    request = SynthesisRequest(phonemes="n i2 h ao3 .", voice=Voice.load(made, tts), steps=4,
+                               sampling=SamplingParams(top_k=1, seed=0, max_new_tokens=20))
+    audio, _ = tts.speak(request)
+    assert audio.size == two_steps.size
+    assert np.max(np.abs(np.clip(audio, -1, 1) - two_steps)) <= 2 / 32767  # the CLI's WAV is 16-bit PCM
+
+
+def test_voices_of_another_version_are_refused_in_one_line(package, hubert_package, tmp_path):
+    """A v4 voice in a v2 package, and a v1/v2 voice in the v4 package: one line saying which is which."""
+    import dataclasses
+
+    from ttsopt.errors import TtsoptError
+
+    needs_hubert(package)
+    v4 = Voice.from_recording(load(package), package.parent / "a.wav", TRANSCRIPT, "en").save(tmp_path / "v4.voice")
+    done = ttsopt("run", hubert_package, "--voice", v4, "--phonemes", "h ao3 .", "-o", tmp_path / "x.wav")
+    assert_one_line_error(done, "is a voice for v4 packages and this package is v1/v2")
+    assert not (tmp_path / "x.wav").exists()
+    v2 = dataclasses.replace(Voice.load(v4), prompt_mel=None, prompt_fea=None)
+    with pytest.raises(TtsoptError, match="is a voice for v1/v2 packages and this package is v4"):
+        Voice.from_bytes(v2.to_bytes(), load(package))

@@ -105,6 +105,9 @@ class Synthesizer:
         self.manifest = package.manifest
         self.settings = self.manifest.runtime
         self.sample_rate = self.manifest.sample_rate
+        #: The SoVITS model's own rate (official ``hps.data.sampling_rate``): a reference is read at it, and HuBERT's
+        #: zero padding is 0.3 × it. The output rate for v1/v2; v4 outputs 48 kHz but reads references at 32 kHz.
+        self.reference_rate = self.sample_rate
         config = self.manifest.model_config  # the model's sizes: one copy, written at export
         self.hop, self.inter_channels = int(config["hop_length"]), int(config["inter_channels"])
         self.codebook_size = int(config["codebook_size"])

@@ -7,7 +7,9 @@ A v4 voice is more than v2's ``ge``: the official v4 path has no reference-free 
 continuation of the reference recording's mel, prompted by its cond features. A stored voice therefore holds
 ``ge``, the prompt window's normalised mel and cond features (made at export by the original model:
 "speaker folding" for v4) and, for the GPT, the prompt tokens and phonemes; :meth:`V4Synthesizer.make_voice`
-makes one at run time from a 32 kHz recording, its prompt tokens and phonemes.
+makes one at run time from a 32 kHz recording, its prompt tokens and phonemes, and a
+:class:`~ttsopt.runtime.voice.Voice` (``.voice`` file, ``Voice.from_recording``: HuBERT's prompt tokens and the
+transcript's phones, then ``make_voice``) carries one for a text-to-speech package.
 
 Synthesis: ``latent`` (target cond features) → the chunked CFM loop (:mod:`ttsopt.runtime.cfm`, ``dit_condition``
 once per chunk, ``dit_step`` once per Euler step) → denormalise → ``vocoder``. The noise of each chunk is drawn
@@ -28,6 +30,7 @@ from ttsopt.runtime import cfm
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.phonemes import PhonemeTable
 from ttsopt.runtime.sovits import SPEED_RANGE, Synthesizer, reference_spectrogram
+from ttsopt.runtime.voice import Voice
 
 #: The reference is read at the SoVITS rate (spectrogram for ge, mel_fn_v4 for the prompt mel).
 REFERENCE_RATE = 32000
@@ -57,6 +60,7 @@ class V4Synthesizer(Synthesizer):
         self.manifest = package.manifest
         self.settings = self.manifest.runtime
         self.sample_rate = self.manifest.sample_rate
+        self.reference_rate = REFERENCE_RATE  # the v4 SoVITS's own rate (hps.data.sampling_rate); 48 kHz is the vocoder's
         config = self.manifest.model_config
         text = config["text"]
         self.codebook_size = int(text["codebook_size"])
@@ -85,28 +89,33 @@ class V4Synthesizer(Synthesizer):
             raise TtsoptError(f"voice {name!r} is not in this package (voices: {known})")
         return V4Voice(self.voices[name], cfm.Prompt(self.voice_data[f"{name}/prompt_mel"], self.voice_data[f"{name}/prompt_fea"]))
 
-    def _voice(self, voice: str | V4Voice | None) -> V4Voice:
+    def _voice(self, voice: str | V4Voice | Voice | None) -> V4Voice:
         if isinstance(voice, V4Voice):
             return voice
+        if isinstance(voice, Voice):
+            voice.check_package(self)  # a v1/v2 voice, or one of another model: refused in one line
+            return V4Voice(voice.ge, cfm.Prompt(voice.prompt_mel, voice.prompt_fea))
         if voice is None:
             if len(self.voices) != 1:
                 known = ", ".join(sorted(self.voices)) or "none"
                 raise TtsoptError(f"say which voice: --voice NAME (package voices: {known})")
             voice = next(iter(self.voices))
         if not isinstance(voice, str):
-            raise TtsoptError("a v4 voice is a voice stored at export (--voice NAME) or a V4Voice (make_voice); .voice files "
-                              "and bare embeddings are for v1/v2 packages: pass --voice NAME")
+            raise TtsoptError("a v4 model continues its reference's speech, so a bare embedding is not a v4 voice: pass a "
+                              "voice stored in the package (--voice NAME), a .voice file made with `ttsopt voice`, or a V4Voice")
         return self.voice(voice)
 
     def _ge(self, voice):  # TextToSpeech checks the voice early through this
         return self._voice(voice).ge
 
     def voice_embedding(self, references: Sequence[str | Path | np.ndarray]) -> np.ndarray:
-        raise TtsoptError("a v4 model continues its reference's speech and needs what was said in it: store the voice at "
-                          "export (--voice NAME=ref.wav:prompt_tokens.npy:\"prompt phonemes\") and pass --voice NAME")
+        raise TtsoptError("a v4 model continues its reference's speech and needs what was said in it: give the transcript "
+                          "too (--reference-text TEXT --reference-lang LANG, `ttsopt voice`, api_v2's prompt_text) or use "
+                          "a voice stored in the package (--voice NAME)")
 
     def make_voice(self, wav_32k: np.ndarray, prompt_tokens: np.ndarray, prompt_phonemes: str | Sequence[int]) -> V4Voice:
-        """A voice from a recording at 32 kHz, its semantic tokens and its phonemes (what export stores)."""
+        """A voice from a recording at 32 kHz, its semantic tokens and its phonemes (what export stores, and what
+        ``Voice.from_recording`` keeps in a ``.voice`` file)."""
         wav = np.asarray(wav_32k, dtype=np.float32).reshape(-1)
         if wav.size < REFERENCE_RATE // 10:
             raise TtsoptError(f"a reference of {wav.size / REFERENCE_RATE * 1000:.0f} ms is too short: give 3-10 s of speech")
@@ -193,7 +202,7 @@ class V4Synthesizer(Synthesizer):
             yield span(done, mel.shape[-1])
 
     def synthesize_stream(self, tokens: np.ndarray, phonemes: str | Sequence[int] | np.ndarray,
-                          voice: str | V4Voice | None = None, speed: float = 1.0, seed: int | None = None,
+                          voice: str | V4Voice | Voice | None = None, speed: float = 1.0, seed: int | None = None,
                           steps: int | None = None) -> Iterator[np.ndarray]:
         """:meth:`synthesize` in pieces, one per official CFM chunk (the same audio, concatenated)."""
         tokens, ids, chosen = self._tokens(tokens), self.phoneme_ids(phonemes), self._voice(voice)
@@ -206,7 +215,7 @@ class V4Synthesizer(Synthesizer):
         yield from self.vocode_stream(cfm.denormalize(piece) for piece in pieces)
 
     def synthesize(self, tokens: np.ndarray, phonemes: str | Sequence[int] | np.ndarray,
-                   voice: str | V4Voice | None = None, noise_scale: float = 0.5, speed: float = 1.0,
+                   voice: str | V4Voice | Voice | None = None, noise_scale: float = 0.5, speed: float = 1.0,
                    seed: int | None = None, noise: np.ndarray | None = None, steps: int | None = None,
                    cfg_rate: float = 0.0) -> np.ndarray:
         """Semantic tokens (25 Hz, EOS removed) + target phonemes → float32 waveform at 48 kHz.

@@ -74,7 +74,8 @@ class ServeSettings:
 def fingerprint(voice: Voice | np.ndarray) -> str:
     """What a voice's audio depends on, as a cache key (a stored name can be deleted and made again)."""
     digest = hashlib.sha256()
-    arrays = (voice,) if isinstance(voice, np.ndarray) else (voice.prompt_tokens, voice.phone_ids, voice.ge, voice.sv, voice.prompt_bert)
+    arrays = (voice,) if isinstance(voice, np.ndarray) else (
+        voice.prompt_tokens, voice.phone_ids, voice.ge, voice.sv, voice.prompt_bert, voice.prompt_mel, voice.prompt_fea)
     for array in arrays:
         if array is not None:
             digest.update(np.ascontiguousarray(array).tobytes())

@@ -7,6 +7,10 @@ Voices (``--voice NAME=ref.wav:prompt_tokens.npy:"prompt phonemes"``; v4 has no 
 prompt is required) are folded at export by the original model: ``ge``, the prompt window's normalised mel and
 cond features (``NAME/prompt_mel``, ``NAME/prompt_fea``) and the GPT prompt go into ``voices.npz``.
 
+With ``--hubert`` (or ``--pretrained``) the package also runs HuBERT (the ``ssl`` graph, padded as the official
+v4 prompt path pads: 0.3 × 32 kHz), so a voice can be made at run time from a recording and its transcript
+(``ttsopt voice``, :meth:`ttsopt.runtime.voice.Voice.from_recording`) instead of only at export.
+
 Golden data: every graph on fixed inputs (the bundled speech for the reference encoder and the vocoder's
 mel), and the whole v4 chain (latent → chunked CFM loop → vocoder) of a golden voice with stored noise, spoken
 by the original PyTorch model through the same loop (``v4_reference.npz``; ``verify`` speaks it through the
@@ -147,7 +151,7 @@ def _voices(sources: ExportSources, eager: EagerV4, table: PhonemeTable, codeboo
 
 def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndarray]]]) -> ExportPlan:
     """Load the v4 SoVITS (LoRA merged), its vocoder and the GPT, and describe the export."""
-    from ttsopt.families.gpt_sovits.spec import symbol_table_bytes
+    from ttsopt.families.gpt_sovits.spec import HUBERT_ROLE, symbol_table_bytes
 
     if sources.config is not None:
         raise TtsoptError("--config is for HiFi-GAN checkpoints; GPT-SoVITS checkpoints embed their config")
@@ -200,6 +204,15 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
             "d": np.array([1 / cfm.DEFAULT_STEPS], np.float32)}))
     golden.append(GoldenItem("vocoder", "vocoder", {"mel": cfm.reference_mel(recordings[-1][1])}))
     golden.append(GoldenItem("prompt-codes", "prompt_codes", {"ssl": rng.standard_normal((1, text.ssl_dim, 81), dtype=np.float32)}))
+    auxiliary: dict[str, dict | None] = {"g2pw": g2pw_facts, HUBERT_ROLE: None}
+    if HUBERT_ROLE in sources.auxiliary:  # voices from a recording + transcript at run time (as v2's ssl graph)
+        from ttsopt.families.gpt_sovits.hubert import plan_ssl
+
+        ssl = plan_ssl(sources.auxiliary[HUBERT_ROLE], speech, REFERENCE_RATE)
+        exported.append(ssl.graph)
+        originals[ssl.graph.name] = ssl.original
+        golden += ssl.golden
+        auxiliary[HUBERT_ROLE] = ssl.facts
 
     chain = {"tokens": tokens[None], "phonemes": phonemes[None], **voice,
              "steps": np.array([cfm.DEFAULT_STEPS], np.int64)}
@@ -211,7 +224,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     runtime = {
         "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE, "v4_reference": REFERENCE_FILE,
         "voices": {name: {"source": str(v.recording.resolve()), "prompt": True} for name, v in sources.voices.items()},
-        "token_rate_hz": 25, "vocoder_context_frames": receptive_field(vocoder), "auxiliary": {"g2pw": g2pw_facts},
+        "token_rate_hz": 25, "vocoder_context_frames": receptive_field(vocoder), "auxiliary": auxiliary,
         "cfm": {"steps": cfm.DEFAULT_STEPS, "step_choices": list(cfm.STEP_CHOICES), "t_ref": cfm.T_REF, "t_chunk": cfm.T_CHUNK,
                 "cfg_rate": 0.0},
     }
