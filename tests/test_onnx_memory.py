@@ -67,18 +67,22 @@ def test_metadata_is_replaced_without_loading_the_graph(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["expected.onnx", "m.onnx", "truncated.onnx"]
 
 
-def test_onnxslim_gives_the_same_graph_with_the_lean_shape_inference(tmp_path: Path, monkeypatch):
+def test_traced_graph_and_onnxslim_are_the_same_with_the_lean_steps(tmp_path: Path, monkeypatch):
+    """torch.onnx.export(f=None) + the streamed save writes what torch.onnx.export(f=path) writes; onnxslim with the
+    lean shape inference gives the graph it gives without (the exporter's _trace uses both)."""
     import onnxslim
 
     from ttsopt.compiler import onnx_memory
 
     module = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 64)).eval()
-    torch.onnx.export(module, (torch.randn(2, 64),), str(tmp_path / "m.onnx"), dynamo=True,
-                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=8)},), external_data=False)
-    plain = onnxslim.slim(str(tmp_path / "m.onnx"))
+    options = {"dynamo": True, "dynamic_shapes": ({0: torch.export.Dim("batch", min=1, max=8)},), "optimize": True}
+    torch.onnx.export(module, (torch.randn(2, 64),), str(tmp_path / "plain.onnx"), external_data=False, **options)
+    save_streamed(torch.onnx.export(module, (torch.randn(2, 64),), None, **options).model_proto, tmp_path / "lean.onnx")
+    assert (tmp_path / "lean.onnx").read_bytes() == (tmp_path / "plain.onnx").read_bytes()
+    plain = onnxslim.slim(str(tmp_path / "plain.onnx"))
     calls = []
     monkeypatch.setattr(onnx_memory, "infer_shapes", lambda model: calls.append(1) or infer_shapes(model))
     with lean_onnxslim():
-        lean = onnxslim.slim(str(tmp_path / "m.onnx"))
+        lean = onnxslim.slim(str(tmp_path / "lean.onnx"))
     assert calls, "onnxslim's symbolic shape inference succeeded: the lean path was not exercised"
     assert lean.SerializeToString() == plain.SerializeToString()

@@ -77,13 +77,19 @@ def _trace(graph: GraphExport, path: Path) -> None:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            graph.module, graph.example_inputs, str(path), dynamo=True, opset_version=OPSET,
+        program = torch.onnx.export(
+            graph.module, graph.example_inputs, None, dynamo=True, opset_version=OPSET,
             input_names=[t.name for t in graph.inputs], output_names=[t.name for t in graph.outputs],
-            dynamic_shapes=_dynamic_shapes(graph), external_data=False, verbose=False,
-            report=False, optimize=True,
+            dynamic_shapes=_dynamic_shapes(graph), verbose=False, report=False, optimize=True,
         )
-    release_memory()  # torch.export's program and the exporter's serialized copy
+    # What torch.onnx.export(f=path) writes (ONNXProgram.save: serialize_model + onnx.save), the program freed before
+    # the save and the proto written tensor by tensor: one copy of the weights at a time.
+    model = program.model_proto
+    del program
+    release_memory()
+    save_streamed(model, path)
+    del model
+    release_memory()
     onnx.checker.check_model(str(path), full_check=True)
     with lean_onnxslim():
         model = onnxslim.slim(str(path))
