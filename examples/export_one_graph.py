@@ -11,7 +11,9 @@ session...), so that ``examples/measure_memory.py --log`` puts every RSS sample 
     python examples/measure_memory.py --log build/dit.log -- \\
         python examples/export_one_graph.py --v4 build/random-v4 --graph dit_step -o build/dit_step.onnx
 
-The trace cache is off (``TTSOPT_CACHE_DIR=off``): every run traces. ``--v4`` takes the directory that
+``--ttsopt ARGS...`` runs a whole ``ttsopt`` command (e.g. ``--ttsopt export --gpt …``) with the same phase lines, so a
+whole export's peak is put on the step of the graph that held it. The trace cache is off (``TTSOPT_CACHE_DIR=off``):
+every run traces. ``--v4`` takes the directory that
 ``examples/random_gpt_sovits.py --version v4`` writes (LoRA merged into the base, as ``ttsopt export`` does).
 """
 
@@ -80,10 +82,19 @@ def main() -> None:
     parser.add_argument("--bert", type=Path, help="a chinese-roberta-wwm-ext-large folder (config.json, weights, tokenizer)")
     parser.add_argument("--v4", type=Path, help="the directory of random_gpt_sovits.py --version v4")
     parser.add_argument("--graph", default="dit_step", help="--v4: which graph (dit_step, latent, vocoder, ...)")
-    parser.add_argument("-o", "--out", type=Path, required=True, help="the ONNX file to write")
+    parser.add_argument("-o", "--out", type=Path, help="the ONNX file to write")
+    parser.add_argument("--ttsopt", nargs=argparse.REMAINDER, help="run this ttsopt command instead, instrumented")
     args = parser.parse_args()
     os.environ["TTSOPT_CACHE_DIR"] = "off"
     instrument()
+    if args.ttsopt:
+        import runpy
+
+        sys.argv = ["ttsopt", *args.ttsopt]
+        runpy.run_module("ttsopt", run_name="__main__", alter_sys=True)
+        return
+    if args.out is None:
+        parser.error("give -o FILE.onnx")
     from ttsopt.compiler.onnx_export import export_onnx
 
     say("loading the model")
