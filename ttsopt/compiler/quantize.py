@@ -134,7 +134,7 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
                                   verify=verify_in_package(name), step=step)
             records[name] = precision_pass.apply(original.path / manifest.graphs[name].file,
                                                  writer.path(manifest.graphs[name].file), context)
-        unchanged = {name: record.kept_fp32_reason for name, record in records.items() if record.kept_fp32_reason}
+        unchanged = {name: record.kept_fp32 for name, record in records.items() if record.kept_fp32}
         if len(unchanged) == len(records):
             raise QualityGateError("INT8 makes no graph of this package faster (" + "; ".join(
                 f"{name}: {why}" for name, why in unchanged.items()) + "): nothing was written; keep the FP32 package")

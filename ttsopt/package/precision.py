@@ -16,16 +16,17 @@ class PassRecord:
 
     pass_name: ClassVar[str] = ""
     method: str
-
-    @property
-    def kept_fp32_reason(self) -> str | None:
-        """Why the graph stayed FP32 although the pass ran (None when it was converted)."""
-        return None
+    #: Set when the pass ran but the graph stayed FP32 (INT8 failed its gates or was not faster): says why, measured.
+    kept_fp32: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"pass": self.pass_name, **{k: v for k, v in asdict(self).items() if v is not None}}
 
     def describe(self) -> str:
+        """One line for ``inspect``."""
+        return f"FP32 ({self.kept_fp32})" if self.kept_fp32 else self.describe_converted()
+
+    def describe_converted(self) -> str:
         raise NotImplementedError
 
     def table_row(self, graph: str) -> tuple[str, ...]:
@@ -42,7 +43,7 @@ class FP16Record(PassRecord):
     peak_abs: float = 0.0
     output_snr_db: float = 0.0
 
-    def describe(self) -> str:
+    def describe_converted(self) -> str:
         return (f"FP16, {len(self.fp32_islands)} FP32 islands ({', '.join(self.fp32_islands) or 'none needed'}), "
                 f"output SNR {float(self.output_snr_db):.1f} dB vs FP32")
 
@@ -59,16 +60,8 @@ class StaticInt8Record(PassRecord):
     int8_flops_share: float = 0.0
     seconds: dict = field(default_factory=dict)
     speedup: float = 1.0
-    #: Set when INT8 was not faster: the graph stays FP32, and this says why.
-    kept_fp32: str | None = None
 
-    @property
-    def kept_fp32_reason(self) -> str | None:
-        return self.kept_fp32
-
-    def describe(self) -> str:
-        if self.kept_fp32:
-            return f"FP32 ({self.kept_fp32})"
+    def describe_converted(self) -> str:
         return (f"INT8 {len(self.quantized_layers)} of {len(self.sensitivity)} convolutions "
                 f"({self.int8_flops_share:.0%} of FLOPs, {self.calibration['chosen']} calibration), "
                 f"{self.speedup:.2f}× measured at quantization")
@@ -95,7 +88,7 @@ class WeightOnlyRecord(PassRecord):
     speedup: float = 1.0
     candidates: dict[str, dict] = field(default_factory=dict)
 
-    def describe(self) -> str:
+    def describe_converted(self) -> str:
         return f"{self.method}, {self.speedup:.2f}× decode step measured at quantization"
 
     def table_row(self, graph: str) -> tuple[str, ...]:
@@ -120,16 +113,8 @@ class MatMulInt8Record(PassRecord):
     min_speedup: float = 1.05
     #: Per candidate: method, MatMuls, bytes, gate values, failed gates, speed-up.
     candidates: dict[str, dict] = field(default_factory=dict)
-    #: Set when no candidate both passes and pays: the graph stays FP32, and this says why (measured).
-    kept_fp32: str | None = None
 
-    @property
-    def kept_fp32_reason(self) -> str | None:
-        return self.kept_fp32
-
-    def describe(self) -> str:
-        if self.kept_fp32:
-            return f"FP32 ({self.kept_fp32})"
+    def describe_converted(self) -> str:
         return f"{self.method}, {self.speedup:.2f}× measured at quantization"
 
     def table_row(self, graph: str) -> tuple[str, ...]:

@@ -38,7 +38,7 @@ class SpeechRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, description="semantic tokens per sentence, 25 per second; capped by the server")
     text_split_method: Literal["cut0", "cut1", "cut2", "cut3", "cut4", "cut5"] = Field(
         "cut5", description="how text is cut into sentences (the official cut methods)")
-    fragment_interval: float = Field(0.3, ge=0.0, le=5.0, description="seconds of silence between sentences")
+    fragment_interval: float = Field(0.3, ge=0.0, le=5.0, description="seconds of silence after each sentence")
 
     @field_validator("response_format")
     @classmethod

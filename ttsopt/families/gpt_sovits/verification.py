@@ -73,7 +73,9 @@ def check_gpt(package: Package, report: VerifyReport) -> None:
     report.golden.append({"item": "gpt-reference (teacher-forced)", "graph": "gpt_transformer", "output": "logits",
                           **tensor_metrics(ref["logits"], logits)})
     chain_row = golden_metrics(ref["chain/audio"], audio, MelSettings(**package.manifest.audio["mel"]))
-    report.golden.append({"item": "whole chain (GPT tokens → speech)", "graph": "gpt → latent → generator",
+    v4 = package.manifest.model_config.get("version") == "v4"
+    speech_graphs = "latent → dit_condition → dit_step × steps → vocoder" if v4 else "latent → generator"
+    report.golden.append({"item": "whole chain (GPT tokens → speech)", "graph": f"gpt → {speech_graphs}",
                           "output": "audio", **chain_row})
     gates = package.manifest.gates
     report.gates += [
