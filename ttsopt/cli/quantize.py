@@ -62,12 +62,15 @@ def _print_sensitivity(graph: str, record) -> None:
     calibration = record.calibration
     out.print(f"{graph}: calibration {calibration['chosen']} (all layers INT8, log-mel L1: "
               + ", ".join(f"{k} {v:.3f}" for k, v in calibration["all_layers_logmel_l1"].items()) + ")")
-    table = Table(title=f"{graph}: sensitivity (log-mel L1 with one layer INT8), most sensitive first")
-    for column in ("layer", "log-mel L1", "precision"):
-        table.add_column(column)
-    for layer, value in sorted(record.sensitivity.items(), key=lambda item: -item[1]):
-        table.add_row(layer, f"{value:.4f}", "INT8" if layer in record.quantized_layers else "FP32")
-    out.print(table)
+    if record.sensitivity:
+        table = Table(title=f"{graph}: sensitivity (log-mel L1 with one layer INT8), most sensitive first")
+        for column in ("layer", "log-mel L1", "precision"):
+            table.add_column(column)
+        for layer, value in sorted(record.sensitivity.items(), key=lambda item: -item[1]):
+            table.add_row(layer, f"{value:.4f}", "INT8" if layer in record.quantized_layers else "FP32")
+        out.print(table)
+    else:
+        out.print(f"{graph}: every convolution INT8 fits the budget, so no layer was measured alone")
     budget = record.budget
     out.print(f"search: {budget['fitting_layers']} layers INT8 fit log-mel L1 ≤ {budget['logmel_l1_max']:g} "
               f"(all layers: {budget['all_layers_logmel_l1']:.3f}); timed against FP32 "

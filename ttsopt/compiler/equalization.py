@@ -119,25 +119,29 @@ def _channel_ranges(model, tensors: Iterable[str], feeds: Sequence[Feed]) -> dic
         counts = _columns(model, tensors, feeds)
     tops: dict[str, np.ndarray] = {}
     for feed, out in zip(feeds, iter_exposing(model, tensors, feeds), strict=True):
-        for name in tensors:
-            value = feed[name] if name in feed else out[name]
+        for name, value in _pairs(feed, out, tensors):
             columns = np.abs(np.moveaxis(value, 1, 0).reshape(value.shape[1], -1))
             keep = _top_count(counts[name])
             merged = columns if name not in tops else np.concatenate((tops[name], columns), axis=1)
             tops[name] = merged if merged.shape[1] <= keep else np.partition(merged, merged.shape[1] - keep, axis=1)[:, -keep:]
-            del value, columns, merged
-        del out  # before the next feed runs: one feed's tensors in memory, not two
+            del value, columns, merged  # before the next group runs: one group's tensors in memory
     return {name: _percentile_of_top(tops[name], counts[name]) for name in tensors}
+
+
+def _pairs(feed: Feed, out, tensors: Sequence[str]):
+    """``(name, value)`` of each of ``tensors``: the graph's inputs from ``feed``, the rest as ``out`` computes them."""
+    wanted = set(tensors)
+    yield from ((name, feed[name]) for name in tensors if name in feed)
+    yield from ((name, value) for name, value in out if name in wanted)
 
 
 def _columns(model, tensors: Sequence[str], feeds: Sequence[Feed]) -> dict[str, int]:
     """Values per channel of each tensor over ``feeds`` (a run of the graph, nothing kept)."""
     counts = dict.fromkeys(tensors, 0)
     for feed, out in zip(feeds, iter_exposing(model, tensors, feeds), strict=True):
-        for name in tensors:
-            value = feed[name] if name in feed else out[name]
+        for name, value in _pairs(feed, out, tensors):
             counts[name] += value.size // value.shape[1]
-        del out, value
+            del value
     return counts
 
 

@@ -49,23 +49,49 @@ def median_seconds(paths: Sequence[Path | str], feed: Feed, seconds: float = 2.0
             return [statistics.median(record) for record in times]
 
 
+#: Bytes of exposed tensors one run returns at most (:func:`run_in_groups`): onnxruntime holds them in its arena
+#: and numpy copies them out, so a run costs about twice this. The calibration of the real-size v2ProPlus generator
+#: took 8.9 GB with every convolution's tensors of a window returned by one run.
+GROUP_BYTES = 2**30
+
+
+def run_in_groups(runner, names: Sequence[str], feed: Feed, budget: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """``runner.run(names, feed)`` as ``(name, value)`` pairs, a group of names per run so that one run returns
+    about ``budget`` bytes (default :data:`GROUP_BYTES`): what a run returns is held at once, twice (onnxruntime's arena, numpy's copy). The
+    groups follow ``names``' order (give it in graph order: a run computes only what its outputs need, so early
+    groups stop early); a group's size comes from the largest tensor seen so far (the first run takes one)."""
+    budget = GROUP_BYTES if budget is None else budget
+    position, largest = 0, 0
+    while position < len(names):
+        count = max(1, budget // largest) if largest else 1
+        group = list(names[position:position + count])
+        values = runner.run(group, feed)
+        position += len(group)
+        largest = max(largest, *(value.nbytes for value in values))
+        yield from zip(group, values, strict=True)
+        del values
+
+
 def run_exposing(model, tensors: Iterable[str], feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
     """Run ``model`` (a ModelProto, left unchanged) with ``tensors`` made graph outputs too; names the
     graph does not produce are ignored. Every feed's tensors are held at once: for many feeds of a large
-    graph, :func:`iter_exposing` holds one feed's."""
-    return list(iter_exposing(model, tensors, feeds))
+    graph, :func:`iter_exposing` holds one group of one feed's."""
+    return [dict(pairs) for pairs in iter_exposing(model, tensors, feeds)]
 
 
-def iter_exposing(model, tensors: Iterable[str], feeds: Iterable[Feed]) -> Iterator[dict[str, np.ndarray]]:
-    """:func:`run_exposing` one feed at a time: the exposed tensors of a real-size vocoder are ~1.5 GB per
-    calibration window, so a caller that reduces them (ranges, histograms) keeps memory to one window's."""
+def iter_exposing(model, tensors: Iterable[str], feeds: Iterable[Feed]) -> Iterator[Iterator[tuple[str, np.ndarray]]]:
+    """Per feed, its graph outputs and exposed ``tensors`` as ``(name, value)`` pairs, computed a group at a time
+    (:func:`run_in_groups`, in graph order): a caller that reduces each tensor as it comes (ranges, histograms)
+    holds one group's, where all of a real-size vocoder's convolution tensors of one window are gigabytes.
+    Consume each feed's pairs before asking for the next feed's."""
     import onnx
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     exposed = {output.name for output in probe.graph.output}
-    produced = {name for node in probe.graph.node for name in node.output}
-    for name in sorted((set(tensors) & produced) - exposed):
+    wanted = set(tensors)
+    order = [name for node in probe.graph.node for name in node.output if name in wanted and name not in exposed]
+    for name in order:
         probe.graph.output.append(onnx.ValueInfoProto(name=name))
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "probe.onnx"
@@ -74,4 +100,4 @@ def iter_exposing(model, tensors: Iterable[str], feeds: Iterable[Feed]) -> Itera
         runner = session(path)
         names = [output.name for output in runner.get_outputs()]
         for feed in feeds:
-            yield dict(zip(names, runner.run(None, feed), strict=True))
+            yield run_in_groups(runner, names, feed)

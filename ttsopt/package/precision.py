@@ -62,7 +62,7 @@ class StaticInt8Record(PassRecord):
     speedup: float = 1.0
 
     def describe_converted(self) -> str:
-        return (f"INT8 {len(self.quantized_layers)} of {len(self.sensitivity)} convolutions "
+        return (f"INT8 {len(self.quantized_layers)} of {len(self.quantized_layers) + len(self.fp32_layers)} convolutions "
                 f"({self.int8_flops_share:.0%} of FLOPs, {self.calibration['chosen']} calibration), "
                 f"{self.speedup:.2f}× measured at quantization")
 

@@ -113,7 +113,7 @@ class StaticInt8:
                     "all_layers_logmel_l1": result.all_layers_score, "probes": result.probes,
                     "fitting_layers": result.fitting_layers, "package_gate_rejected": result.gate_rejected},
             equalization=result.equalization, sensitivity=result.sensitivity, quantized_layers=result.quantized,
-            fp32_layers=[layer for layer in result.sensitivity if layer not in result.quantized],
+            fp32_layers=[layer for layer in result.layers if layer not in result.quantized],
             int8_flops_share=result.flops_share,
             seconds={"fp32": result.fp32_seconds, "int8": result.seconds, "input": f"{next(iter(feeds[0].values())).shape}",
                      "timed_int8_layers": result.timings},
