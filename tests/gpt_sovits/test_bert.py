@@ -202,3 +202,30 @@ def test_bad_bert_folder_is_one_line(tmp_path: Path):
                       "-o", tmp_path / "out")
         assert_one_line_error(done, "--bert", fragment)
         assert not (tmp_path / "out").exists()
+
+
+def test_server_speaks_chinese_with_its_features(tts_bert_package: Path, tts: TextToSpeech):
+    """``ttsopt serve`` answers Chinese text as the API streams it (RoBERTa features, seeded): the same samples, as
+    pcm (streamed) and wav; the API's own test above shows that audio is not the zero-feature one."""
+    import io
+
+    import httpx
+    import soundfile
+
+    from tests.serve.conftest import running_server
+
+    text, seed, tokens = "我今天很高兴。", 3, 30
+    params = SamplingParams(top_k=tts.gpt.default_top_k, max_new_tokens=tokens, seed=seed)
+    audio = np.concatenate(list(tts.stream(SynthesisRequest(text=text, lang="zh", voice="zh", sampling=params))))
+    with running_server(tts_bert_package, "--lang", "zh", "--cache-mb", "0") as url:
+        for response_format in ("pcm", "wav"):
+            body = {"model": "ttsopt", "input": text, "voice": "zh", "lang": "zh", "seed": seed, "max_tokens": tokens,
+                    "response_format": response_format}
+            done = httpx.post(f"{url}/v1/audio/speech", json=body, timeout=300)
+            assert done.status_code == 200, done.text
+            if response_format == "wav":
+                served, _ = soundfile.read(io.BytesIO(done.content), dtype="float32")
+            else:
+                served = np.frombuffer(done.content, dtype="<i2").astype(np.float32) / 32767.0
+            assert served.size == audio.size
+            np.testing.assert_allclose(served, audio, atol=2e-4)
