@@ -108,7 +108,7 @@ class Refused(Exception):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Reading the checkpoints once, safely (the peers' own loaders use torch.load(weights_only=False) on the .pth)
+# Reading the checkpoints once, safely (the peers' own loaders unpickle the .pth blindly, without weights_only)
 # ------------------------------------------------------------------------------------------------------------
 
 
