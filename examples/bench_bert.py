@@ -81,8 +81,8 @@ def measure(work: Path, variant: str, repeat: int) -> dict:
         import torch
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(work / "roberta-large")
-        model = AutoModelForMaskedLM.from_pretrained(work / "roberta-large", dtype=torch.float32).eval()
+        tokenizer = AutoTokenizer.from_pretrained(work / "roberta-large", local_files_only=True)
+        model = AutoModelForMaskedLM.from_pretrained(work / "roberta-large", dtype=torch.float32, local_files_only=True).eval()
 
         def run(text: str) -> np.ndarray:
             with torch.no_grad():
