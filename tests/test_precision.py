@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -387,11 +388,92 @@ def test_streamed_calibration_statistics_equal_the_all_at_once_ones(tmp_path: Pa
         method, percentile = static_int8.CALIBRATIONS[name]
         whole = create_calibrator(path, ["Conv"], augmented_model_path=str(tmp_path / "whole.onnx"),
                                   calibrate_method=getattr(CalibrationMethod, method))
-        whole.collect_data(static_int8._reader(windows))  # onnxruntime's own, every window at once
+        whole.collect_data(_reader(windows))  # onnxruntime's own, every window at once
         if percentile is not None:
             whole.collector.percentile = percentile
         save_tensors_data(whole.compute_data(), tmp_path / "whole.json")
-        assert json.loads((tmp_path / "whole.json").read_text()) == json.loads(caches[name].read_text()), name
+        assert _bits(json.loads((tmp_path / "whole.json").read_text())) == _bits(json.loads(caches[name].read_text())), name
+
+
+def _reader(feeds: list[dict[str, np.ndarray]]):
+    """onnxruntime's :class:`CalibrationDataReader` over a list of feeds."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class FeedReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    return FeedReader()
+
+
+def _bits(value):
+    """A parsed calibration cache with each float replaced by its IEEE bits: ``==`` on two is equality to the bit
+    (-0.0 against 0.0, NaN against NaN), tensor by tensor."""
+    if isinstance(value, dict):
+        return {key: _bits(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_bits(item) for item in value]
+    return struct.pack("<d", value) if isinstance(value, float) else value
+
+
+def _onnxruntime_minmax_cache(path: Path, windows: list[dict[str, np.ndarray]], cache: Path) -> Path:
+    """What ``calibrate`` made with onnxruntime's MinMax calibrator, its own pass over ``windows``."""
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(path, ["Conv"], augmented_model_path=str(cache.with_suffix(".onnx")),
+                                   calibrate_method=CalibrationMethod.MinMax)
+    calibrator.collect_data(_reader(windows))
+    save_tensors_data(calibrator.compute_data(), cache)
+    return cache
+
+
+def test_minmax_cache_from_the_histogram_pass_is_onnxruntimes_to_the_bit(tmp_path: Path):
+    """The MinMax cache is made from the histogram pass's own minima and maxima, without onnxruntime's MinMax
+    calibrator (a pass of its own): every tensor, every value, dtype and field must be that calibrator's, so that
+    ``quantize_static`` writes the same INT8 graph and the search chooses as it did. Here on a graph whose
+    convolutions read a ReLU (minima exactly 0) and a LeakyReLU; then the candidates' fate on windows too narrow
+    for onnxruntime's histograms (MinMax kept, the percentiles left out, as before) and on no windows (none)."""
+    rng = np.random.default_rng(4)
+    shapes = {"w1": (8, 4, 3), "w2": (8, 8, 3), "w3": (8, 8, 1), "w4": (2, 8, 3)}
+    weights = [helper.make_tensor(name, TensorProto.FLOAT, shape, rng.standard_normal(shape).astype(np.float32).ravel())
+               for name, shape in shapes.items()]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1]),
+             helper.make_node("LeakyRelu", ["c2"], ["a2"], name="leaky", alpha=0.1),
+             helper.make_node("Conv", ["a2", "w3"], ["c3"], name="conv3"),
+             helper.make_node("Add", ["c3", "c2"], ["s3"], name="residual"),
+             helper.make_node("Conv", ["s3", "w4"], ["y"], name="conv4", pads=[1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "t"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, "t"])], weights)
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    windows = [{"x": (rng.standard_normal((1, 4, 200)) * scale).astype(np.float32)} for scale in (1.0, 6.0, 0.2)]
+    for scratch in ("ours", "narrow", "none"):
+        (tmp_path / scratch).mkdir()
+
+    ours = static_int8.calibrate(path, windows, tmp_path / "ours")
+    assert list(ours) == list(static_int8.CALIBRATIONS)
+    theirs = _onnxruntime_minmax_cache(path, windows, tmp_path / "onnxruntime.json")
+    parsed = json.loads(theirs.read_text())
+    assert set(parsed["data"]) == {"x", "c1", "r1", "c2", "a2", "c3", "s3", "y"}
+    assert parsed["data"]["r1"]["lowest"]["data"] == [0.0]  # not widened, kept at the ReLU's 0
+    assert _bits(json.loads(ours["minmax"].read_text())) == _bits(parsed)
+    convs = [node.name for node in nodes if node.op_type == "Conv"]
+    for name, cache in (("ours", ours["minmax"]), ("theirs", theirs)):
+        static_int8.quantize_nodes(path, tmp_path / f"{name}.onnx", convs, "minmax", cache)
+    assert (tmp_path / "ours.onnx").read_bytes() == (tmp_path / "theirs.onnx").read_bytes()
+
+    # |x| within a few float32 steps of 1: onnxruntime's histograms cannot make their 2048 bins of that range.
+    narrow = [{"x": (1 + rng.integers(0, 4, (1, 4, 200)) * np.float32(2**-23)).astype(np.float32)}]
+    caches = static_int8.calibrate(path, narrow, tmp_path / "narrow")
+    assert list(caches) == ["minmax"]
+    theirs = _onnxruntime_minmax_cache(path, narrow, tmp_path / "narrow-onnxruntime.json")
+    assert _bits(json.loads(caches["minmax"].read_text())) == _bits(json.loads(theirs.read_text()))
+    assert static_int8.calibrate(path, [], tmp_path / "none") == {}
 
 
 def test_no_per_layer_sweep_when_every_layer_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

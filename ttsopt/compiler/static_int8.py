@@ -8,7 +8,9 @@ of 0.05), and the damage is very uneven between layers. So the set of INT8 layer
    grids fit every channel (on HiFi-GAN this halves the INT8 error of the same layers).
 1. **Calibrate** once per candidate method on fixed-length windows of the calibration inputs
    (onnxruntime's calibrators fail or silently degrade on variable lengths): MinMax and
-   percentile clipping at 99.99 / 99.999 (one histogram pass serves both). The method is *chosen
+   percentile clipping at 99.99 / 99.999, from one session and two passes over the windows: the first's
+   minima and maxima are the MinMax cache (onnxruntime's MinMax calibrator's, to the bit, without its own
+   pass) and the histograms' range, the second's histograms serve both percentiles. The method is *chosen
    by measurement*: the one whose all-layer INT8 graph scores best on the search inputs.
 2. **Sensitivity**: each convolution quantized alone, scored (e.g. log-mel L1 of the audio against
    the FP32 graph's) on the search inputs, which are whole utterances distinct from the package's
@@ -125,102 +127,128 @@ def conv_costs(model, feed: Feed) -> list[LayerCost]:
     return costs
 
 
-def _reader(feeds: Sequence[Feed]):
-    """onnxruntime's :class:`CalibrationDataReader` over a list of feeds."""
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class FeedReader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._feeds = iter(feeds)
-
-        def get_next(self) -> Feed | None:
-            return next(self._feeds, None)
-
-    return FeedReader()
-
-
 def calibrate(model_path: Path, windows: Sequence[Feed], scratch: Path,
               candidates: Sequence[str] = tuple(CALIBRATIONS)) -> dict[str, Path]:
-    """One calibration cache per candidate (default: all of :data:`CALIBRATIONS`; onnxruntime's JSON format):
-    one MinMax pass over the windows, and one histogram pass whose histograms serve every percentile. A method whose
-    statistics cannot be formed on these windows (onnxruntime's histograms refuse a tensor whose range is
-    too narrow for their bins, seen with a single short recording) is left out of the candidates.
+    """One calibration cache per candidate (default: all of :data:`CALIBRATIONS`; onnxruntime's JSON format), from
+    one session of onnxruntime's percentile calibrator and two passes over the windows: the first finds each tensor's
+    minimum and maximum (:func:`tensor_extremes`: the MinMax cache is made of them, :func:`minmax_ranges`, and the
+    histograms' range), the second adds up the histograms that serve every percentile (:func:`collect_histograms`).
+    A method whose statistics cannot be formed on these windows is left out of the candidates: no windows leave out
+    every method; onnxruntime's histograms refuse a tensor whose range is too narrow for their bins (seen with a
+    single short recording), which leaves out the percentiles only, MinMax having its extremes from the first pass.
 
-    Each method's caches are written, and its calibrator (with its session) let go, before the next method runs:
-    the MinMax session's arena holds every convolution tensor of a window (its ReduceMin/Max nodes run after the
-    whole graph), 3.9 GB for the real-size v2ProPlus generator, which kept beside the histogram pass made the
-    command's 8.9 GB peak."""
+    MinMax had a pass of its own, onnxruntime's MinMax calibrator (an augmented graph with ReduceMin/Max on every
+    convolution tensor; its cache is the same, :func:`minmax_ranges`), whose session's arena held 3.9 GB on the
+    real-size v2ProPlus generator (its ReduceMin/Max nodes run after the whole graph, so every convolution tensor of a
+    window is alive at once)."""
     from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
 
+    calibrator = create_calibrator(model_path, ["Conv"], augmented_model_path=str(scratch / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.Percentile)
+    try:
+        extremes = tensor_extremes(calibrator, windows)
+    except ValueError:
+        return {}
     caches = {}
-    for method in sorted({CALIBRATIONS[name][0] for name in candidates}):
-        calibrator = create_calibrator(model_path, ["Conv"], augmented_model_path=str(scratch / f"augmented-{method}.onnx"),
-                                       calibrate_method=getattr(CalibrationMethod, method))
+    if "minmax" in candidates:
+        caches["minmax"] = scratch / "calibration-minmax.json"
+        save_tensors_data(minmax_ranges(extremes), caches["minmax"])
+    percentiles = [name for name in candidates if CALIBRATIONS[name][0] == "Percentile"]
+    if percentiles:
         try:
-            if method == "Percentile":
-                collect_histograms(calibrator, windows)
-            else:  # MinMax keeps only each window's reduced minima and maxima
-                calibrator.collect_data(_reader(windows))
+            collect_histograms(calibrator, windows, extremes)
         except ValueError:
-            continue
-        for name in (name for name in candidates if CALIBRATIONS[name][0] == method):
-            percentile = CALIBRATIONS[name][1]
-            if percentile is not None:
-                calibrator.collector.percentile = percentile
-            with contextlib.redirect_stdout(io.StringIO()):
-                ranges = calibrator.compute_data()
-            caches[name] = scratch / f"calibration-{name}.json"
-            save_tensors_data(ranges, caches[name])
-        del calibrator
+            percentiles = []
+    for name in percentiles:
+        calibrator.collector.percentile = CALIBRATIONS[name][1]
+        with contextlib.redirect_stdout(io.StringIO()):
+            ranges = calibrator.compute_data()
+        caches[name] = scratch / f"calibration-{name}.json"
+        save_tensors_data(ranges, caches[name])
     return {name: caches[name] for name in candidates if name in caches}
 
 
-def collect_histograms(calibrator, windows: Sequence[Feed]) -> None:
+@dataclass
+class Extremes:
+    """Each calibrated tensor's minimum and maximum over every window (NaN left out), and those of its magnitude."""
+
+    low: dict[str, np.ndarray] = field(default_factory=dict)
+    high: dict[str, np.ndarray] = field(default_factory=dict)
+    absolute_low: dict[str, np.ndarray] = field(default_factory=dict)
+    absolute_high: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _activations(calibrator, windows: Sequence[Feed]) -> Iterator[tuple[str, np.ndarray]]:
+    """Each window's calibrated tensors, flat, in graph order (a group's run stops after the last node it needs), a group
+    of them per run of the calibrator's session (:func:`~ttsopt.compiler.ort_runs.run_in_groups`): one group's in memory
+    (a loop variable would keep the last one alive through the next run: ``del``)."""
+    calibrated = set(calibrator.tensors_to_calibrate)
+    produced = [*(value.name for value in calibrator.model.graph.input), *(name for node in calibrator.model.graph.node
+                                                                           for name in node.output)]
+    wanted = [name for name in dict.fromkeys(produced) if name in calibrated]
+    for window in windows:
+        for name, value in run_in_groups(calibrator.infer_session, wanted, window):
+            yield name, value.reshape(-1)
+            del value
+
+
+def tensor_extremes(calibrator, windows: Sequence[Feed]) -> Extremes:
+    """Pass 1 over the windows with the session of ``calibrator`` (onnxruntime's percentile calibrator, whose augmented
+    graph exposes every tensor it calibrates, the tensors the MinMax calibrator reduces): :class:`Extremes`."""
+    if not windows:
+        raise ValueError("No data is collected.")
+    extremes = Extremes()
+    for name, value in _activations(calibrator, windows):
+        magnitude = np.absolute(value)
+        pairs = ((extremes.low, np.nanmin(value), min), (extremes.high, np.nanmax(value), max),
+                 (extremes.absolute_low, magnitude.min(), min), (extremes.absolute_high, magnitude.max(), max))
+        for record, new, pick in pairs:
+            record[name] = new if name not in record else pick(record[name], new)
+        del magnitude, value
+    return extremes
+
+
+def minmax_ranges(extremes: Extremes):
+    """The ranges onnxruntime's MinMax calibrator computes, as ``create_calibrator`` makes it for MinMax (neither
+    symmetric, nor a moving average, nor per channel): per tensor its ``lowest`` and ``highest``, each a 1-element
+    array of the tensor's dtype (a window's ReduceMin/Max reshaped to ``[-1]``, then ``np.nanmin`` / ``np.nanmax`` over
+    the windows), not widened to include 0 (``quantize_static`` does that). Every value is onnxruntime's own to the bit
+    (``tests/test_precision.py``), except where one window's ReduceMin/Max and ``np.nanmin`` differ on ties and NaN:
+    a tensor whose extreme is a zero of both signs (either sign comes out of onnxruntime's vectorized reduction, and
+    neither changes a scale or zero point) or a window's tensor holding NaN (onnxruntime's reduction returns it or not
+    depending on where it lies)."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import TensorsData
+
+    return TensorsData(CalibrationMethod.MinMax, {name: (np.asarray(extremes.low[name]).reshape(1),
+                                                         np.asarray(extremes.high[name]).reshape(1))
+                                                  for name in extremes.low})
+
+
+def collect_histograms(calibrator, windows: Sequence[Feed], extremes: Extremes) -> None:
     """What ``calibrator.collect_data`` does for onnxruntime's (symmetric) percentile calibrator given every window
     at once, the same histograms to the count, with one group of one window's tensors in memory instead of all of them
     (onnxruntime stacks every window's conv activations, then copies them twice: 13 GB for a real-size SoVITS
-    generator). Its one-shot histogram of ``|x|`` spans the data's own range, so a first pass over the windows
-    finds that range (and the min / max it also keeps), and a second adds up each window's histogram on it."""
+    generator). Its one-shot histogram of ``|x|`` spans the data's own range, found by the first pass over the windows
+    (``extremes``, :func:`tensor_extremes`, with the min / max it also keeps), so this second pass adds up each window's
+    histogram on it. Raises ``ValueError`` where onnxruntime's would: no tensors, or a range too narrow for the bins."""
     from onnxruntime.quantization.calibrate import HistogramCollector
 
     if not calibrator.symmetric:
         raise ValueError("only the symmetric percentile calibrator is streamed")
-    runner = calibrator.infer_session
-    calibrated = set(calibrator.tensors_to_calibrate)
-    # In graph order, so that a group's run stops after the last node it needs.
-    produced = [*(value.name for value in calibrator.model.graph.input), *(name for node in calibrator.model.graph.node
-                                                                           for name in node.output)]
-    wanted = [name for name in dict.fromkeys(produced) if name in calibrated]
-
-    def activations():
-        """Each window's tensors, flat, a group of them per run (:func:`~ttsopt.compiler.ort_runs.run_in_groups`):
-        one group's in memory (a loop variable would keep the last one alive through the next run: ``del``)."""
-        for window in windows:
-            for name, value in run_in_groups(runner, wanted, window):
-                yield name, value.reshape(-1)
-                del value
-
-    low, high, absolute_low, absolute_high = {}, {}, {}, {}
-    for name, value in activations():
-        magnitude = np.absolute(value)
-        pairs = ((low, np.nanmin(value), min), (high, np.nanmax(value), max),
-                 (absolute_low, magnitude.min(), min), (absolute_high, magnitude.max(), max))
-        for record, new, pick in pairs:
-            record[name] = new if name not in record else pick(record[name], new)
-        del magnitude, value
-    if not low:
+    if not extremes.low:
         raise ValueError("No data is collected.")
     histograms, edges = {}, {}
-    for name, value in activations():
+    for name, value in _activations(calibrator, windows):
         counts, edges[name] = np.histogram(np.absolute(value), bins=calibrator.num_bins,
-                                           range=(absolute_low[name], absolute_high[name]))
+                                           range=(extremes.absolute_low[name], extremes.absolute_high[name]))
         histograms[name] = counts if name not in histograms else histograms[name] + counts
         del value
     collector = HistogramCollector(method=calibrator.method, symmetric=True, num_bins=calibrator.num_bins,
                                    num_quantized_bins=calibrator.num_quantized_bins, percentile=calibrator.percentile,
                                    scenario=calibrator.scenario)
-    collector.histogram_dict = {name: (histograms[name], edges[name].astype(low[name].dtype), low[name], high[name])
-                                for name in histograms}
+    collector.histogram_dict = {name: (histograms[name], edges[name].astype(extremes.low[name].dtype),
+                                       extremes.low[name], extremes.high[name]) for name in histograms}
     calibrator.collector = collector
 
 
