@@ -33,6 +33,12 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def cpu_seconds() -> float:
+    """The process's CPU seconds (user + system, every thread): less at the mercy of a shared machine than its wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def prepare(package_dir: Path, graph: str, work: Path) -> None:
     import onnx
 
@@ -69,9 +75,10 @@ def calibrate(work: Path) -> None:
     windows = load_windows(work)
     out = work / "calibrate"
     out.mkdir(exist_ok=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     caches = static_int8.calibrate(work / "equalized.onnx", windows, out)
-    print(f"calibrate ({', '.join(caches)}): {time.perf_counter() - start:.1f} s, peak {peak_gb():.2f} GB "
+    print(f"calibrate ({', '.join(caches)}): {time.perf_counter() - start:.1f} s, {cpu_seconds() - cpu:.1f} CPU s, "
+          f"peak {peak_gb():.2f} GB "
           f"({static_int8.__file__})")
 
 
@@ -88,13 +95,14 @@ def onnxruntime_minmax(work: Path) -> None:
     windows = load_windows(work)
     out = work / "onnxruntime-minmax"
     out.mkdir(exist_ok=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     with tempfile.TemporaryDirectory() as scratch:
         calibrator = create_calibrator(work / "equalized.onnx", ["Conv"], augmented_model_path=f"{scratch}/augmented.onnx",
                                        calibrate_method=CalibrationMethod.MinMax)
         calibrator.collect_data(Reader())
         save_tensors_data(calibrator.compute_data(), out / "calibration-minmax.json")
-    print(f"onnxruntime's MinMax calibrator: {time.perf_counter() - start:.1f} s, peak {peak_gb():.2f} GB")
+    print(f"onnxruntime's MinMax calibrator: {time.perf_counter() - start:.1f} s, {cpu_seconds() - cpu:.1f} CPU s, "
+          f"peak {peak_gb():.2f} GB")
 
 
 def bits(value: float) -> bytes:
