@@ -420,3 +420,48 @@ def test_no_per_layer_sweep_when_every_layer_fits(tmp_path: Path, monkeypatch: p
     by_flops = [cost.node for cost in sorted(costs, key=lambda cost: -cost.flops)]
     # Built: every layer once per calibration, then the timed prefixes (3, 2, 1 layers), biggest FLOPs first.
     assert built[len(result.calibration_scores):] == [by_flops[:3], by_flops[:2], by_flops[:1]]
+
+
+def test_sweep_on_parts_scores_each_layer_as_the_whole_trial_graph(small_package: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    """Step 2 runs only the part of the graph a layer changes, on the FP32 graph's tensors at its edge
+    (:class:`static_int8.Sweep`): each layer's score must be the whole trial graph's (equalized for that layer, quantized,
+    run whole: what the sweep did before), to float rounding, so the search orders and chooses the same layers, however
+    the layers are grouped per FP32 run. HiFi-GAN V3's resblocks are parallel branches summed, with residual adds and
+    chains; the parts are smaller."""
+    from ttsopt.compiler import equalization
+    from ttsopt.compiler.passes.static_int8 import StaticInt8
+    from ttsopt.compiler.quantize import calibration_feeds
+
+    package = Package(small_package)
+    feeds = calibration_feeds(package, ["vocoder"], calibration_recordings(None))["vocoder"]
+    inputs = StaticInt8().search_inputs(package, "vocoder", feeds)
+    model = onnx.load(str(small_package / "vocoder.onnx"))
+    costs = static_int8.conv_costs(model, inputs.search_feeds[0])
+    every = [cost.node for cost in costs]
+    windows = inputs.windows[::2]
+    plan = equalization.measure(model, every, windows)
+    equalized = tmp_path / "equalized.onnx"
+    onnx.save(equalization.apply(model, plan, every), str(equalized))
+    cache = static_int8.calibrate(equalized, windows, tmp_path, ["percentile-99.99"])["percentile-99.99"]
+
+    def whole(node: str) -> float:
+        onnx.save(equalization.apply(model, plan, [node]), str(tmp_path / "subset.onnx"))
+        static_int8.quantize_nodes(tmp_path / "subset.onnx", tmp_path / "trial.onnx", [node], "percentile-99.99", cache)
+        return inputs.score(run_all(tmp_path / "trial.onnx", inputs.search_feeds))
+
+    def sweep() -> static_int8.Sweep:
+        return static_int8.Sweep(model, plan, "percentile-99.99", cache, inputs.search_feeds, inputs.score, tmp_path)
+
+    parts = dict(sweep().scores(every))
+    assert list(parts) == every
+    before = {node: whole(node) for node in every}
+    assert all(value > 0 for value in before.values())  # every layer INT8 alone changes the audio
+    np.testing.assert_allclose([parts[node] for node in every], [before[node] for node in every], rtol=1e-4)
+    by_ratio = [sorted(costs, key=lambda cost: scores[cost.node] / cost.flops) for scores in (before, parts)]
+    assert [cost.node for cost in by_ratio[0]] == [cost.node for cost in by_ratio[1]]
+    monkeypatch.setattr(static_int8, "SWEEP_CACHE_BYTES", 1)  # a run of the FP32 graph per layer
+    np.testing.assert_allclose([value for _, value in sweep().scores(every[-4:])], [parts[node] for node in every[-4:]],
+                               rtol=1e-6)
+    sizes = [len(sweep().part(node).nodes) for node in every]
+    assert min(sizes) < len(model.graph.node) / 4  # the last layers' parts are a few nodes

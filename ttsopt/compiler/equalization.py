@@ -163,42 +163,56 @@ def apply(model, equalization: Equalization, selected: Iterable[str]):
     """An exactly equivalent FP32 copy of ``model`` with the inputs and outputs of the ``selected`` convs
     equalized; chains are always folded (that adds no node), ``Mul`` nodes only for the selected convs, so
     a tensor has the same values and name in every subset's graph (one calibration serves them all)."""
-    import onnx
-    from onnx import helper, numpy_helper
     from onnxruntime.quantization.onnx_model import ONNXModel
+
+    folded = fold_chains(model, equalization)
+    equalize(folded, equalization, selected, chain_tails(folded, equalization))
+    ONNXModel(folded).topological_sort()
+    return folded
+
+
+def chain_tails(model, equalization: Equalization) -> set[str]:
+    """The convs that read a chain's link (their input side is folded into the chain's head, never a ``Mul``)."""
+    _, consumers = _maps(model)
+    return {consumer.name for link in equalization.chains.values() for consumer in consumers[link]}
+
+
+def fold_chains(model, equalization: Equalization):
+    """A copy of ``model`` with every chain folded (``c1`` rows ÷ σ, ``c2`` columns × σ): the same function,
+    no node added; what every subset's graph shares (:func:`apply` = this, then :func:`equalize`)."""
+    import onnx
 
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(model)
-    graph = rewritten.graph
     _, consumers = _maps(rewritten)
     initializers = _initializers(rewritten)
+    nodes = {node.name: node for node in rewritten.graph.node}
+    for name, link in equalization.chains.items():
+        head = nodes[name]
+        _scale_weight(initializers, head, rows=equalization.scales[head.output[0]])
+        for tail in consumers[link]:
+            _scale_weight(initializers, tail, columns=equalization.scales[head.output[0]])
+    return rewritten
+
+
+def equalize(model, equalization: Equalization, selected: Iterable[str], tails: set[str]) -> None:
+    """In place: ``Mul`` nodes around the ``selected`` convs of ``model`` (chains already folded, :func:`fold_chains`),
+    their weights scaled to match. ``model`` may be any part of the folded graph that holds the selected convs and
+    their weights (``tails``: :func:`chain_tails` of the whole graph); the added nodes are appended (sort after)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    initializers = _initializers(model)
     nodes = {node.name: node for node in graph.node}
     selected = set(selected) & set(equalization.convs)
     scales = equalization.scales
-
-    def scale_weight(conv, rows: np.ndarray | None = None, columns: np.ndarray | None = None) -> None:
-        weight = numpy_helper.to_array(initializers[conv.input[1]])
-        bias = numpy_helper.to_array(initializers[conv.input[2]])
-        if rows is not None:
-            weight, bias = weight / rows.reshape(-1, *[1] * (weight.ndim - 1)), bias / rows
-        if columns is not None:
-            weight = weight * columns.reshape(1, -1, *[1] * (weight.ndim - 2))
-        initializers[conv.input[1]].CopyFrom(numpy_helper.from_array(weight.astype(np.float32), conv.input[1]))
-        initializers[conv.input[2]].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), conv.input[2]))
+    heads = set(equalization.chains)
 
     def constant(name: str, value: np.ndarray, ndim: int) -> str:
         graph.initializer.append(numpy_helper.from_array(value.reshape(1, -1, *[1] * (ndim - 2)), name))
         return name
 
-    heads = set(equalization.chains)
-    tails = {consumer.name for link in equalization.chains.values() for consumer in consumers[link]}
     added = []
-    for name, link in equalization.chains.items():
-        head = nodes[name]
-        sigma = scales[head.output[0]]
-        scale_weight(head, rows=sigma)
-        for tail in consumers[link]:
-            scale_weight(tail, columns=sigma)
     for name in sorted(selected):
         conv = nodes[name]
         ndim = len(initializers[conv.input[1]].dims)
@@ -208,16 +222,27 @@ def apply(model, equalization: Equalization, selected: Iterable[str]):
             if target not in {out for node in added for out in node.output}:
                 inverse = constant(target + "_inverse_sigma", 1.0 / scales[source], ndim)
                 added.append(helper.make_node("Mul", [source, inverse], [target], name=target + "_mul"))
-            scale_weight(conv, columns=scales[source])
+            _scale_weight(initializers, conv, columns=scales[source])
             conv.input[0] = target
         if name not in heads:  # output side: conv(W/σ) → Mul(σ)
             output = conv.output[0]
             raw = output + SUFFIX
-            scale_weight(conv, rows=scales[output])
+            _scale_weight(initializers, conv, rows=scales[output])
             conv.output[0] = raw
             sigma = constant(raw + "_sigma", scales[output], ndim)
             added.append(helper.make_node("Mul", [raw, sigma], [output], name=raw + "_mul"))
     graph.node.extend(added)
-    ONNXModel(rewritten).topological_sort()
-    return rewritten
 
+
+def _scale_weight(initializers: dict, conv, rows: np.ndarray | None = None, columns: np.ndarray | None = None) -> None:
+    """``conv``'s weight rows (and bias) ÷ ``rows``, its weight columns × ``columns``, in place."""
+    from onnx import numpy_helper
+
+    weight = numpy_helper.to_array(initializers[conv.input[1]])
+    bias = numpy_helper.to_array(initializers[conv.input[2]])
+    if rows is not None:
+        weight, bias = weight / rows.reshape(-1, *[1] * (weight.ndim - 1)), bias / rows
+    if columns is not None:
+        weight = weight * columns.reshape(1, -1, *[1] * (weight.ndim - 2))
+    initializers[conv.input[1]].CopyFrom(numpy_helper.from_array(weight.astype(np.float32), conv.input[1]))
+    initializers[conv.input[2]].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), conv.input[2]))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
@@ -84,6 +85,16 @@ def iter_exposing(model, tensors: Iterable[str], feeds: Iterable[Feed]) -> Itera
     (:func:`run_in_groups`, in graph order): a caller that reduces each tensor as it comes (ranges, histograms)
     holds one group's, where all of a real-size vocoder's convolution tensors of one window are gigabytes.
     Consume each feed's pairs before asking for the next feed's."""
+    with exposing_session(model, tensors) as runner:
+        names = [output.name for output in runner.get_outputs()]
+        for feed in feeds:
+            yield run_in_groups(runner, names, feed)
+
+
+@contextlib.contextmanager
+def exposing_session(model, tensors: Iterable[str]):
+    """A session of ``model`` (a ModelProto, left unchanged) with ``tensors`` made graph outputs too, in graph
+    order after the graph's own (names the graph does not produce are ignored)."""
     import onnx
 
     probe = onnx.ModelProto()
@@ -97,7 +108,4 @@ def iter_exposing(model, tensors: Iterable[str], feeds: Iterable[Feed]) -> Itera
         path = Path(scratch) / "probe.onnx"
         onnx.save(probe, str(path))
         del probe
-        runner = session(path)
-        names = [output.name for output in runner.get_outputs()]
-        for feed in feeds:
-            yield run_in_groups(runner, names, feed)
+        yield session(path)

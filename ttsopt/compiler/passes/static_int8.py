@@ -52,27 +52,39 @@ def audio_outputs(graph: str, entry) -> Speech:
 
 
 @dataclass(frozen=True)
+class SearchInputs:
+    """What the layer search of one graph runs on (:meth:`StaticInt8.search_inputs`)."""
+
+    windows: list[dict[str, np.ndarray]]
+    search_feeds: list[dict[str, np.ndarray]]
+    score: Callable[..., float]
+    speech: Speech
+    #: The inputs' time dim and the windows' length along it.
+    dim: str
+    window: int
+
+
+@dataclass(frozen=True)
 class StaticInt8:
     #: ``speech(package)`` → turns the graph's outputs into the waveforms to score (default: its audio outputs).
     speech: Callable[[Package], Speech] | None = None
     name: str = "static-int8"
 
-    def apply(self, source: Path, destination: Path, context: PassContext) -> StaticInt8Record:
-        """Needs ``context.package`` (the FP32 package: mel settings, golden items) and ``context.feeds``
-        (calibration inputs of this graph); the budget is ``context.gates["logmel_l1_max"]``."""
+    def search_inputs(self, package: Package, graph: str, feeds: list[dict[str, np.ndarray]],
+                      source: Path | None = None) -> SearchInputs:
+        """What the search of ``graph`` runs on, from its calibration ``feeds``: fixed-length windows (calibration,
+        equalization), the first :data:`SEARCH_UTTERANCES` feeds cropped to :data:`SEARCH_FRAMES` (scoring), and the
+        log-mel score against the FP32 graph's speech on them (the graph at ``source``, default the package's)."""
         from ttsopt.audio.mel import MelSettings
         from ttsopt.audio.metrics import logmel_l1
         from ttsopt.compiler import static_int8
         from ttsopt.compiler.ort_runs import run_all
-        from ttsopt.hardware import has_int8_dot_product
 
-        package, graph, feeds = context.package, context.graph, list(context.feeds)
         manifest = package.manifest
         entry = manifest.graphs[graph]
         if "mel" not in manifest.audio:
             raise TtsoptError(f"static INT8 of graph {graph} is scored in log-mel terms, but the package has no mel settings")
         mel = MelSettings(**manifest.audio["mel"])
-        budget = context.gates["logmel_l1_max"]
         axes, dim = window_axes(entry)
         window = min(entry.dims[dim].opt, *(static_int8.feed_length(feed, axes) for feed in feeds))
         windows = static_int8.fixed_windows(feeds, axes, window)
@@ -80,16 +92,29 @@ class StaticInt8:
         search_feeds = [static_int8.fixed_windows([feed], axes, min(SEARCH_FRAMES, static_int8.feed_length(feed, axes)))[0]
                         for feed in feeds[:SEARCH_UTTERANCES]]
         speech = self.speech(package) if self.speech else audio_outputs(graph, entry)
-        reference = [speech(outputs) for outputs in run_all(source, search_feeds)]
+        reference = [speech(outputs) for outputs in run_all(source or package.path / entry.file, search_feeds)]
 
         def score(outputs: list[dict[str, np.ndarray]], against: list[list[np.ndarray]] = reference) -> float:
             return max(logmel_l1(want.reshape(-1), got.reshape(-1), mel)
                        for wanted, given in zip(against, outputs, strict=True)
                        for want, got in zip(wanted, speech(given), strict=True))
 
+        return SearchInputs(windows, search_feeds, score, speech, dim, window)
+
+    def apply(self, source: Path, destination: Path, context: PassContext) -> StaticInt8Record:
+        """Needs ``context.package`` (the FP32 package: mel settings, golden items) and ``context.feeds``
+        (calibration inputs of this graph); the budget is ``context.gates["logmel_l1_max"]``."""
+        from ttsopt.compiler import static_int8
+        from ttsopt.compiler.ort_runs import run_all
+        from ttsopt.hardware import has_int8_dot_product
+
+        package, graph, feeds = context.package, context.graph, list(context.feeds)
+        budget = context.gates["logmel_l1_max"]
+        inputs = self.search_inputs(package, graph, feeds, source)
+        score, windows, search_feeds, dim, window = inputs.score, inputs.windows, inputs.search_feeds, inputs.dim, inputs.window
         golden = package.golden
         items = [item["name"] for item in golden.items if item["graph"] == graph]
-        golden_in, golden_out = [golden.inputs(i) for i in items], [speech(golden.outputs(i)) for i in items]
+        golden_in, golden_out = [golden.inputs(i) for i in items], [inputs.speech(golden.outputs(i)) for i in items]
 
         def package_gate(candidate: Path) -> tuple[bool, float]:
             """The package's own gate: log-mel L1 of the candidate on this graph's golden items."""
