@@ -10,7 +10,9 @@ of 0.05), and the damage is very uneven between layers. So the set of INT8 layer
    (onnxruntime's calibrators fail or silently degrade on variable lengths): MinMax and
    percentile clipping at 99.99 / 99.999, from one session and two passes over the windows: the first's
    minima and maxima are the MinMax cache (onnxruntime's MinMax calibrator's, to the bit, without its own
-   pass) and the histograms' range, the second's histograms serve both percentiles. The method is *chosen
+   pass) and the histograms' range, the second's histograms serve both percentiles (on the real-size v2ProPlus
+   generator the MinMax calibrator's pass alone took 42 CPU s and peaked at 4.30 GB: the phase's peak fell from
+   4.31 to 3.43 GB, the caches the same to the bit, BENCHMARKS.md). The method is *chosen
    by measurement*: the one whose all-layer INT8 graph scores best on the search inputs.
 2. **Sensitivity**: each convolution quantized alone, scored (e.g. log-mel L1 of the audio against
    the FP32 graph's) on the search inputs, which are whole utterances distinct from the package's
