@@ -72,11 +72,12 @@ def test_int8_pass_verifies_times_and_records_both_candidates(tts_bert_package: 
     target = json.loads((scratch / "manifest.json").read_text())["target"]
     int8 = target | {"gates": {"int8": {"bert_snr_db_min": 25.0, "greedy_agreement_min": 0.95}}}
 
-    def verify(candidate: Path) -> VerifyReport:  # as quantize does: the candidate in an int8 package
+    def place(candidate: Path) -> Path:  # as quantize does: the candidate in an int8 package
         put_graph(scratch, candidate, precision="int8", target=int8)
-        return bert_report(scratch)
+        return scratch
 
-    context = PassContext(graph=BERT_GRAPH, gates={}, package=Package(tts_bert_package), verify=verify)
+    context = PassContext(graph=BERT_GRAPH, gates={}, package=Package(tts_bert_package),
+                          verify=lambda candidate: bert_report(place(candidate)), place=place)
     record = MatMulInt8(gates=BERT_GATES, timer=bert_timer).apply(source, tmp_path / "bert.onnx", context)
     assert set(record.candidates) == {"dynamic", "weight-only"} and set(record.ms) == {"fp32", "dynamic", "weight-only"}
     for method, candidate in record.candidates.items():

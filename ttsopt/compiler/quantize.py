@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ttsopt.assets import CALIBRATION, bundled_recordings
+from ttsopt.compiler.onnx_memory import release_memory
 from ttsopt.compiler.passes import PassContext, StaticInt8
 from ttsopt.errors import QualityGateError, TtsoptError
 from ttsopt.families import get_family
@@ -32,6 +33,7 @@ from ttsopt.package import PackageWriter
 from ttsopt.package.manifest import Manifest
 from ttsopt.runtime.package import Package
 from ttsopt.targets import load_target
+from ttsopt.verify.report import VerifyReport
 
 #: ``--budget`` metric → the gate it sets.
 BUDGET_GATES = {"logmel_l1": "logmel_l1_max", "greedy_agreement": "greedy_agreement_min",
@@ -107,6 +109,7 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
     calibrated = [name for name, p in passes.items() if isinstance(p, StaticInt8)]
     files = calibration_recordings(calib) if calibrated else []
     feeds = calibration_feeds(original, calibrated, files) if calibrated else {}
+    original.release()  # the graphs that made the calibration inputs
     missing = [graph for graph in calibrated if not feeds[graph]]
     if missing:
         raise TtsoptError(f"the calibration files give no inputs for graph {missing[0]} (they are saved inputs of other "
@@ -119,11 +122,18 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
         manifest.target = {**manifest.target, "gates": {**manifest.target["gates"], "int8": gates}}
         manifest.source = {**manifest.source, "quantized_from": str(Path(source).resolve())}
 
-        def verify_in_package(graph: str):
-            def verify(candidate: Path):
+        def place_in_package(graph: str) -> Callable[[Path], Path]:
+            def place(candidate: Path) -> Path:
                 shutil.copy2(candidate, writer.path(manifest.graphs[graph].file))
                 writer.write_manifest(manifest)
-                return verify_golden(Package(writer.scratch))
+                return writer.scratch
+            return place
+
+        def verify_in_package(graph: str) -> Callable[[Path], VerifyReport]:
+            def verify(candidate: Path) -> VerifyReport:
+                report = verify_golden(Package(place_in_package(graph)(candidate)))
+                release_memory()  # the verified package's sessions are gone: give their heap back before the next candidate
+                return report
             return verify
 
         records = {}
@@ -131,9 +141,11 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
         for name, precision_pass in sorted(passes.items(), key=lambda item: not isinstance(item[1], StaticInt8)):
             step(f"quantizing graph {name} ({precision_pass.name})")
             context = PassContext(graph=name, gates=gates, feeds=feeds.get(name, []), package=original, feed_files=[p.name for p in files],
-                                  verify=verify_in_package(name), step=step)
+                                  verify=verify_in_package(name), place=place_in_package(name), step=step)
             records[name] = precision_pass.apply(original.path / manifest.graphs[name].file,
                                                  writer.path(manifest.graphs[name].file), context)
+            original.release()  # the FP32 sessions a pass timed against are not the next pass's
+            release_memory()
         unchanged = {name: record.kept_fp32 for name, record in records.items() if record.kept_fp32}
         if len(unchanged) == len(records):
             raise QualityGateError("INT8 makes no graph of this package faster (" + "; ".join(

@@ -40,6 +40,15 @@ class Package:
             self._sessions[name] = self._create_session(name)
         return self._sessions[name]
 
+    def release(self, name: str | None = None) -> None:
+        """Let go of the session of graph ``name`` (all of them for ``None``); the next :meth:`run` makes it again.
+        For commands that visit every graph once (verification, quantization): holding every session at once is
+        what made their peaks (a real-size RoBERTa session is 1.3 GB)."""
+        if name is None:
+            self._sessions.clear()
+        else:
+            self._sessions.pop(name, None)
+
     def _create_session(self, name: str):
         entry = self.manifest.graphs[name]
         if self.manifest.tensorrt.get("engines"):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import statistics
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -33,6 +34,8 @@ class PassContext:
     feed_files: Sequence[str] = ()
     #: Verifies a candidate graph inside the package being written (``quantize``): puts it in place, returns the report.
     verify: Callable[[Path], VerifyReport] | None = None
+    #: Puts a candidate graph in place in the package being written (``quantize``), returns that package's directory.
+    place: Callable[[Path], Path] | None = None
     step: Callable[[str], None] = field(default=lambda message: None)
 
 
@@ -43,3 +46,22 @@ class PrecisionPass(Protocol):
     def apply(self, source: Path, destination: Path, context: PassContext) -> PassRecord:
         """Convert the graph at ``source`` into ``destination`` (or leave it absent, keeping FP32) and record it."""
         ...
+
+
+def time_against_fp32(context: PassContext, candidates: dict[Hashable, Path],
+                      timer: Callable[[Package], Callable[[], float]], rounds: int) -> dict[Hashable, float]:
+    """Median milliseconds of the FP32 graph (key ``"fp32"``) and of each verified candidate, ``rounds`` interleaved
+    rounds of ``timer``'s probes (this machine is shared).
+
+    Each candidate is put in place and its probe made (its session reads the graph then) only here, after every
+    candidate was verified: a probe made right after its own verification held its sessions through the next
+    candidate's verification (with the real-size RoBERTa, quantize's peak was there: 7.89 GB)."""
+    from ttsopt.runtime.package import Package
+
+    probes = {key: timer(Package(context.place(path))) for key, path in candidates.items()}
+    fp32 = timer(context.package)
+    times: dict[Hashable, list[float]] = {"fp32": [], **{key: [] for key in probes}}
+    for _ in range(rounds):
+        for key, probe in (("fp32", fp32), *probes.items()):
+            times[key].append(probe())
+    return {key: statistics.median(values) for key, values in times.items()}

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import statistics
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ttsopt.compiler.passes.base import PassContext
+from ttsopt.compiler.passes.base import PassContext, time_against_fp32
 from ttsopt.compiler.passes.weight_only import quantize_weights
 from ttsopt.package.precision import MatMulInt8Record
 from ttsopt.runtime.package import Package
@@ -69,24 +68,18 @@ class MatMulInt8:
 
     def apply(self, source: Path, destination: Path, context: PassContext) -> MatMulInt8Record:
         """Needs ``context.verify`` (candidates are verified in the package being written) and ``context.package``."""
-        candidates, probes = {}, {}
+        candidates, paths = {}, {}
         with tempfile.TemporaryDirectory(prefix="ttsopt-matmul-int8-") as keep:
             for method, make in METHODS.items():
                 context.step(f"graph {context.graph}: {method} INT8, verifying it")
-                path = Path(keep) / f"{method}.onnx"
-                candidate = make(source, path)
-                report = context.verify(path)
+                paths[method] = Path(keep) / f"{method}.onnx"
+                candidate = make(source, paths[method])
+                report = context.verify(paths[method])
                 gates = [gate for gate in report.gates if gate.name in self.gates]
                 candidates[method] = candidate | {"gates": {gate.name: gate.value for gate in gates},
                                                   "failed": [gate.describe() for gate in gates if not gate.passed]}
-                probes[method] = self.timer(Package(Path(report.package)))  # its sessions hold this candidate
             context.step(f"timing graph {context.graph}: FP32 vs {', '.join(METHODS)} INT8")
-            fp32 = self.timer(context.package)
-            times: dict[str, list[float]] = {"fp32": [], **{method: [] for method in METHODS}}
-            for _ in range(TIMING_ROUNDS):  # interleaved: this machine is shared
-                for key, probe in (("fp32", fp32), *probes.items()):
-                    times[key].append(probe())
-            ms = {key: statistics.median(values) for key, values in times.items()}
+            ms = time_against_fp32(context, paths, self.timer, TIMING_ROUNDS)
             for method, candidate in candidates.items():
                 candidate["speedup"] = ms["fp32"] / ms[method]
             passing = [method for method in METHODS if not candidates[method]["failed"]]

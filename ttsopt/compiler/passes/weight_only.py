@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import statistics
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ttsopt.compiler.passes.base import PassContext
+from ttsopt.compiler.passes.base import PassContext, time_against_fp32
 from ttsopt.package.precision import WeightOnlyRecord
 from ttsopt.runtime.package import Package
 
@@ -58,24 +57,18 @@ class WeightOnly:
 
     def apply(self, source: Path, destination: Path, context: PassContext) -> WeightOnlyRecord:
         """Needs ``context.verify`` (candidates are verified in the package being written) and ``context.package``."""
-        candidates, probes = {}, {}
+        candidates, paths = {}, {}
         with tempfile.TemporaryDirectory(prefix="ttsopt-weights-") as keep:
             for bits in WEIGHT_BITS:
                 context.step(f"graph {context.graph}: weight-only INT{bits}, verifying it")
-                path = Path(keep) / f"int{bits}.onnx"
-                candidate = quantize_weights(source, path, bits)
-                report = context.verify(path)
+                paths[bits] = Path(keep) / f"int{bits}.onnx"
+                candidate = quantize_weights(source, paths[bits], bits)
+                report = context.verify(paths[bits])
                 gates = [gate for gate in report.gates if gate.name in self.gates]
                 candidates[bits] = candidate | {"gates": {gate.name: gate.value for gate in gates},
                                                 "passed": all(gate.passed for gate in gates)}
-                probes[bits] = self.timer(Package(Path(report.package)))  # its sessions hold this candidate's graph
             context.step(f"timing graph {context.graph}: FP32 vs {', '.join(f'INT{bits}' for bits in WEIGHT_BITS)}")
-            fp32 = self.timer(context.package)
-            times: dict[str | int, list[float]] = {"fp32": [], **{bits: [] for bits in WEIGHT_BITS}}
-            for _ in range(TIMING_ROUNDS):  # interleaved: this machine is shared
-                for key, probe in (("fp32", fp32), *probes.items()):
-                    times[key].append(probe())
-            ms = {key: statistics.median(values) for key, values in times.items()}
+            ms = time_against_fp32(context, paths, self.timer, TIMING_ROUNDS)
             passing = [bits for bits in WEIGHT_BITS if candidates[bits]["passed"]]
             chosen = min(passing, key=ms.get) if passing else max(WEIGHT_BITS)
             shutil.copy2(Path(keep) / f"int{chosen}.onnx", destination)
