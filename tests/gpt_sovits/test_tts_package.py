@@ -142,6 +142,30 @@ def test_speak_bad_inputs(tts_package: Path, tmp_path: Path):
     fails("--phonemes", TEXT, "--voice", "fox", "--bert", str(bert), fragments=("BERT features must be",))
 
 
+def test_a_package_without_voices(tts_package: Path, tmp_path: Path):
+    """A v2 package that stores no voice (voices given at run time): ``run`` without ``--voice`` is one line naming
+    what to give, ``--reference`` speaks (reference-free, as before), and the server's check of a request that names
+    no voice is a one-line error saying how to make one (its HTTP side: test_v4_package.py, the same engine)."""
+    from tests.conftest import without_voices
+    from ttsopt.errors import TtsoptError
+    from ttsopt.serve.engine import Engine, ServeSettings
+    from ttsopt.serve.schemas import SpeechRequest
+
+    package = without_voices(tts_package, tmp_path / "pkg")
+    out = tmp_path / "out.wav"
+    assert_one_line_error(ttsopt("run", package, "--phonemes", TEXT, "-o", out), "this package stores no voice", "--reference")
+    assert not out.exists()
+    ttsopt("run", package, "--phonemes", TEXT, "--reference", FOX, "--max-tokens", "10", "--seed", "0", "-o", out, check=True)
+    assert soundfile.info(str(out)).frames > 0
+    engine = Engine(load(package), ServeSettings(workers=1), "voiceless")
+    try:
+        assert engine.default_voice is None and engine.voices() == []
+        with pytest.raises(TtsoptError, match="this package stores no voice.*start the server with --voices DIR"):
+            engine.check(SpeechRequest(input=TEXT, lang="phonemes"), False, 0.0)
+    finally:
+        engine.close()
+
+
 def test_speak_text_cli_sentence_by_sentence(tts_package: Path, tmp_path: Path):
     """--text/--lang: cut into sentences, each synthesised, joined with 0.3 s pauses."""
     for lang, text in (("en", "Hello, world. This is a test of the front end."), ("zh", "你好，世界。今天天气很好。")):

@@ -48,6 +48,8 @@ def oracle() -> dict[str, np.ndarray]:
 
 #: What the voices made at run time say the oracle's (random) reference recording ref_a says.
 TRANSCRIPT = "Hello, this is a short test recording."
+#: A Chinese transcript of the same recording: the stored voice "zh" (made at export) and voices made at run time.
+ZH_TRANSCRIPT = "这是一段测试用的参考音频，请听。"
 
 
 def needs_hubert(package: Path) -> None:
@@ -64,7 +66,8 @@ def _phonemes(ids: np.ndarray) -> str:
 def package(tmp_path_factory, oracle) -> Path:
     """The one v4 export of the suite: LoRA merged into the base, the vocoder, the tiny GPT, voices a (oracle run
     lora_a's reference and prompt) and b (lora_b's: a prompt over 500 frames, two chunks); with the auxiliary oracle,
-    its g2pW, RoBERTa and HuBERT (the ``ssl`` graph: voices from a recording and its transcript)."""
+    its g2pW, RoBERTa (the ``bert`` graph) and HuBERT (the ``ssl`` graph: voices from a recording and its transcript),
+    and the voice "zh" made at export from ref_a and a Chinese transcript."""
     root = tmp_path_factory.mktemp("v4")
     voices = []
     for name, ref, codes in (("a", "ref_a_32k", "prompt_codes_a"), ("b", "ref_b_32k", "prompt_codes_b")):
@@ -73,7 +76,8 @@ def package(tmp_path_factory, oracle) -> Path:
         voices += ["--voice", f"{name}={root / name}.wav:{root / name}.npy:{_phonemes(oracle['phones_prompt'])}"]
     out = root / "pkg"
     g2pw = ["--g2pw", AUX_ORACLE / "G2PWModel", "--bert", AUX_ORACLE / "chinese-roberta-wwm-ext-large",
-            "--hubert", AUX_ORACLE / "chinese-hubert-base"] if AUX_ORACLE.is_dir() else []
+            "--hubert", AUX_ORACLE / "chinese-hubert-base", "--voice", f"zh={root / 'a.wav'}|zh|{ZH_TRANSCRIPT}"] \
+        if AUX_ORACLE.is_dir() else []
     ttsopt("export", "--gpt", GPT, "--sovits", LORA, "--sovits-base", BASE, "--vocoder", VOCODER, *voices, *g2pw, "-o", out,
            check=True)
     return out
@@ -228,7 +232,7 @@ def test_quantize_int8_vocoder_dit_and_gpt_are_gated(package, int8_package, tmp_
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["precision"] == "int8"
     records = manifest["quantization"]
-    assert set(records) == {"vocoder", "dit_step", "gpt_transformer"}
+    assert set(records) == {"vocoder", "dit_step", "gpt_transformer"} | ({"bert"} if "bert" in manifest["graphs"] else set())
     vocoder = records["vocoder"]
     assert vocoder["pass"] == "static-int8" and vocoder["budget"]["fitting_layers"] > 0
     assert vocoder["calibration"]["files"] == ["speech.wav"]
@@ -241,6 +245,11 @@ def test_quantize_int8_vocoder_dit_and_gpt_are_gated(package, int8_package, tmp_
     assert all(c["quantized_matmuls"] > 0 and c["bytes"]["quantized"] < c["bytes"]["fp32"] for c in dit["candidates"].values())
     assert all(set(c["gates"]) == {"v4 chain log-mel L1"} for c in dit["candidates"].values())
     assert set(dit["ms"]) == {"fp32", "dynamic", "weight-only"}
+    if "bert" in records:  # RoBERTa as in a v2 package: the MatMul INT8 pass, held to both BERT gates
+        from ttsopt.families.gpt_sovits.bert_verification import BERT_GATES
+
+        assert records["bert"]["pass"] == "matmul-int8"
+        assert all(set(c["gates"]) == set(BERT_GATES) for c in records["bert"]["candidates"].values())
     dit_ops = {n.op_type for n in onnx.load(str(out / "dit_step.onnx")).graph.node}
     if dit["chosen"] is None:  # missed the chain gate or was not faster: the FP32 graph, and why
         assert (out / "dit_step.onnx").read_bytes() == (package / "dit_step.onnx").read_bytes()
@@ -460,3 +469,114 @@ def test_voices_of_another_version_are_refused_in_one_line(package, hubert_packa
     v2 = dataclasses.replace(Voice.load(v4), prompt_mel=None, prompt_fea=None)
     with pytest.raises(TtsoptError, match="is a voice for v1/v2 packages and this package is v4"):
         Voice.from_bytes(v2.to_bytes(), load(package))
+
+
+def needs_bert(package: Path) -> None:
+    if "bert" not in json.loads((package / "manifest.json").read_text())["graphs"]:
+        pytest.skip(f"no RoBERTa: the auxiliary oracle is not under {AUX_ORACLE}")
+
+
+def test_chinese_is_read_with_the_v2_roberta_features(package, tts_bert_package):
+    """``export --bert`` of a v4 package adds v2's ``bert`` graph (verified by both BERT gates): a Chinese sentence's
+    features are the v2 package's for that sentence (the matrix is a function of the text), the GPT reads them (its
+    tokens and the audio differ from the zero-feature ones) and the audio is what passing them by hand gives."""
+    from ttsopt.runtime import SynthesisRequest
+    from ttsopt.runtime.sampling import SamplingParams
+
+    needs_bert(package)
+    needs_hubert(package)
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest["runtime"]["auxiliary"]["bert"]["layers_run"] == 2 and manifest["runtime"]["bert"]["graph"] == "bert"
+    gates = {g["name"]: g for g in manifest["verification"]["gates"]}
+    from ttsopt.families.gpt_sovits.bert_verification import BERT_GATES
+
+    assert all(gates[name]["passed"] for name in BERT_GATES) and gates[BERT_GATES[0]]["value"] > 100
+    tts = load(package)
+    (sentence,) = tts.phonemize("我今天很高兴，我们去公园散步吧。", "zh", cut="cut0")
+    features = tts.bert_features(sentence)
+    v2 = load(tts_bert_package).bert_features(sentence)
+    assert features.shape == (1024, len(sentence.phones)) and np.all(np.any(features != 0, axis=0))
+    np.testing.assert_allclose(features, v2, rtol=0, atol=1e-5)
+    params = SamplingParams(greedy=True, max_new_tokens=30, eos_suppress_steps=30, seed=0)  # the seed: the CFM's noise
+    phonemes = " ".join(sentence.phones)
+    # The voice made at export from a Chinese transcript (the prompt's columns are its features in all three).
+    audio, result = tts.speak(SynthesisRequest(phonemes=sentence, voice="zh", sampling=params, steps=4))
+    by_hand, given = tts.speak(SynthesisRequest(phonemes=phonemes, bert=v2, voice="zh", sampling=params, steps=4))
+    zeros, plain = tts.speak(SynthesisRequest(phonemes=phonemes, voice="zh", sampling=params, steps=4))
+    np.testing.assert_array_equal(result.tokens, given.tokens)
+    np.testing.assert_allclose(audio, by_hand, rtol=0, atol=1e-5)
+    assert not np.array_equal(result.tokens, plain.tokens)
+    assert audio.shape != zeros.shape or not np.allclose(audio, zeros, atol=1e-3)
+
+
+def test_chinese_voices_carry_their_prompt_bert(package):
+    """A Chinese transcript's BERT features: stored with the voice made at export ("zh", original RoBERTa) and kept by
+    a voice made at run time (the package's graph) alike, and read by the GPT as the prompt's columns; an English
+    transcript gets none (zeros, as officially)."""
+    from ttsopt.runtime import SynthesisRequest
+
+    needs_bert(package)
+    needs_hubert(package)
+    tts = load(package)
+    stored = tts.voice_data["zh/prompt_bert"]
+    made = Voice.from_recording(tts, package.parent / "a.wav", ZH_TRANSCRIPT, "zh")
+    assert made.prompt_bert.shape == stored.shape == (1024, made.phone_ids.size) and np.any(stored != 0)
+    np.testing.assert_array_equal(tts.voice_data["zh/prompt_phonemes"], made.phone_ids)
+    np.testing.assert_allclose(made.prompt_bert, stored, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(Voice.from_bytes(made.to_bytes(), tts).prompt_bert, made.prompt_bert)
+    for voice in ("zh", made):
+        inputs = tts._gpt_inputs(SynthesisRequest(phonemes="n i2 h ao3 .", voice=voice))
+        np.testing.assert_array_equal(inputs.features[0, :, :stored.shape[1]], stored if voice == "zh" else made.prompt_bert)
+        assert not inputs.features[0, :, stored.shape[1]:].any()  # phonemes given as a string: zeros for the target
+    assert "a/prompt_bert" not in tts.voice_data
+    assert Voice.from_recording(tts, package.parent / "a.wav", TRANSCRIPT, "en").prompt_bert is None
+    runtime = json.loads((package / "manifest.json").read_text())["runtime"]["voices"]
+    assert runtime["zh"] == {"source": str((package.parent / "a.wav").resolve()), "prompt": True,
+                             "transcript": ZH_TRANSCRIPT, "lang": "zh"}
+
+
+@pytest.fixture(scope="module")
+def voiceless(package, tmp_path_factory) -> Path:
+    """The v4 package as exported without ``--voice`` (a way to ship one: voices made at run time)."""
+    from tests.conftest import without_voices
+
+    return without_voices(package, tmp_path_factory.mktemp("v4-voiceless") / "pkg")
+
+
+def test_a_package_without_voices_is_served_and_says_how_to_make_one(package, voiceless, tmp_path):
+    """``serve`` starts on a package that stores no voice; a request that names none (or one of OpenAI's) is a 400
+    JSON error saying how to make one; POST /v1/voices makes one that is then spoken. ``run`` without ``--voice``:
+    one line, exit 2."""
+    import io
+
+    httpx = pytest.importorskip("httpx")
+    from tests.serve.conftest import running_server
+
+    needs_hubert(voiceless)
+    from ttsopt.families.gpt_sovits.v4.bench import _request
+
+    tts = load(voiceless)
+    assert not tts.voices
+    request = _request(tts, 1.0)  # bench speaks with the verification chain's golden voice, the GPT unprompted
+    with np.load(voiceless / "v4_reference.npz") as chain:
+        np.testing.assert_array_equal(request["voice"].prompt.mel, chain["chain/prompt_mel"])
+    assert request["gpt_prompt"] is None
+    assert_one_line_error(ttsopt("run", voiceless, "--phonemes", "n i2 h ao3 .", "-o", tmp_path / "x.wav"),
+                          "this package stores no voice", "ttsopt voice")
+    assert not (tmp_path / "x.wav").exists()
+    body = {"input": "n i2 h ao3 .", "lang": "phonemes", "max_tokens": 10, "seed": 0, "response_format": "wav"}
+    output: list[str] = []
+    with running_server(voiceless, "--voices", str(tmp_path / "voices"), "--max-tokens", "10", output=output) as url:
+        assert "default voice: none" in "".join(output)
+        for voice in ({}, {"voice": "alloy"}, {"voice": "bob"}):
+            refused = httpx.post(f"{url}/v1/audio/speech", json=body | voice, timeout=60)
+            assert refused.status_code == 400, refused.text
+            message = refused.json()["error"]["message"]
+            assert "this package stores no voice" in message and "POST /v1/voices" in message, message
+        made = httpx.post(f"{url}/v1/voices", timeout=300, data={"transcript": ZH_TRANSCRIPT, "language": "zh", "name": "mine"},
+                          files={"recording": ("a.wav", (package.parent / "a.wav").read_bytes(), "audio/wav")})
+        assert made.status_code == 201, made.text
+        spoken = httpx.post(f"{url}/v1/audio/speech", json=body | {"voice": "mine"}, timeout=300)
+        assert spoken.status_code == 200 and soundfile.info(io.BytesIO(spoken.content)).samplerate == 48000, spoken.text
+        unnamed = httpx.post(f"{url}/v1/audio/speech", json=body, timeout=60)
+        assert unnamed.status_code == 400 and "voices made on this server (mine)" in unnamed.json()["error"]["message"]

@@ -85,7 +85,7 @@ def serve(
     except FrontEndUnavailable as exc:
         raise TtsoptError(f"--lang {lang}: {exc}") from None
     name = name or Path(package).resolve().name
-    voices = ", ".join(sorted(tts.voices))
+    voices = ", ".join(sorted(tts.voices)) or "none stored in the package"
     if ray:
         from ttsopt.serve.cluster import serve_on_ray
 
@@ -99,7 +99,8 @@ def serve(
     bound = listening.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     err.print(f"serving {package} on http://{shown}:{bound} (pid {os.getpid()}; {workers} workers, "
-              f"{settings.admitted()} requests admitted; voices: {voices}{stored}; default voice: {engine.default_voice})", highlight=False,
+              f"{settings.admitted()} requests admitted; voices: {voices}{stored}; default voice: "
+              f"{engine.default_voice or 'none (requests name theirs: POST /v1/voices makes one)'})", highlight=False,
               soft_wrap=True)  # one line, whatever the terminal's width: scripts read the port from it
     config = uvicorn.Config(create_app(engine), log_level="warning", timeout_graceful_shutdown=5)
     try:

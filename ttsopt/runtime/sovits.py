@@ -188,9 +188,11 @@ class Synthesizer:
             voice.check_package(self)
             return voice.ge
         if voice is None:
+            if not self.voices:
+                raise TtsoptError("this package stores no voice: give --reference ref.wav (3-10 s of speech; a text-to-speech "
+                                  "package also takes --voice NAME.voice, made with `ttsopt voice`)")
             if len(self.voices) != 1:
-                known = ", ".join(sorted(self.voices)) or "none"
-                raise TtsoptError(f"say which voice: --voice NAME (package voices: {known}) or --reference ref.wav")
+                raise TtsoptError(f"say which voice: --voice NAME (package voices: {', '.join(sorted(self.voices))}) or --reference ref.wav")
             return next(iter(self.voices.values()))
         return self.voice(voice) if isinstance(voice, str) else np.asarray(voice, dtype=np.float32)
 

@@ -89,6 +89,15 @@ class V4Synthesizer(Synthesizer):
             raise TtsoptError(f"voice {name!r} is not in this package (voices: {known})")
         return V4Voice(self.voices[name], cfm.Prompt(self.voice_data[f"{name}/prompt_mel"], self.voice_data[f"{name}/prompt_fea"]))
 
+    def bench_voice(self) -> tuple[str | None, V4Voice]:
+        """The first stored voice, or for a package that stores none (voices made at run time) the golden voice of its
+        verification chain (made at export from the bundled speech): what ``bench`` and ``measure`` speak with."""
+        if self.voices:
+            name = sorted(self.voices)[0]
+            return name, self.voice(name)
+        with np.load(self.package.path / self.settings["v4_reference"]) as chain:
+            return None, V4Voice(chain["chain/ge"], cfm.Prompt(chain["chain/prompt_mel"], chain["chain/prompt_fea"]))
+
     def _voice(self, voice: str | V4Voice | Voice | None) -> V4Voice:
         if isinstance(voice, V4Voice):
             return voice
@@ -96,9 +105,12 @@ class V4Synthesizer(Synthesizer):
             voice.check_package(self)  # a v1/v2 voice, or one of another model: refused in one line
             return V4Voice(voice.ge, cfm.Prompt(voice.prompt_mel, voice.prompt_fea))
         if voice is None:
+            if not self.voices:
+                raise TtsoptError("this package stores no voice: give --voice NAME.voice (made with `ttsopt voice PKG --reference "
+                                  "ref.wav --text TRANSCRIPT --lang LANG`) or --reference ref.wav --reference-text TRANSCRIPT "
+                                  "--reference-lang LANG")
             if len(self.voices) != 1:
-                known = ", ".join(sorted(self.voices)) or "none"
-                raise TtsoptError(f"say which voice: --voice NAME (package voices: {known})")
+                raise TtsoptError(f"say which voice: --voice NAME (package voices: {', '.join(sorted(self.voices))})")
             voice = next(iter(self.voices))
         if not isinstance(voice, str):
             raise TtsoptError("a v4 model continues its reference's speech, so a bare embedding is not a v4 voice: pass a "

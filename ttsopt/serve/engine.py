@@ -57,7 +57,8 @@ class ServeSettings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     #: Language of a request's input when it names none (``ttsopt serve --lang``).
     lang: str = "en"
-    #: The voice of a request that names none or one of OpenAI's (alloy, ...); None: the package's first prompted voice.
+    #: The voice of a request that names none or one of OpenAI's (alloy, ...); None: the package's first prompted voice
+    #: (a package that stores none has no default: such a request is a 400 saying how to make a voice).
     default_voice: str | None = None
     #: ``serve --voices DIR``: stored voices (loaded at start, added by POST /v1/voices); None: no store.
     voices_dir: Path | None = None
@@ -121,14 +122,25 @@ class Engine:
         self.scheduler = tts.gpt.batch(min(settings.workers, tts.gpt.max_batch))
         self.scheduler.on_step, self.scheduler.on_join = self.metrics.observe_step, self.metrics.queue_wait.observe
 
-    def _default_voice(self, name: str | None) -> str:
+    def _default_voice(self, name: str | None) -> str | None:
+        """``--default-voice``, else the package's first prompted voice, else its first; None for a package that
+        stores none (a way to ship one: voices are made at run time), whose requests must name theirs."""
         voices = sorted(self.tts.voices)
         if name is not None:
             if name not in self.tts.voices:
-                raise TtsoptError(f"--default-voice {name} is not in this package: use one of {', '.join(voices)}")
+                raise TtsoptError(f"--default-voice {name} is not in this package: " + (
+                    f"use one of {', '.join(voices)}" if voices else "it stores no voice (drop --default-voice: requests then name theirs)"))
             return name
         prompted = [v for v in voices if f"{v}/prompt_tokens" in self.tts.voice_data]
-        return (prompted or voices)[0]
+        return (prompted or voices or [None])[0]
+
+    def _no_voice(self) -> str:
+        """What a request that names no usable voice is told when the package stores none: how to make and name one."""
+        stored = [v["id"] for v in self.store.describe()]
+        make = "make one with POST /v1/voices (recording, transcript, language, name) and give its name as voice"
+        how = (f"give voice as one of the voices made on this server ({', '.join(stored)}), or {make}" if stored else
+               make if self.store.directory is not None else f"start the server with --voices DIR, {make}")
+        return f"this package stores no voice, so a request must name one: {how}"
 
     def voices(self) -> list[dict]:
         package = [{"id": name, "name": name, "prompt": f"{name}/prompt_tokens" in self.tts.voice_data, "default": name == self.default_voice}
@@ -139,10 +151,14 @@ class Engine:
         """The voice a request means: a package voice (its name), a stored one (a :class:`Voice`), or the default
         for none and for OpenAI's names."""
         if voice is None or (voice in OPENAI_VOICES and voice not in self.tts.voices and self.store.get(voice) is None):
+            if self.default_voice is None:
+                raise TtsoptError(self._no_voice())
             return self.default_voice
         if voice in self.tts.voices:
             return voice
         stored = self.store.get(voice)
+        if stored is None and self.default_voice is None:
+            raise TtsoptError(f"voice {voice[:80]!r} is not on this server; {self._no_voice()}")
         if stored is None:
             known = sorted(self.tts.voices) + [v["id"] for v in self.store.describe()]
             raise TtsoptError(f"voice {voice[:80]!r} is not in this package: use one of {', '.join(known)} "

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ttsopt.compiler.spec import GoldenItem, GraphExport
+from ttsopt.compiler.spec import ExportPlan, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.package.manifest import DimRange, TensorSpec
 from ttsopt.runtime.bert import BERT_GRAPH, HIDDEN_STATE_INDEX, TOKENIZER_FILE, encode, is_chinese
@@ -198,6 +198,32 @@ class BertPart:
     facts: dict
 
 
+def plan_gpt_bert(auxiliary: Mapping[str, Path], gpt_bert_dim: int | None) -> BertPart | None:
+    """The RoBERTa of a text-to-speech package (v2, v2Pro and v4 alike: one GPT architecture), loaded and checked
+    against the GPT's feature width now, before anything slow runs. None without ``--bert`` (nor ``--pretrained``'s),
+    and None without a GPT (``gpt_bert_dim`` None): only the GPT reads BERT features, so a SoVITS package neither
+    holds nor misses RoBERTa."""
+    if gpt_bert_dim is None or BERT_ROLE not in auxiliary:
+        return None
+    return plan_bert(auxiliary[BERT_ROLE], gpt_bert_dim)
+
+
+def add_bert_to_plan(plan: ExportPlan, part: BertPart | None) -> ExportPlan:
+    """``plan`` with RoBERTa in it: for a text-to-speech plan, ``runtime["auxiliary"]["bert"]`` (its facts, or None:
+    missing, which ``export`` notes), and with ``part`` its graph, original, golden sentences, tokenizer file and
+    ``runtime["bert"]`` (what :class:`ttsopt.runtime.tts.TextToSpeech` reads). A SoVITS plan is left as it is."""
+    if plan.task != "tts":
+        return plan
+    plan.runtime["auxiliary"][BERT_ROLE] = None if part is None else part.facts
+    if part is not None:
+        plan.graphs.append(part.graph)
+        plan.original[part.graph.name] = part.original
+        plan.golden += part.golden
+        plan.files |= part.files
+        plan.runtime["bert"] = part.runtime
+    return plan
+
+
 def plan_bert(path: Path, bert_dim: int) -> BertPart:
     """The user's RoBERTa folder as a graph of a package whose GPT takes ``bert_dim``-wide features."""
     loaded = load_bert(path)
@@ -211,5 +237,5 @@ def plan_bert(path: Path, bert_dim: int) -> BertPart:
                     facts=loaded.facts())
 
 
-__all__ = ["BERT_ROLE", "BertFeatureGraph", "BertPart", "LoadedBert", "bert_graph", "golden_items", "load_bert",
-           "official_features", "official_matrix", "plan_bert"]
+__all__ = ["BERT_ROLE", "BertFeatureGraph", "BertPart", "LoadedBert", "add_bert_to_plan", "bert_graph", "golden_items",
+           "load_bert", "official_features", "official_matrix", "plan_bert", "plan_gpt_bert"]

@@ -140,8 +140,9 @@ class GPTSoVITS(Family):
 
 def _v4_workload(model: Any, tokens: int, golden: dict[str, np.ndarray]) -> Workload:
     """``tokens`` seeded tokens with the golden phonemes, the first stored voice, the default steps, seeded noise:
-    the inputs of :meth:`V4Synthesizer.decode` (and of the original's :class:`EagerV4`)."""
-    voice = model.voice(sorted(model.voices)[0])
+    the inputs of :meth:`V4Synthesizer.decode` (and of the original's :class:`EagerV4`); a package that stores no
+    voice: its golden voice."""
+    voice = model.bench_voice()[1]
     rng = np.random.default_rng(0)
     count = max(1, min(model.max_phonemes, round(tokens / 25 * 12)))
     inputs = {"tokens": rng.integers(0, model.codebook_size, (1, tokens), dtype=np.int64),

@@ -26,7 +26,6 @@ import dataclasses
 import io
 import json
 import logging
-import re
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
@@ -39,7 +38,7 @@ from ttsopt.compiler.folding import remove_weight_norm
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem, GraphExport
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
-from ttsopt.families.gpt_sovits.bert import BERT_ROLE, plan_bert
+from ttsopt.families.gpt_sovits.bert import add_bert_to_plan, plan_gpt_bert
 from ttsopt.families.gpt_sovits.g2pw_payload import g2pw_payload
 from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint
 from ttsopt.families.gpt_sovits.sovits_checkpoint import LoadedSoVITS, load_sovits_checkpoint
@@ -56,8 +55,8 @@ from ttsopt.families.gpt_sovits.sovits_model import SoVITSConfig, SoVITSModel
 from ttsopt.families.gpt_sovits.sv_checkpoint import LoadedSV, load_sv_checkpoint
 from ttsopt.families.gpt_sovits.sv_model import ERes2NetV2, fold_batch_norm
 from ttsopt.families.gpt_sovits.v4.checkpoint import is_cfm_sovits
+from ttsopt.families.gpt_sovits.voice_prompts import VoicePrompts, check_voice_name, voices_runtime
 from ttsopt.package.manifest import DimRange, Manifest, TensorSpec
-from ttsopt.runtime.arrays import read_int_array
 from ttsopt.runtime.phonemes import PhonemeTable
 from ttsopt.runtime.sovits import (
     SPEAKER_VERIFICATION,
@@ -67,9 +66,7 @@ from ttsopt.runtime.sovits import (
     reference_spectrogram,
     reference_sv_features,
 )
-from ttsopt.runtime.text import Sentence, langseg
-from ttsopt.runtime.text.g2pw import G2PW
-from ttsopt.runtime.voice import transcript_phones
+from ttsopt.runtime.text import langseg
 
 FAMILY = "gpt_sovits"
 TASK = "sovits"
@@ -101,7 +98,6 @@ FBANK_FRAMES = DimRange(1, 500, 6000)
 #: The verification sentence (the oracle's target text; its symbols are in the v1 and v2 tables).
 GOLDEN_PHONEMES = "j in1 t ian1 t ian1 q i4 h en3 h ao3 , w o3 m en5 q v4 g ong1 y van2 b a5 ."
 GOLDEN_TOKENS = 40
-VOICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def symbol_table_bytes(version: str) -> bytes:
@@ -221,44 +217,24 @@ class ReferenceEmbedder:
             return self.model.speaker_embedding(torch.from_numpy(inputs["spectrogram"]), *sv).numpy()
 
 
-def _voices(sources: ExportSources, embed: ReferenceEmbedder, table: PhonemeTable, with_gpt: bool,
-            prompt: Callable[[Path], np.ndarray] | None, g2pw: G2PW | None = None,
-            bert: Callable[[Sentence], np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """``ge`` of each voice (original models), and for a GPT its prompt: semantic tokens and phoneme ids, given
-    or made from the recording and its transcript (``prompt``: recording → codes by the original HuBERT + SoVITS;
-    ``g2pw``: the package's g2pW, which reads a Chinese transcript's polyphones as the package will; ``bert``: a
-    Chinese transcript's BERT features by the original RoBERTa)."""
+def _voices(sources: ExportSources, embed: ReferenceEmbedder, with_gpt: bool, prompts: VoicePrompts) -> dict[str, np.ndarray]:
+    """``ge`` of each voice (original models), and for a GPT its prompt (:class:`VoicePrompts`: semantic tokens and
+    phoneme ids, given or made from the recording and its transcript, and a Chinese transcript's BERT features)."""
     original = embed.model
     arrays = {}
     for name, voice in sources.voices.items():
-        if not VOICE_NAME.match(name):
-            raise TtsoptError(f"voice name {name!r} is not usable: use letters, digits, '_', '-', '.' (e.g. --voice alice=ref.wav)")
+        check_voice_name(name)
         wav = read_reference(voice.recording, original.config.sampling_rate)
         spec = _reference_spectrogram(wav, original.config)
         if not REF_FRAMES.contains(spec.shape[-1]):
             raise TtsoptError(f"voice {name}: {voice.recording} is {spec.shape[-1] / 50:.1f} s long; a reference must be at most "
                               f"{REF_FRAMES.max / 50:.0f} s: cut it (3-10 s of clean speech is typical)")
         arrays[name] = embed(embed.inputs(wav))
-        if voice.transcript is not None:
-            if not with_gpt:
-                raise TtsoptError(f"voice {name}: a transcript prompts the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
-            if prompt is None:
-                raise TtsoptError(f"voice {name}: a transcript needs HuBERT to turn the recording into prompt tokens: "
-                                  f"give --hubert GPT_SoVITS/pretrained_models/chinese-hubert-base (or --pretrained CHECKOUT)")
-            sentence = transcript_phones(voice.transcript, voice.lang or "", table.symbols, table.version, g2pw,
-                                         langdetect=sources.auxiliary.get(LANGDETECT_ROLE))
-            arrays[f"{name}/prompt_tokens"] = prompt(voice.recording)
-            arrays[f"{name}/prompt_phonemes"] = table.ids(" ".join(sentence.phones))
-            if bert is not None and sentence.is_chinese:
-                arrays[f"{name}/prompt_bert"] = bert(sentence)
-        elif voice.prompt_tokens is not None:
-            if not with_gpt:
-                raise TtsoptError(f"voice {name}: prompt tokens and phonemes are for the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
-            tokens = read_int_array(voice.prompt_tokens, "prompt tokens")
-            if tokens.min() < 0 or tokens.max() >= original.config.codebook_size:
-                raise TtsoptError(f"voice {name}: prompt tokens must lie in 0..{original.config.codebook_size - 1}")
-            arrays[f"{name}/prompt_tokens"] = tokens
-            arrays[f"{name}/prompt_phonemes"] = table.ids(voice.prompt_phonemes or "")
+        if not with_gpt and voice.transcript is not None:
+            raise TtsoptError(f"voice {name}: a transcript prompts the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
+        if not with_gpt and voice.prompt_tokens is not None:
+            raise TtsoptError(f"voice {name}: prompt tokens and phonemes are for the GPT; give --gpt s1.ckpt or only NAME=ref.wav")
+        arrays |= prompts(name, voice)
     return arrays
 
 
@@ -287,8 +263,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     if gpt is not None and gpt.config.symbol_version != loaded.config.symbol_version:
         raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but the SoVITS model is {loaded.version} "
                           f"({loaded.config.symbol_version} table): give the GPT and SoVITS weights of one GPT-SoVITS version")
-    # Loaded (and checked) before anything slow runs; only a GPT reads BERT features.
-    roberta = plan_bert(sources.auxiliary[BERT_ROLE], gpt.config.bert_dim) if gpt and BERT_ROLE in sources.auxiliary else None
+    roberta = plan_gpt_bert(sources.auxiliary, None if gpt is None else gpt.config.bert_dim)  # checked before the slow work
     config, original = loaded.config, loaded.model
     g2pw_files, g2pw_facts, g2pw = g2pw_payload(sources.auxiliary, config.symbol_version)  # checked before the long work
     # A second instance, not copy.deepcopy (parametrized modules share their generated class with copies).
@@ -329,10 +304,7 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     golden.append(GoldenItem("prompt-codes", "prompt_codes",
                              {"ssl": rng.standard_normal((1, config.ssl_dim, 81), dtype=np.float32)}))
 
-    # BERT features are read by the GPT only: a SoVITS package neither holds nor misses RoBERTa.
-    auxiliary: dict[str, dict | None] = dict.fromkeys(PACKAGE_AUXILIARIES + ((BERT_ROLE,) if gpt is not None else ()))
-    if roberta is not None:
-        auxiliary[BERT_ROLE] = roberta.facts
+    auxiliary: dict[str, dict | None] = dict.fromkeys(PACKAGE_AUXILIARIES)
     if config.symbol_version == "v2":  # Mandarin polyphones (ttsopt.runtime.text.g2pw); v1 never read them with g2pW
         auxiliary[G2PW_ROLE] = g2pw_facts
     prompt = None
@@ -346,14 +318,11 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         auxiliary[HUBERT_ROLE] = ssl.facts
         prompt = official_prompt(ssl.loaded, PromptCodesGraph(original).eval(), config.sampling_rate)
 
-    voices = _voices(sources, embed, table, gpt is not None, prompt, g2pw, None if roberta is None else roberta.matrix)
-    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(voices), **g2pw_files}
+    prompts = VoicePrompts(table, config.codebook_size, prompt, g2pw, None if roberta is None else roberta.matrix,
+                           sources.auxiliary.get(LANGDETECT_ROLE))
+    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz_bytes(_voices(sources, embed, gpt is not None, prompts)), **g2pw_files}
     runtime = {
-        "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE,
-        "voices": {name: {"source": str(v.recording.resolve()),
-                          "prompt": v.prompt_tokens is not None or v.transcript is not None}
-                          | ({"transcript": v.transcript, "lang": v.lang} if v.transcript is not None else {})
-                   for name, v in sources.voices.items()},
+        "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE, "voices": voices_runtime(sources),
         "token_rate_hz": 25, "generator_context_frames": generator_receptive_field(exported),
         "auxiliary": auxiliary,
     }
@@ -394,26 +363,20 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         runtime["gpt"] = {"reference": GPT_REFERENCE_FILE,
                           "reference_params": dataclasses.asdict(gpt_spec.reference_params())}
         model_config["gpt"] = {**c.__dict__, "parameters": sum(p.numel() for p in model.parameters())}
-        if roberta is not None:  # Chinese RoBERTa features for the GPT's text input
-            graphs.append(roberta.graph)
-            originals[roberta.graph.name] = roberta.original
-            golden += roberta.golden
-            files |= roberta.files
-            runtime["bert"] = roberta.runtime
 
     seconds = 5.0
     n_tokens = int(seconds * 25)
     cost_inputs = (torch.zeros(1, n_tokens, dtype=torch.int64), torch.zeros(1, n_tokens // 2, dtype=torch.int64),
                    torch.zeros(1, config.gin_channels, 1), torch.zeros(1, config.inter_channels, 2 * n_tokens),
                    torch.tensor([0.5]))
-    return ExportPlan(
+    return add_bert_to_plan(ExportPlan(
         family=FAMILY, task=TTS_TASK if gpt is not None else TASK, model_config=model_config,
         audio={"sample_rate": config.sampling_rate, "mel": _mel_settings(loaded).to_dict()},
         source={"info": loaded.info} | ({"gpt_info": gpt.info} if gpt is not None else {})
                | ({"sv": str(sv_path.resolve())} if sv is not None and SV_ROLE not in sources.checkpoints else {}),
         graphs=graphs, golden=golden, original=originals,
         cost_example=(Synthesis(exported), cost_inputs, seconds), files=files, runtime=runtime,
-    )
+    ), roberta)  # Chinese RoBERTa features for the GPT's text input
 
 
 

@@ -112,15 +112,16 @@ class V4BenchReport:
 
 
 def _request(tts, seconds: float) -> dict:
-    """Seeded tokens and phonemes of ``seconds`` of audio, the first stored voice, the GPT's prompt."""
+    """Seeded tokens and phonemes of ``seconds`` of audio, the first stored voice and its GPT prompt (a package that
+    stores none: the golden voice, and the GPT without a prompt)."""
     golden = tts.package.golden.inputs(tts.package.golden.first("latent"))
     tokens = max(1, round(seconds * int(tts.settings["token_rate_hz"])))
     phonemes = np.resize(golden["phonemes"][0], max(1, min(tts.max_phonemes, round(seconds * PHONEMES_PER_SECOND))))
-    voice = next(iter(sorted(tts.voices)))
-    prompt_tokens, prompt_ids = tts.prompt(voice) if hasattr(tts, "gpt") else (None, np.zeros(0, np.int64))
+    name, voice = tts.bench_voice()
+    prompt_tokens, prompt_ids = tts.prompt(name) if hasattr(tts, "gpt") and name else (None, np.zeros(0, np.int64))
     rng = np.random.default_rng(0)
     return {"tokens": rng.integers(0, tts.codebook_size, tokens, dtype=np.int64), "phonemes": phonemes,
-            "voice": tts.voice(voice), "gpt_ids": np.concatenate((prompt_ids, phonemes)), "gpt_prompt": prompt_tokens,
+            "voice": voice, "gpt_ids": np.concatenate((prompt_ids, phonemes)), "gpt_prompt": prompt_tokens,
             "params": SamplingParams(max_new_tokens=tokens, eos_suppress_steps=tokens, seed=0),
             "mel_bins": tts.mel_bins, "sample_rate": tts.sample_rate, "hop": tts.hop}
 

@@ -3,13 +3,17 @@
 Inputs: ``--sovits`` (a v4 LoRA file, merged into ``--sovits-base`` s2Gv4.pth, or a full v4 file), ``--vocoder``
 (gsv-v4-pretrained/vocoder.pth), both also found by ``--pretrained``; with ``--gpt`` a text-to-speech package.
 
-Voices (``--voice NAME=ref.wav:prompt_tokens.npy:"prompt phonemes"``; v4 has no reference-free mode, so the
-prompt is required) are folded at export by the original model: ``ge``, the prompt window's normalised mel and
-cond features (``NAME/prompt_mel``, ``NAME/prompt_fea``) and the GPT prompt go into ``voices.npz``.
+Voices (``--voice NAME=ref.wav:prompt_tokens.npy:"prompt phonemes"``, or ``NAME=ref.wav|LANG|transcript`` with
+HuBERT; v4 has no reference-free mode, so the prompt is required) are folded at export by the original model:
+``ge``, the prompt window's normalised mel and cond features (``NAME/prompt_mel``, ``NAME/prompt_fea``) and the GPT
+prompt (:mod:`ttsopt.families.gpt_sovits.voice_prompts`, shared with v2: a Chinese transcript's ``prompt_bert`` too)
+go into ``voices.npz``. A package may store none: its voices are then made at run time.
 
 With ``--hubert`` (or ``--pretrained``) the package also runs HuBERT (the ``ssl`` graph, padded as the official
 v4 prompt path pads: 0.3 × 32 kHz), so a voice can be made at run time from a recording and its transcript
-(``ttsopt voice``, :meth:`ttsopt.runtime.voice.Voice.from_recording`) instead of only at export.
+(``ttsopt voice``, :meth:`ttsopt.runtime.voice.Voice.from_recording`) instead of only at export. With ``--bert`` (or
+``--pretrained``) and a GPT, the ``bert`` graph of v2 (:func:`ttsopt.families.gpt_sovits.bert.add_bert_to_plan`):
+the official v4 inference reads Chinese with RoBERTa features exactly as v2 does (same GPT).
 
 Golden data: every graph on fixed inputs (the bundled speech for the reference encoder and the vocoder's
 mel), and the whole v4 chain (latent → chunked CFM loop → vocoder) of a golden voice with stored noise, spoken
@@ -34,12 +38,14 @@ from ttsopt.compiler.checkpoint import checkpoint_head
 from ttsopt.compiler.spec import ExportPlan, ExportSources, GoldenItem
 from ttsopt.errors import TtsoptError
 from ttsopt.families.gpt_sovits import gpt_spec
+from ttsopt.families.gpt_sovits.bert import add_bert_to_plan, plan_gpt_bert
 from ttsopt.families.gpt_sovits.g2pw_payload import g2pw_payload
 from ttsopt.families.gpt_sovits.gpt_checkpoint import load_gpt_checkpoint
 from ttsopt.families.gpt_sovits.v4.checkpoint import BASE_HINT, VOCODER_HINT, LoadedV4, load_v4_sovits, load_vocoder
 from ttsopt.families.gpt_sovits.v4.graphs import StepGraph, graph_modules, graphs
 from ttsopt.families.gpt_sovits.v4.model import SoVITSV4
 from ttsopt.families.gpt_sovits.v4.vocoder import Vocoder, receptive_field
+from ttsopt.families.gpt_sovits.voice_prompts import VoicePrompts, check_voice_name, voices_runtime
 from ttsopt.package.manifest import sha256_file
 from ttsopt.runtime import cfm
 from ttsopt.runtime.phonemes import PhonemeTable
@@ -127,31 +133,27 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _voices(sources: ExportSources, eager: EagerV4, table: PhonemeTable, codebook: int) -> dict[str, np.ndarray]:
-    from ttsopt.families.gpt_sovits.spec import VOICE_NAME
-    from ttsopt.runtime.arrays import read_int_array
-
+def _voices(sources: ExportSources, eager: EagerV4, prompts: VoicePrompts) -> dict[str, np.ndarray]:
+    """Each voice's GPT prompt (:class:`VoicePrompts`: given, or made from its transcript, with a Chinese transcript's
+    BERT features), then what the original model makes of the recording and that prompt: ``ge`` and the window."""
     arrays = {}
     for name, voice in sources.voices.items():
-        if not VOICE_NAME.match(name):
-            raise TtsoptError(f"voice name {name!r} is not usable: use letters, digits, '_', '-', '.'")
-        if voice.prompt_tokens is None:
+        check_voice_name(name)
+        if voice.prompt_tokens is None and voice.transcript is None:
             raise TtsoptError(f"voice {name}: a v4 model continues the reference's speech and needs what was said in it "
-                              f"(the official v4 has no reference-free mode): give --voice {name}=ref.wav:prompt_tokens.npy:\"prompt phonemes\"")
-        tokens = read_int_array(voice.prompt_tokens, "prompt tokens").reshape(-1)
-        if tokens.min() < 0 or tokens.max() >= codebook:
-            raise TtsoptError(f"voice {name}: prompt tokens must lie in 0..{codebook - 1}")
-        ids = table.ids(voice.prompt_phonemes or "")
+                              f"(the official v4 has no reference-free mode): give --voice \"{name}=ref.wav|LANG|transcript\" "
+                              f"(with --hubert) or --voice {name}=ref.wav:prompt_tokens.npy:\"prompt phonemes\"")
+        prompt = prompts(name, voice)
+        tokens, ids = prompt[f"{name}/prompt_tokens"], prompt[f"{name}/prompt_phonemes"]
         stored = eager.voice(read_wav(voice.recording, REFERENCE_RATE), tokens, ids)
         arrays[name] = stored.pop("ge")
-        arrays |= {f"{name}/{k}": v for k, v in stored.items()}
-        arrays[f"{name}/prompt_tokens"], arrays[f"{name}/prompt_phonemes"] = tokens, ids
+        arrays |= {f"{name}/{k}": v for k, v in stored.items()} | prompt
     return arrays
 
 
 def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndarray]]]) -> ExportPlan:
     """Load the v4 SoVITS (LoRA merged), its vocoder and the GPT, and describe the export."""
-    from ttsopt.families.gpt_sovits.spec import HUBERT_ROLE, symbol_table_bytes
+    from ttsopt.families.gpt_sovits.spec import HUBERT_ROLE, LANGDETECT_ROLE, symbol_table_bytes
 
     if sources.config is not None:
         raise TtsoptError("--config is for HiFi-GAN checkpoints; GPT-SoVITS checkpoints embed their config")
@@ -165,7 +167,8 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     if gpt is not None and gpt.config.symbol_version != "v2":
         raise TtsoptError(f"the GPT uses the {gpt.config.symbol_version} phoneme table but v4 SoVITS models use v2: "
                           f"give the GPT trained for v4 (s1v3.ckpt or your own)")
-    g2pw_files, g2pw_facts, _ = g2pw_payload(sources.auxiliary, "v2")  # v4 reads Chinese as v2 does
+    roberta = plan_gpt_bert(sources.auxiliary, None if gpt is None else gpt.config.bert_dim)  # checked before the slow work
+    g2pw_files, g2pw_facts, g2pw = g2pw_payload(sources.auxiliary, "v2")  # v4 reads Chinese as v2 does
     model, sizes, text = loaded.model, loaded.sizes, loaded.sizes.text
     exported = graphs(model, vocoder)
     modules = graph_modules(model, vocoder)
@@ -205,25 +208,27 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
     golden.append(GoldenItem("vocoder", "vocoder", {"mel": cfm.reference_mel(recordings[-1][1])}))
     golden.append(GoldenItem("prompt-codes", "prompt_codes", {"ssl": rng.standard_normal((1, text.ssl_dim, 81), dtype=np.float32)}))
     auxiliary: dict[str, dict | None] = {"g2pw": g2pw_facts, HUBERT_ROLE: None}
-    if HUBERT_ROLE in sources.auxiliary:  # voices from a recording + transcript at run time (as v2's ssl graph)
-        from ttsopt.families.gpt_sovits.hubert import plan_ssl
+    codes = None
+    if HUBERT_ROLE in sources.auxiliary:  # voices from a recording + transcript, at export and at run time (as v2)
+        from ttsopt.families.gpt_sovits.hubert import official_prompt, plan_ssl
 
         ssl = plan_ssl(sources.auxiliary[HUBERT_ROLE], speech, REFERENCE_RATE)
         exported.append(ssl.graph)
         originals[ssl.graph.name] = ssl.original
         golden += ssl.golden
         auxiliary[HUBERT_ROLE] = ssl.facts
+        codes = official_prompt(ssl.loaded, modules["prompt_codes"], REFERENCE_RATE)
 
     chain = {"tokens": tokens[None], "phonemes": phonemes[None], **voice,
              "steps": np.array([cfm.DEFAULT_STEPS], np.int64)}
     chain["noise"] = rng.standard_normal((1, sizes.dit.mel_dim, frames + 4 * GOLDEN_TOKENS), dtype=np.float32)
     reference = {f"chain/{k}": v for k, v in chain.items()} | {"chain/audio": eager(chain)}
 
-    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz(_voices(sources, eager, table, text.codebook_size)),
-             REFERENCE_FILE: _npz(reference), **g2pw_files}
+    prompts = VoicePrompts(table, text.codebook_size, codes, g2pw, None if roberta is None else roberta.matrix,
+                           sources.auxiliary.get(LANGDETECT_ROLE))
+    files = {SYMBOLS_FILE: symbols, VOICES_FILE: _npz(_voices(sources, eager, prompts)), REFERENCE_FILE: _npz(reference), **g2pw_files}
     runtime = {
-        "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE, "v4_reference": REFERENCE_FILE,
-        "voices": {name: {"source": str(v.recording.resolve()), "prompt": True} for name, v in sources.voices.items()},
+        "symbols": SYMBOLS_FILE, "voices_file": VOICES_FILE, "v4_reference": REFERENCE_FILE, "voices": voices_runtime(sources),
         "token_rate_hz": 25, "vocoder_context_frames": receptive_field(vocoder), "auxiliary": auxiliary,
         "cfm": {"steps": cfm.DEFAULT_STEPS, "step_choices": list(cfm.STEP_CHOICES), "t_ref": cfm.T_REF, "t_chunk": cfm.T_CHUNK,
                 "cfg_rate": 0.0},
@@ -259,11 +264,11 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         runtime["gpt"] = {"reference": GPT_REFERENCE_FILE, "reference_params": dataclasses.asdict(gpt_spec.reference_params())}
         model_config["gpt"] = {**gpt_model.config.__dict__, "parameters": sum(p.numel() for p in gpt_model.parameters())}
         source["gpt_info"] = gpt.info
-    return ExportPlan(
+    return add_bert_to_plan(ExportPlan(
         family=FAMILY, task=task, model_config=model_config,
         audio={"sample_rate": vocoder.sizes.hop * 100, "mel": VERIFY_MEL.to_dict()},
         source=source, graphs=exported, golden=golden, original=originals, files=files, runtime=runtime,
-    )
+    ), roberta)  # Chinese RoBERTa features for the GPT's text input, as v2
 
 
 def load_eager(manifest, checkpoint: Path | None = None) -> EagerV4:
