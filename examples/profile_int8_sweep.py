@@ -138,7 +138,8 @@ def main() -> None:
                   f"peak {peak_gb():.2f} GB", flush=True)
             start = time.perf_counter()
     summary = {"layers": len(rows), "graph_nodes": len(model.graph.node), "setup_s": setup, "peak_gb": peak_gb(),
-               "new_s": float(np.sum([r["new_s"] for r in rows])), "new_phases_s": sweep.seconds}
+               "new_s": float(np.sum([r["new_s"] for r in rows])), "new_phases_s": sweep.seconds,
+               "fp32_groups": sweep.groups, "cache_bytes": static_int8.SWEEP_CACHE_BYTES}
     if not args.no_old:
         summary["old_s"] = float(np.sum([sum(r["old_times"].values()) for r in rows]))
         summary["old_phases_s"] = {k: float(np.sum([r["old_times"][k] for r in rows])) for k in rows[0]["old_times"]}

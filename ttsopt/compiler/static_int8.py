@@ -23,7 +23,7 @@ of 0.05), and the damage is very uneven between layers. So the set of INT8 layer
    (:class:`Sweep`: upstream and parallel branches come from one FP32 run per group of layers), the same
    scores: on the real-size v2ProPlus generator (93 convolutions) a whole-graph measure took 6.1 s, 70 % of
    it the runs, and the sweep 93 × 6.1 s ≈ 9.5 min; on parts it takes 193 s (the runs of the parts are 83 %
-   of it: what is left is the compute downstream of each layer, 40 % of the graph's on average).
+   of it: what is left is the compute downstream of each layer; a part holds 45 % of the graph's nodes on average).
 3. **Selection**: layers ordered by sensitivity per FLOP (what a layer costs in quality for the time
    it can save); the longest prefix of that order that stays inside the budget is found by
    bisection on measured scores.
@@ -280,8 +280,11 @@ def _root_logger_quiet():
 
 
 #: Bytes of FP32 tensors the sweep holds at once (:class:`Sweep`): the layers are measured a group at a time, each
-#: group's boundary tensors from one run of the FP32 graph.
-SWEEP_CACHE_BYTES = 2**30
+#: group's boundary tensors from one run of the FP32 graph. The real-size v2ProPlus generator's parts read 138 tensors,
+#: 3.0 GiB over its two search feeds: one group. Measured with 1 GiB (shared machine): the groups' FP32 runs took 73 of
+#: the sweep's 247 s, against 4.3 of 193 s for one group, whose sweep phase held 5.2 GB (the command's peak, calibration,
+#: is 5.56 GB).
+SWEEP_CACHE_BYTES = 7 * 2**29  # 3.5 GiB
 
 
 @dataclass
@@ -326,8 +329,10 @@ class Sweep:
                 self.consumers.setdefault(name, []).append(node)
         self.outputs = [output.name for output in graph.output]
         self.constants = {init.name for init in graph.initializer}
-        #: Seconds spent in each phase, over every layer measured (``examples/profile_int8_sweep.py``).
+        #: Seconds spent in each phase, over every layer measured, and the FP32 runs' groups of layers
+        #: (``examples/profile_int8_sweep.py``).
         self.seconds: dict[str, float] = {}
+        self.groups = 0
 
     def part(self, node: str) -> Part:
         conv = self.nodes[node]
@@ -378,6 +383,7 @@ class Sweep:
                     group.append(node)
                     tensors = wanted
                 pending = pending[len(group):]
+                self.groups += 1
                 with self._timed("FP32 runs"):
                     wanted = [name for name in names if name in tensors]
                     cached = [dict(ort_runs.run_in_groups(runner, wanted, feed)) | feed for feed in self.feeds]
