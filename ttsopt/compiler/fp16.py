@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ttsopt.audio.metrics import snr_db
-from ttsopt.compiler.ort_runs import Feed, run_exposing
+from ttsopt.compiler.ort_runs import Feed, exposing_session, run_in_groups, run_together_in_groups
 from ttsopt.errors import QualityGateError
 
 FP16_MAX = 65504.0
@@ -85,6 +85,36 @@ def _output_snr_db(want: np.ndarray, got: np.ndarray) -> float:
     return np.inf if np.array_equal(want, got) else -np.inf
 
 
+def _ranges(fp32, floats: set[str], feeds: Sequence[Feed]) -> dict[str, float]:
+    """Each float tensor's largest magnitude over ``feeds`` (``inf`` once it is not finite), reduced a group of
+    tensors at a time (:func:`~ttsopt.compiler.ort_runs.run_in_groups`): the released-size v4 DiT step's tensors
+    of two feeds, held at once with their FP16 runs, took the export to 21.6 GB before it was killed."""
+    names = [output.name for output in fp32.get_outputs()]
+    peak = dict.fromkeys(floats, 0.0)
+    for feed in feeds:
+        for name, value in run_in_groups(fp32, names, feed):
+            if name in peak:
+                finite = np.all(np.isfinite(value))
+                peak[name] = max(peak[name], float(np.max(np.abs(value), initial=0.0)) if finite else np.inf)
+    return peak
+
+
+def _errors(fp32, mixed, floats: set[str], outputs: Sequence[str], feeds: Sequence[Feed]) -> tuple[dict[str, float], float]:
+    """Each float tensor's worst SNR of the mixed graph against FP32 over ``feeds``, and the graph outputs' worst
+    (:func:`_output_snr_db`): both sessions run the same group of tensors, compared and dropped before the next."""
+    produced = {output.name for output in mixed.get_outputs()}
+    names = [output.name for output in fp32.get_outputs() if output.name in produced]
+    snr = dict.fromkeys((name for name in names if name in floats), np.inf)
+    worst_output = np.inf
+    for feed in feeds:
+        for name, (want, got) in run_together_in_groups([fp32, mixed], names, feed):
+            if name in snr:
+                snr[name] = min(snr[name], snr_db(want, got))
+            if name in outputs:
+                worst_output = min(worst_output, _output_snr_db(want, got))
+    return snr, worst_output
+
+
 def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: float,
             step: Callable[[str], None] = lambda message: None) -> dict:
     """Write the mixed-precision graph of ``source`` to ``destination``; return what was kept FP32 and why."""
@@ -93,42 +123,38 @@ def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: 
 
     model = onnx.load(str(source))
     floats = _float_tensors(model)
-    step(f"measuring {len(floats)} tensors' ranges on {len(feeds)} inputs")
-    fp32_runs = run_exposing(model, floats, feeds)
-    peak = {name: max(float(np.max(np.abs(run[name]), initial=0.0)) if np.all(np.isfinite(run[name])) else np.inf
-                      for run in fp32_runs) for name in floats}
-    hot = {name for name, value in peak.items() if value * HEADROOM > FP16_MAX}
-    islands: dict[str, str] = {}
-    for node in model.graph.node:
-        touched = sorted(hot & {*node.input, *node.output})
-        if touched:
-            islands[node.name] = f"range: |{touched[0]}| up to {peak[touched[0]]:.3g}"
     outputs = [output.name for output in model.graph.output]
-
-    while True:
-        step(f"FP16 with {len(islands)} FP32 islands: measuring error")
-        original = onnx.ModelProto()
-        original.CopyFrom(model)  # the converter edits its input in place
-        mixed = _join_fp32_islands(convert_float_to_float16(original, keep_io_types=True, node_block_list=list(islands)))
-        runs = run_exposing(mixed, floats, feeds)
-        snr = {name: min(snr_db(want[name], got[name]) for want, got in zip(fp32_runs, runs, strict=True))
-               for name in floats if name in runs[0]}
-        worst_output = min(_output_snr_db(want[name], got[name]) for want, got in zip(fp32_runs, runs, strict=True)
-                           for name in outputs)
-        if worst_output >= snr_db_min:
-            break
-        error_islands = sum(reason.startswith("error") for reason in islands.values())
-        if error_islands >= MAX_ERROR_ISLANDS:
-            raise QualityGateError(f"FP16 output SNR {worst_output:.1f} dB stays below {snr_db_min:g} dB with "
-                                   f"{len(islands)} FP32 islands: this graph needs FP32 (use --precision fp32)")
-        added = {}
+    with exposing_session(model, floats) as fp32:
+        step(f"measuring {len(floats)} tensors' ranges on {len(feeds)} inputs")
+        peak = _ranges(fp32, floats, feeds)
+        hot = {name for name, value in peak.items() if value * HEADROOM > FP16_MAX}
+        islands: dict[str, str] = {}
         for node in model.graph.node:
-            if node.name in islands or not node.output or node.output[0] not in snr:
-                continue
-            inputs = [snr[name] for name in node.input if name in snr]
-            added[node.name] = (min(inputs) if inputs else np.inf) - snr[node.output[0]]
-        culprit = max(added, key=added.get)
-        islands[culprit] = f"error: output SNR drops {added[culprit]:.1f} dB in this node"
+            touched = sorted(hot & {*node.input, *node.output})
+            if touched:
+                islands[node.name] = f"range: |{touched[0]}| up to {peak[touched[0]]:.3g}"
+
+        while True:
+            step(f"FP16 with {len(islands)} FP32 islands: measuring error")
+            original = onnx.ModelProto()
+            original.CopyFrom(model)  # the converter edits its input in place
+            mixed = _join_fp32_islands(convert_float_to_float16(original, keep_io_types=True, node_block_list=list(islands)))
+            with exposing_session(mixed, floats) as half:
+                snr, worst_output = _errors(fp32, half, floats, outputs, feeds)
+            if worst_output >= snr_db_min:
+                break
+            error_islands = sum(reason.startswith("error") for reason in islands.values())
+            if error_islands >= MAX_ERROR_ISLANDS:
+                raise QualityGateError(f"FP16 output SNR {worst_output:.1f} dB stays below {snr_db_min:g} dB with "
+                                       f"{len(islands)} FP32 islands: this graph needs FP32 (use --precision fp32)")
+            added = {}
+            for node in model.graph.node:
+                if node.name in islands or not node.output or node.output[0] not in snr:
+                    continue
+                inputs = [snr[name] for name in node.input if name in snr]
+                added[node.name] = (min(inputs) if inputs else np.inf) - snr[node.output[0]]
+            culprit = max(added, key=added.get)
+            islands[culprit] = f"error: output SNR drops {added[culprit]:.1f} dB in this node"
 
     onnx.save(mixed, str(destination))
     return {"method": "onnxruntime float16 conversion, FP32 inputs/outputs, FP32 islands by measurement",

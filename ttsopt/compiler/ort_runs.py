@@ -61,16 +61,25 @@ def run_in_groups(runner, names: Sequence[str], feed: Feed, budget: int | None =
     about ``budget`` bytes (default :data:`GROUP_BYTES`): what a run returns is held at once, twice (onnxruntime's arena, numpy's copy). The
     groups follow ``names``' order (give it in graph order: a run computes only what its outputs need, so early
     groups stop early); a group's size comes from the largest tensor seen so far (the first run takes one)."""
+    for name, (value,) in run_together_in_groups([runner], names, feed, budget):
+        yield name, value
+
+
+def run_together_in_groups(runners: Sequence, names: Sequence[str], feed: Feed,
+                           budget: int | None = None) -> Iterator[tuple[str, tuple[np.ndarray, ...]]]:
+    """:func:`run_in_groups` over several sessions that produce the same ``names`` (a graph and its FP16
+    conversion): each group is run by every session, and each name comes with every session's value, so that
+    two graphs' tensors are compared a group at a time. ``budget`` bounds the largest session's group."""
     budget = GROUP_BYTES if budget is None else budget
     position, largest = 0, 0
     while position < len(names):
         count = max(1, budget // largest) if largest else 1
         group = list(names[position:position + count])
-        values = runner.run(group, feed)
+        results = [runner.run(group, feed) for runner in runners]
         position += len(group)
-        largest = max(largest, *(value.nbytes for value in values))
-        yield from zip(group, values, strict=True)
-        del values
+        largest = max(largest, *(value.nbytes for values in results for value in values))
+        yield from zip(group, zip(*results, strict=True), strict=True)
+        del results
 
 
 def run_exposing(model, tensors: Iterable[str], feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
