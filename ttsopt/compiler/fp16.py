@@ -14,7 +14,7 @@ package's golden inputs, made from speech):
 Memory: the released v4 DiT step (1.33 GB, 2013 float tensors, two golden inputs) was killed at 21.6 GB when every
 exposed tensor of both graphs was held at once. Now the ranges come back as three scalars a tensor, the error search
 compares a group of tensors at a time and only when the outputs fail, and the weights are held once (each FP16
-conversion reads the source file again).
+conversion reads the source file again, its types inferred without the weights).
 
 The conversion itself is onnxruntime's ``transformers.float16.convert_float_to_float16`` (full FP16
 range, graph inputs and outputs kept FP32 so the runtime's contract does not change); one pass of
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ttsopt.audio.metrics import snr_db
+from ttsopt.compiler.onnx_memory import infer_shapes, release_memory, save_streamed, without_weights
 from ttsopt.compiler.ort_runs import Feed, exposing_session, run_all, run_together_in_groups, session
 from ttsopt.errors import QualityGateError
 
@@ -47,24 +48,14 @@ HEADROOM = 8.0
 MAX_ERROR_ISLANDS = 16
 
 
-def _float_tensors(model) -> list[str]:
-    """Node outputs that hold floating-point values in the FP32 graph (what FP16 would store), in graph order.
-    Types are inferred on the graph without its weights (each large initializer stands as a typed input): onnx's
-    shape inference copies the model it is given, gigabytes for the released v4 DiT."""
+def _float_tensors(skeleton) -> list[str]:
+    """Node outputs that hold floating-point values in the FP32 graph (what FP16 would store), in graph order,
+    inferred on the graph without its weights (:func:`~ttsopt.compiler.onnx_memory.without_weights`)."""
     import onnx
-    from onnx import helper
 
-    small = [init for init in model.graph.initializer
-             if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims, dtype=np.int64)) <= 1024]
-    kept = {init.name for init in small}
-    weights = [helper.make_tensor_value_info(init.name, init.data_type, init.dims)
-               for init in model.graph.initializer if init.name not in kept]
-    light = helper.make_model(helper.make_graph(model.graph.node, "types", [*model.graph.input, *weights],
-                                                model.graph.output, small),
-                              opset_imports=model.opset_import, ir_version=model.ir_version)
-    inferred = onnx.shape_inference.infer_shapes(light)
+    inferred = onnx.shape_inference.infer_shapes(skeleton)
     types = {info.name: info.type.tensor_type.elem_type for info in (*inferred.graph.value_info, *inferred.graph.output)}
-    return [out for node in model.graph.node for out in node.output if types.get(out) == onnx.TensorProto.FLOAT]
+    return [out for node in skeleton.graph.node for out in node.output if types.get(out) == onnx.TensorProto.FLOAT]
 
 
 @dataclass
@@ -77,39 +68,52 @@ class Ranges:
     outputs: list[dict[str, np.ndarray]]
 
 
-def _measure_ranges(model, floats: Sequence[str], feeds: Sequence[Feed], scratch: Path) -> Ranges:
-    """Run ``model`` with ``ReduceMax(Abs(t))``, ``ReduceSum(t)`` and ``Size(t)`` of every float tensor ``t`` as extra
-    outputs: scalars come back, not tensors, so a run holds what a plain run holds. ``ReduceMax`` may pass over a NaN
-    (onnxruntime's does unless it comes last), a sum never does: a tensor whose sum or maximum is not finite counts
-    as not finite (a sum that overflows FP32 would too, which only keeps FP32 a tensor far out of FP16's range).
-    ``model``'s initializers are dropped once the probe is written (the caller reads the source file again)."""
+def _write_range_probe(model, floats: Sequence[str], path: Path) -> None:
+    """Save ``model`` with ``ReduceMax(Abs(t))``, ``ReduceSum(t)`` and ``Size(t)`` of every float tensor ``t`` as
+    extra outputs, each placed right after the node that makes ``t`` (run in graph order:
+    :func:`~ttsopt.compiler.ort_runs.session`'s ``graph_order``): scalars come back, not tensors, so a run of the
+    probe holds about what a plain run holds. ``model`` is left as it was."""
     import onnx
     from onnx import helper
 
-    nodes, outputs = len(model.graph.node), len(model.graph.output)
-    own = [output.name for output in model.graph.output]
-    probe = scratch / "ranges.onnx"
+    original = list(model.graph.node)
+    index = {name: i for i, name in enumerate(floats)}
+    ordered, outputs = [], []
+    for node in original:
+        ordered.append(node)
+        for name in node.output:
+            if name not in index:
+                continue
+            measure = f"fp16_range/{index[name]}"
+            ordered += [helper.make_node("Abs", [name], [f"{measure}/abs"]),
+                        helper.make_node("ReduceMax", [f"{measure}/abs"], [f"{measure}/max"], keepdims=0),
+                        helper.make_node("ReduceSum", [name], [f"{measure}/sum"], keepdims=0),
+                        helper.make_node("Size", [name], [f"{measure}/size"])]
+            outputs += [helper.make_tensor_value_info(f"{measure}/max", onnx.TensorProto.FLOAT, []),
+                        helper.make_tensor_value_info(f"{measure}/sum", onnx.TensorProto.FLOAT, []),
+                        helper.make_tensor_value_info(f"{measure}/size", onnx.TensorProto.INT64, [])]
+    own = len(model.graph.output)
     try:
-        for i, name in enumerate(floats):
-            measure = f"fp16_range/{i}"
-            model.graph.node.extend([helper.make_node("Abs", [name], [f"{measure}/abs"]),
-                                     helper.make_node("ReduceMax", [f"{measure}/abs"], [f"{measure}/max"], keepdims=0),
-                                     helper.make_node("ReduceSum", [name], [f"{measure}/sum"], keepdims=0),
-                                     helper.make_node("Size", [name], [f"{measure}/size"])])
-            model.graph.output.extend([helper.make_tensor_value_info(f"{measure}/max", onnx.TensorProto.FLOAT, []),
-                                       helper.make_tensor_value_info(f"{measure}/sum", onnx.TensorProto.FLOAT, []),
-                                       helper.make_tensor_value_info(f"{measure}/size", onnx.TensorProto.INT64, [])])
-        onnx.save(model, str(probe))
+        del model.graph.node[:]
+        model.graph.node.extend(ordered)
+        model.graph.output.extend(outputs)
+        save_streamed(model, path)
     finally:
-        del model.graph.node[nodes:], model.graph.output[outputs:]
-    del model.graph.initializer[:]
-    runner = session(probe)
+        del model.graph.node[:], model.graph.output[own:]
+        model.graph.node.extend(original)
+
+
+def _measure_ranges(probe: Path, floats: Sequence[str], outputs: Sequence[str], feeds: Sequence[Feed]) -> Ranges:
+    """Run the range probe (:func:`_write_range_probe`) on each feed. ``ReduceMax`` may pass over a NaN
+    (onnxruntime's does unless it comes last), a sum never does: a tensor whose sum or maximum is not finite counts
+    as not finite (a sum that overflows FP32 would too, which only keeps FP32 a tensor far out of FP16's range)."""
+    runner = session(probe, graph_order=True)
     names = [output.name for output in runner.get_outputs()]
     peak, nbytes = dict.fromkeys(floats, 0.0), dict.fromkeys(floats, 0)
     references = []
     for feed in feeds:
         run = dict(zip(names, runner.run(None, feed), strict=True))
-        references.append({name: run[name] for name in own})
+        references.append({name: run[name] for name in outputs})
         for i, name in enumerate(floats):
             size, total, largest = (run[f"fp16_range/{i}/{what}"] for what in ("size", "sum", "max"))
             if size == 0:
@@ -117,8 +121,6 @@ def _measure_ranges(model, floats: Sequence[str], feeds: Sequence[Feed], scratch
             finite = math.isfinite(float(total)) and math.isfinite(float(largest))
             peak[name] = max(peak[name], float(largest) if finite else math.inf)
             nbytes[name] = max(nbytes[name], 4 * int(size))
-    del runner
-    probe.unlink()
     return Ranges(peak, nbytes, references)
 
 
@@ -183,14 +185,21 @@ def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: 
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(source))
-    floats = _float_tensors(model)
-    outputs = [output.name for output in model.graph.output]
+    skeleton = without_weights(model)  # the nodes, for the islands; each FP16 conversion reads the source again
+    floats = _float_tensors(skeleton)
+    outputs = [output.name for output in skeleton.graph.output]
     with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
         step(f"measuring {len(floats)} tensors' ranges on {len(feeds)} inputs")
-        ranges = _measure_ranges(model, floats, feeds, Path(scratch))  # ``model`` keeps its nodes, not its weights
+        probe = Path(scratch) / "ranges.onnx"
+        _write_range_probe(model, floats, probe)
+        del model
+        release_memory()
+        ranges = _measure_ranges(probe, floats, outputs, feeds)
+        probe.unlink()
+        release_memory()
         hot = {name for name, value in ranges.peak.items() if value * HEADROOM > FP16_MAX}
         islands: dict[str, str] = {}
-        for node in model.graph.node:
+        for node in skeleton.graph.node:
             touched = sorted(hot & {*node.input, *node.output})
             if touched:
                 islands[node.name] = f"range: |{touched[0]}| up to {ranges.peak[touched[0]]:.3g}"
@@ -198,10 +207,13 @@ def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: 
         mixed = Path(scratch) / "mixed.onnx"
         while True:
             step(f"FP16 with {len(islands)} FP32 islands: measuring error")
-            converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True, node_block_list=list(islands))
-            onnx.save(_join_fp32_islands(converted), str(mixed))
+            converted = convert_float_to_float16(infer_shapes(onnx.load(str(source))), keep_io_types=True,
+                                                 disable_shape_infer=True, node_block_list=list(islands))
+            save_streamed(_join_fp32_islands(converted), mixed)
             del converted
+            release_memory()
             runs = run_all(mixed, feeds)
+            release_memory()
             worst_output = min(_output_snr_db(want[name], got[name])
                                for want, got in zip(ranges.outputs, runs, strict=True) for name in outputs)
             if worst_output >= snr_db_min:
@@ -213,7 +225,7 @@ def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: 
             step(f"FP16 output SNR {worst_output:.1f} dB: finding the node that loses the most")
             snr = _tensor_errors(source, mixed, floats, feeds, ranges.nbytes)
             added = {}
-            for node in model.graph.node:
+            for node in skeleton.graph.node:
                 if node.name in islands or not node.output or node.output[0] not in snr:
                     continue
                 inputs = [snr[name] for name in node.input if name in snr]
@@ -224,5 +236,5 @@ def convert(source: Path, destination: Path, feeds: Sequence[Feed], snr_db_min: 
 
     return {"method": "onnxruntime float16 conversion, FP32 inputs/outputs, FP32 islands by measurement",
             "headroom": HEADROOM, "fp32_islands": islands,
-            "fp16_nodes": sum(1 for node in model.graph.node if node.name not in islands),
+            "fp16_nodes": sum(1 for node in skeleton.graph.node if node.name not in islands),
             "peak_abs": max(ranges.peak.values()), "output_snr_db": worst_output}
