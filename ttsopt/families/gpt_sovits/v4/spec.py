@@ -153,7 +153,7 @@ def _voices(sources: ExportSources, eager: EagerV4, prompts: VoicePrompts) -> di
 
 def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndarray]]]) -> ExportPlan:
     """Load the v4 SoVITS (LoRA merged), its vocoder and the GPT, and describe the export."""
-    from ttsopt.families.gpt_sovits.spec import HUBERT_ROLE, LANGDETECT_ROLE, symbol_table_bytes
+    from ttsopt.families.gpt_sovits.spec import HUBERT_ROLE, LANGDETECT_ROLE, langdetect_payload, symbol_table_bytes
 
     if sources.config is not None:
         raise TtsoptError("--config is for HiFi-GAN checkpoints; GPT-SoVITS checkpoints embed their config")
@@ -261,6 +261,8 @@ def plan(sources: ExportSources, speech: Callable[[int], list[tuple[str, np.ndar
                                                  dtype=np.float32)
         gpt_reference |= {f"chain/{k}": v for k, v in gpt_chain.items()} | {"chain/audio": eager(gpt_chain)}
         files[GPT_REFERENCE_FILE] = _npz(gpt_reference)
+        langdetect_files, auxiliary[LANGDETECT_ROLE] = langdetect_payload(sources.auxiliary)  # as v2
+        files |= langdetect_files
         runtime["gpt"] = {"reference": GPT_REFERENCE_FILE, "reference_params": dataclasses.asdict(gpt_spec.reference_params())}
         model_config["gpt"] = {**gpt_model.config.__dict__, "parameters": sum(p.numel() for p in gpt_model.parameters())}
         source["gpt_info"] = gpt.info
