@@ -61,6 +61,16 @@ def test_metrics_behave():
     assert louder > metrics.multi_resolution_stft_distance(audio, noisy) > 0.0
 
 
+def test_a_reference_log_mel_computed_once_scores_as_logmel_l1():
+    """The INT8 search scores every candidate against one reference whose log-mel is computed once: the same value as
+    :func:`metrics.logmel_l1` to the bit, for an estimate of the reference's length and for a shorter one."""
+    rng = np.random.default_rng(1)
+    audio = read_wav(SPEECH, 22050)[:22050]
+    reference = metrics.LogMelReference(audio, MEL)
+    for estimate in (audio + 1e-2 * rng.standard_normal(audio.shape).astype(np.float32), audio[:-1000] * 0.5):
+        assert reference.l1(estimate) == metrics.logmel_l1(audio, estimate, MEL) > 0.0
+
+
 def test_resampling_keeps_a_tone():
     t = np.arange(16000) / 16000
     tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)

@@ -102,6 +102,37 @@ def test_fastest_prefix_keeps_fp32_unless_int8_is_clearly_faster():
     assert static_int8.fastest_prefix(0.0, {}) == 0
 
 
+@pytest.mark.parametrize(("costs", "rounds"), [
+    ({"fp32": [2.2], "a": [1.0], "b": [1.04]}, 3),  # steady, 4 % apart: settled after 3 rounds
+    ({"fp32": [2.2], "a": [1.0, 1.05], "b": [1.04]}, 5),  # a's runs 5 % apart, overlapping b's: the full count
+    ({"fp32": [2.2, 2.3], "a": [1.0]}, 5),  # fp32's runs spread over 4.5 %: the full count
+])
+def test_prefix_timing_stops_once_the_ranking_is_settled(monkeypatch: pytest.MonkeyPatch, costs: dict[str, list[float]],
+                                                         rounds: int):
+    """The search's timings stop after 3 interleaved rounds when every graph's runs lie within 2 % and no two graphs'
+    runs overlap (the order and each median are then known); otherwise at least 5 rounds and 2 s each, as before.
+    A fake clock: each graph's runs take its costs in turn (the first, a warm-up, discarded)."""
+    from types import SimpleNamespace
+
+    from ttsopt.compiler import ort_runs
+
+    clock = SimpleNamespace(now=0.0)
+    runs = dict.fromkeys(costs, 0)
+
+    def session(name: str):
+        def run(outputs, feed):
+            clock.now += costs[name][runs[name] % len(costs[name])]
+            runs[name] += 1
+        return SimpleNamespace(run=run)
+
+    monkeypatch.setattr(ort_runs, "session", session)
+    monkeypatch.setattr(ort_runs, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    medians = ort_runs.median_seconds(list(costs), {})
+    assert set(runs.values()) == {1 + rounds}
+    if rounds == 3:
+        assert medians == pytest.approx([2.2, 1.0, 1.04])
+
+
 def test_static_int8_unmeetable_budget_exits_1_and_writes_nothing(small_package: Path, tmp_path: Path):
     out = tmp_path / "int8"
     assert_one_line_error(ttsopt("quantize", small_package, "--int8", "--budget", "logmel_l1=1e-9", "-o", out),
@@ -427,6 +458,33 @@ def test_streamed_calibration_statistics_equal_the_all_at_once_ones(tmp_path: Pa
         assert _bits(json.loads((tmp_path / "whole.json").read_text())) == _bits(json.loads(caches[name].read_text())), name
 
 
+def test_channel_ranges_of_equal_windows_run_the_graph_once_per_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Fixed windows (what equalization measures on) all have the same shapes: each tensor's value count comes from the
+    first window's tensor as it arrives, not from a counting run of its own (one more exposed run of the whole graph);
+    windows of different lengths still need that counting run. The values: the test above."""
+    from ttsopt.compiler import equalization
+
+    path = tmp_path / "g.onnx"
+    _conv_graph(path)
+    model = onnx.load(str(path))
+    rng = np.random.default_rng(3)
+    windows = [{"x": rng.standard_normal((1, 4, 200)).astype(np.float32)} for _ in range(3)]
+    runs: list[int] = []
+    iter_exposing = equalization.iter_exposing
+
+    def counted(model, tensors, feeds):
+        for pairs in iter_exposing(model, tensors, feeds):
+            runs.append(1)
+            yield pairs
+
+    monkeypatch.setattr(equalization, "iter_exposing", counted)
+    equalization._channel_ranges(model, ["x", "c1", "y"], windows)
+    assert len(runs) == len(windows)
+    runs.clear()
+    equalization._channel_ranges(model, ["x", "c1", "y"], [windows[0], {"x": windows[1]["x"][:, :, :150]}])
+    assert len(runs) == 4
+
+
 def _reader(feeds: list[dict[str, np.ndarray]]):
     """onnxruntime's :class:`CalibrationDataReader` over a list of feeds."""
     from onnxruntime.quantization import CalibrationDataReader
@@ -532,8 +590,9 @@ def test_no_per_layer_sweep_when_every_layer_fits(tmp_path: Path, monkeypatch: p
     assert result.sensitivity == {} and result.layers == ["w1", "w2", "w3"] and result.fitting_layers == len(nodes)
     costs = static_int8.conv_costs(onnx.load(str(path)), feeds[1])
     by_flops = [cost.node for cost in sorted(costs, key=lambda cost: -cost.flops)]
-    # Built: every layer once per calibration, then the timed prefixes (3, 2, 1 layers), biggest FLOPs first.
-    assert built[len(result.calibration_scores):] == [by_flops[:3], by_flops[:2], by_flops[:1]]
+    # Built: every layer once per calibration, then the timed prefixes (3, 2, 1 layers), biggest FLOPs first; the
+    # 3-layer prefix is the chosen calibration's all-layer graph, already built: not built again.
+    assert built[len(result.calibration_scores):] == [by_flops[:2], by_flops[:1]]
 
 
 def test_sweep_on_parts_scores_each_layer_as_the_whole_trial_graph(small_package: Path, tmp_path: Path,

@@ -111,15 +111,18 @@ def _channel_ranges(model, tensors: Iterable[str], feeds: Sequence[Feed]) -> dic
     ``np.percentile`` over the concatenated feeds gives it, with one feed's tensors in memory at a time (all of
     them at once took ~12 GB for a real-size SoVITS generator): only the largest values of each channel can be
     the percentile's neighbours, so each feed adds its largest to a running top; the count they are ranked in
-    comes from the feeds' shapes (a counting pass first when the feeds differ in shape)."""
+    comes from the feeds' shapes: when every feed has the same shapes (fixed windows), a tensor's count is the number
+    of feeds times its first feed's values per channel, read as that tensor arrives; otherwise a counting pass comes
+    first. (The counting pass had run on equal feeds too: one more run of the graph with every tensor exposed, 1 of 8
+    runs of the real-size v2ProPlus generator's equalization.)"""
     tensors = sorted(tensors)
-    if len({tuple((name, value.shape) for name, value in sorted(feed.items())) for feed in feeds}) == 1:
-        counts = {name: len(feeds) * size for name, size in _columns(model, tensors, feeds[:1]).items()}
-    else:
-        counts = _columns(model, tensors, feeds)
+    same_shapes = len({tuple((name, value.shape) for name, value in sorted(feed.items())) for feed in feeds}) == 1
+    counts = {} if same_shapes else _columns(model, tensors, feeds)
     tops: dict[str, np.ndarray] = {}
     for feed, out in zip(feeds, iter_exposing(model, tensors, feeds), strict=True):
         for name, value in _pairs(feed, out, tensors):
+            if name not in counts:
+                counts[name] = len(feeds) * (value.size // value.shape[1])
             columns = np.abs(np.moveaxis(value, 1, 0).reshape(value.shape[1], -1))
             keep = _top_count(counts[name])
             merged = columns if name not in tops else np.concatenate((tops[name], columns), axis=1)

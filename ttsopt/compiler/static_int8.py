@@ -30,7 +30,9 @@ of 0.05), and the damage is very uneven between layers. So the set of INT8 layer
 4. **Speed**: INT8 FLOPs are not always time saved (each QLinearConv adds quantize/dequantize glue,
    which small convolutions cannot pay back), so that prefix and shorter ones (¾, ½, ¼ of it) are
    timed against the FP32 graph, interleaved, and the fastest is kept; when the FP32 graph is the
-   fastest, nothing is quantized.
+   fastest, nothing is quantized. The timing stops after three rounds when the runs already rank the graphs
+   for good (:func:`~ttsopt.compiler.ort_runs.settled`), and each graph is built once (a timed prefix the
+   bisection scored, or the all-layer graph when every layer fits, is not built again).
 5. **The package's gate in the loop**: the search scores on the calibration recordings, which may be the
    user's own (one held-out English recording: a prefix inside the budget there scored 0.056 on the
    package's golden set against 0.05). So the chosen prefix must also pass ``gate`` (the package's
@@ -495,16 +497,25 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
         step(f"calibrating {len(every)} convolutions on {len(windows)} windows")
         caches = calibrate(equalized, windows, scratch)
 
-        def build(nodes: Sequence[str], calibration: str, path: Path) -> None:
-            """``nodes`` in INT8 with their inputs and outputs equalized. Every subset's graph names and
-            computes its tensors as the calibrated graph does, so one calibration serves all."""
-            subset = scratch / "equalized-subset.onnx"
-            onnx.save(equalization.apply(original, plan, nodes), str(subset))
-            quantize_nodes(subset, path, nodes, calibration, caches[calibration], reduce_range)
+        built: dict[tuple[frozenset[str], str], Path] = {}
+
+        def build(nodes: Sequence[str], calibration: str) -> Path:
+            """The graph with ``nodes`` in INT8, their inputs and outputs equalized. Every subset's graph names and
+            computes its tensors as the calibrated graph does, so one calibration serves all. Each graph is built
+            once and kept in ``scratch``: the graph depends on the set of ``nodes`` only (the equalization and
+            ``quantize_static`` read it as a set), and the search asks for some twice: a prefix the bisection
+            scored and then times (the real-size v2ProPlus generator's 90 layers), every layer scored with the
+            chosen calibration and then timed when every layer fits (its speaker verification's 158)."""
+            key = (frozenset(nodes), calibration)
+            if key not in built:
+                subset = scratch / "equalized-subset.onnx"
+                onnx.save(equalization.apply(original, plan, nodes), str(subset))
+                built[key] = scratch / f"int8-{len(built)}.onnx"
+                quantize_nodes(subset, built[key], nodes, calibration, caches[calibration], reduce_range)
+            return built[key]
 
         def measure(nodes: Sequence[str], calibration: str) -> float:
-            build(nodes, calibration, scratch / "trial.onnx")
-            return score(run_all(scratch / "trial.onnx", search_feeds))
+            return score(run_all(build(nodes, calibration), search_feeds))
 
         calibration_scores = {}
         for name in caches:
@@ -547,9 +558,7 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
         if low:
             sizes = sorted({max(1, round(share * low)) for share in TIMED_SHARES}, reverse=True)
             step(f"timing FP32 against {', '.join(map(str, sizes))} INT8 layers")
-            paths = {size: scratch / f"prefix-{size}.onnx" for size in sizes}
-            for size, path in paths.items():
-                build([cost.node for cost in order[:size]], calibration, path)
+            paths = {size: build([cost.node for cost in order[:size]], calibration) for size in sizes}
             fp32_seconds, *seconds = median_seconds([source, *paths.values()], timing_feed)
             timed = dict(zip(paths, seconds, strict=True))
         gate = gate or (lambda path: (True, 0.0))
@@ -557,8 +566,7 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
 
         def passes(size: int) -> bool:
             if size not in paths:
-                paths[size] = scratch / f"prefix-{size}.onnx"
-                build([cost.node for cost in order[:size]], calibration, paths[size])
+                paths[size] = build([cost.node for cost in order[:size]], calibration)
             step(f"checking {size} INT8 layers against the package's gate")
             passed, value = gate(paths[size])
             if not passed:
@@ -570,10 +578,10 @@ def search(source: Path, destination: Path, windows: Sequence[Feed], search_feed
 
         size, fp32_seconds = gated_prefix(fp32_seconds, timed, passes, time_prefix)
         chosen = order[:size]
-        if chosen:
-            shutil.move(paths[size], destination)
         if len(chosen) != low and chosen:
             best_score = measure([cost.node for cost in chosen], calibration)
+        if chosen:
+            shutil.move(paths[size], destination)
         return SearchResult(calibration=calibration, calibration_scores=calibration_scores, sensitivity=sensitivity,
                             layers=[cost.layer for cost in costs],
                             quantized=[cost.layer for cost in chosen], score=best_score if chosen else 0.0,

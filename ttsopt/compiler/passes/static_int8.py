@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ttsopt.audio.mel import MelSettings
+from ttsopt.audio.metrics import LogMelReference
 from ttsopt.compiler.passes.base import PassContext
 from ttsopt.errors import QualityGateError, TtsoptError
 from ttsopt.package.precision import StaticInt8Record
@@ -51,6 +53,11 @@ def audio_outputs(graph: str, entry) -> Speech:
     return lambda outputs: [outputs[name] for name in names]
 
 
+def references(speeches: list[list[np.ndarray]], mel: MelSettings) -> list[list[LogMelReference]]:
+    """Each waveform of each feed's speech as a scoring reference, its log-mel computed once."""
+    return [[LogMelReference(wave.reshape(-1), mel) for wave in waves] for waves in speeches]
+
+
 @dataclass(frozen=True)
 class SearchInputs:
     """What the layer search of one graph runs on (:meth:`StaticInt8.search_inputs`)."""
@@ -62,6 +69,7 @@ class SearchInputs:
     #: The inputs' time dim and the windows' length along it.
     dim: str
     window: int
+    mel: MelSettings
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,6 @@ class StaticInt8:
         equalization), the first :data:`SEARCH_UTTERANCES` feeds cropped to :data:`SEARCH_FRAMES` (scoring), and the
         log-mel score against the FP32 graph's speech on them (the graph at ``source``, default the package's)."""
         from ttsopt.audio.mel import MelSettings
-        from ttsopt.audio.metrics import logmel_l1
         from ttsopt.compiler import static_int8
         from ttsopt.compiler.ort_runs import run_all
 
@@ -92,14 +99,16 @@ class StaticInt8:
         search_feeds = [static_int8.fixed_windows([feed], axes, min(SEARCH_FRAMES, static_int8.feed_length(feed, axes)))[0]
                         for feed in feeds[:SEARCH_UTTERANCES]]
         speech = self.speech(package) if self.speech else audio_outputs(graph, entry)
-        reference = [speech(outputs) for outputs in run_all(source or package.path / entry.file, search_feeds)]
+        reference = references([speech(outputs) for outputs in run_all(source or package.path / entry.file, search_feeds)],
+                               mel)
 
-        def score(outputs: list[dict[str, np.ndarray]], against: list[list[np.ndarray]] = reference) -> float:
-            return max(logmel_l1(want.reshape(-1), got.reshape(-1), mel)
-                       for wanted, given in zip(against, outputs, strict=True)
+        def score(outputs: list[dict[str, np.ndarray]], against: list[list[LogMelReference]] = reference) -> float:
+            """The worst log-mel L1 of ``outputs``' speech against ``against`` (:func:`references`; default the FP32
+            graph's on the search feeds)."""
+            return max(want.l1(got.reshape(-1)) for wanted, given in zip(against, outputs, strict=True)
                        for want, got in zip(wanted, speech(given), strict=True))
 
-        return SearchInputs(windows, search_feeds, score, speech, dim, window)
+        return SearchInputs(windows, search_feeds, score, speech, dim, window, mel)
 
     def apply(self, source: Path, destination: Path, context: PassContext) -> StaticInt8Record:
         """Needs ``context.package`` (the FP32 package: mel settings, golden items) and ``context.feeds``
@@ -114,7 +123,8 @@ class StaticInt8:
         score, windows, search_feeds, dim, window = inputs.score, inputs.windows, inputs.search_feeds, inputs.dim, inputs.window
         golden = package.golden
         items = [item["name"] for item in golden.items if item["graph"] == graph]
-        golden_in, golden_out = [golden.inputs(i) for i in items], [inputs.speech(golden.outputs(i)) for i in items]
+        golden_in = [golden.inputs(i) for i in items]
+        golden_out = references([inputs.speech(golden.outputs(i)) for i in items], inputs.mel)
 
         def package_gate(candidate: Path) -> tuple[bool, float]:
             """The package's own gate: log-mel L1 of the candidate on this graph's golden items."""
