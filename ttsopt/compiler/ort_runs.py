@@ -72,9 +72,9 @@ def settled(times: Sequence[Sequence[float]], spread: float = SETTLED_SPREAD) ->
     decisions (the fastest prefix; whether it beats FP32 by 5 %, :data:`~ttsopt.compiler.static_int8.MIN_SPEEDUP`;
     the next fastest when the package's gate refuses one), which resolve differences of 3 to 30 % between prefixes,
     come out as more runs would make them. On a noisy machine the ranges widen or overlap and the timing runs to its
-    full count (``repeat``, ``seconds``), as it did before this rule. The full count on the real-size v2ProPlus package
-    (quiet machine): 50 s for the generator (a run of 2.2 s FP32, 1.0 to 1.6 s INT8; five rounds and a warm-up) and
-    44 s for speaker verification, 94 of the command's 625 s."""
+    full count (``repeat``, ``seconds``), as it did before this rule. On the real-size v2ProPlus package (quiet machine)
+    the timing of four prefixes, their builds included, took 50 s for the generator (a run of 2.2 s FP32, 1.0 to 1.6 s
+    INT8: five rounds and a warm-up, ≈ 43 s) and 44 s for speaker verification, 94 of the command's 625 s."""
     ranges = sorted((min(record), max(record)) for record in times)
     return (all(high <= low * (1 + spread) for low, high in ranges)
             and all(slower[0] > faster[1] for faster, slower in itertools.pairwise(ranges)))
