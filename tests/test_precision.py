@@ -100,6 +100,9 @@ def test_fastest_prefix_keeps_fp32_unless_int8_is_clearly_faster():
     assert static_int8.fastest_prefix(1.0, {20: 1.3, 10: 0.99}) == 0  # within the timing noise: FP32
     assert static_int8.fastest_prefix(1.0, {20: 1.0 / static_int8.MIN_SPEEDUP}) == 20
     assert static_int8.fastest_prefix(0.0, {}) == 0
+    # Fewer INT8 layers within the margin of the fastest are kept: the v2ProPlus generator's measured timings.
+    assert static_int8.fastest_prefix(1.860, {90: 0.829, 68: 0.844, 45: 1.030, 22: 1.4}) == 68
+    assert static_int8.fastest_prefix(1.0, {90: 0.70, 68: 0.80}) == 90
 
 
 @pytest.mark.parametrize(("costs", "rounds"), [
