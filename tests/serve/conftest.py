@@ -29,14 +29,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(package: Path, *args: str, env: dict | None = None, startup_s: float = 90, stop_s: float = 15,
+def running_server(package: Path, *args: str, env: dict | None = None, startup_s: float = 240, stop_s: float = 15,
                    started: list | None = None, output: list | None = None) -> Iterator[str]:
     """The server's URL once /health answers; ``started`` (if given) receives the server's process, ``output`` its
     output lines as they come (read all along, so the server never blocks on a full pipe).
 
     The one-machine server is started on ``--port 0`` and its URL read from its serving line: a port picked here
     could be taken by another process before the server binds it (then /health could answer from that one).
-    Ray Serve binds its proxy itself, so ``--ray`` gets a free port picked here."""
+    Ray Serve binds its proxy itself, so ``--ray`` gets a free port picked here. ``startup_s`` bounds the wait: a server
+    that exits is seen at once; one that starts slowly on a loaded 2-core machine took up to 225 s (90 s was flaky)."""
     ray = "--ray" in args
     port = free_port() if ray else 0
     process = subprocess.Popen([sys.executable, "-m", "ttsopt", "serve", str(package), "--host", "127.0.0.1", "--port", str(port), *args],
