@@ -260,8 +260,6 @@ def test_export_refuses_mismatched_inputs(tmp_path: Path):
     assert_one_line_error(ttsopt("export", "--sovits", SOVITS_PTH, "--voice", f"x={FOX}:{SPEECH}:a", "-o", out),
                           "prompt tokens and phonemes are for the GPT")
     assert_one_line_error(ttsopt("export", "--sovits", SOVITS_PTH, "--voice", f"x={FOX}:only", "-o", out), "must be NAME=recording.wav")
-    assert_one_line_error(ttsopt("export", "--sovits", SOVITS_PTH, "--bert", tmp_path, "-o", out),
-                          "RoBERTa features are read by the GPT only", "give --gpt too")
     assert not out.exists()
 
 

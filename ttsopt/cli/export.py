@@ -54,9 +54,6 @@ def export(
     from ttsopt.package.writer import check_destination
 
     check_destination(output, replace=force)  # before the checkpoints are even read
-    if bert is not None and gpt is None:  # --pretrained's RoBERTa is simply not used by a SoVITS package
-        raise TtsoptError("--bert: RoBERTa features are read by the GPT only, and a package without --gpt takes no "
-                          "text: give --gpt too, or leave --bert out")
     family, sources = _export_sources(checkpoint, config, sovits, gpt, voice or [], sv,
                                       _auxiliary(pretrained, hubert=hubert, bert=bert, g2pw=g2pw, langdetect=langdetect,
                                                  sovits_base=sovits_base, vocoder=vocoder))
