@@ -31,7 +31,8 @@ def _ray_instance_of(server: int) -> set[int]:
 
 def test_ray_serve_replicas_answer_like_one_server(tts_package: Path):
     with running_server(tts_package, "--ray", "--replicas", "2", "--workers", "2", "--cache-mb", "0", "--lang", "phonemes",
-                        "--max-tokens", "400", startup_s=300, stop_s=150, started=(started := [])) as url:
+                        "--max-tokens", "400", startup_s=300, stop_s=150, started=(started := []),
+                        output=(output := [])) as url:
         assert httpx.get(f"{url}/health", timeout=10).json()["status"] == "ok"
         assert {v["id"] for v in httpx.get(f"{url}/v1/voices", timeout=10).json()["voices"]} == {"fox", "plain"}
         with ThreadPoolExecutor(4) as pool:  # four at once: both replicas synthesize
@@ -49,7 +50,8 @@ def test_ray_serve_replicas_answer_like_one_server(tts_package: Path):
     deadline = time.monotonic() + 60
     while _alive(ray_processes) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _alive(ray_processes), "the Ray instance outlived the server that started it"
+    left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120] for pid in _alive(ray_processes)}
+    assert not left, f"the Ray instance outlived the server that started it: {left}; server said: {''.join(output[-20:])}"
 
 
 def test_an_address_nothing_answers_at_is_refused_at_once():

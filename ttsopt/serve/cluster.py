@@ -167,9 +167,11 @@ def serve_on_ray(package: Path, settings: ServeSettings, name: str, host: str, p
         pass
     finally:
         started = _marked(owner) if local else set()
-        if local:
-            serve.shutdown()
-        else:
-            serve.delete(APP_NAME)
-        ray.shutdown()
-        _stop_leftovers(started)
+        try:
+            if local:
+                serve.shutdown()
+            else:
+                serve.delete(APP_NAME)
+            ray.shutdown()
+        finally:  # whatever Ray's shutdown raised, our own Ray's processes (and any it started meanwhile) are stopped
+            _stop_leftovers(started | (_marked(owner) if local else set()))
