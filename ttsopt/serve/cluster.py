@@ -98,6 +98,27 @@ def _stop_leftovers(pids: set[int], grace_s: float = 10.0) -> None:
                 continue
 
 
+def reap(server: int, owner: str) -> None:
+    """Wait for the process ``server`` to be gone, then stop the processes marked ``owner`` (:func:`_stop_leftovers`)."""
+    while _alive({server}):
+        time.sleep(0.5)
+    _stop_leftovers(_marked(owner))
+
+
+def _start_reaper(owner: str) -> None:
+    """A process of our own that stops our Ray's processes once this one is gone, however it went: Ray's core puts its
+    own SIGTERM handler back in front of ours at some point after start-up (it logs "SIGTERM received" and exits
+    at once, no clean-up), and a killed server runs none either; Ray's agents then outlive it by minutes. It does not
+    carry the mark itself, and finds nothing to stop after a clean shutdown."""
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != OWNER_VARIABLE}
+    subprocess.Popen([sys.executable, "-c", "import sys; from ttsopt.serve.cluster import reap; reap(int(sys.argv[1]), sys.argv[2])",
+                      str(os.getpid()), owner], env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM (how a supervisor or a test stops us) unwinds like Ctrl-C, so Ray is shut down, not orphaned."""
     def interrupt(signum, frame):
@@ -141,6 +162,7 @@ def serve_on_ray(package: Path, settings: ServeSettings, name: str, host: str, p
         os.environ[OWNER_VARIABLE] = owner
     try:
         if local:
+            _start_reaper(owner)
             ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
         else:
             ray.init(address=address, logging_level=logging.WARNING)
