@@ -4,8 +4,9 @@ rates, measured in the same run: :mod:`ttsopt.families.gpt_sovits.floors`).
 
     python examples/profile_tts.py build/real-tts --positions 91 --filled 240 --seconds 4
 
-The graphs run as the runtime feeds them (the prefill against one masked cache slot, a decode step against a
-cache of the runtime's capacity for ``--filled`` slots), on 2 intra-op threads by default. Needs onnx (the
+The graphs run as the runtime runs them (the GPT transformer's caches bound in place with IOBinding: the prefill
+into an empty cache, a decode step after ``--filled`` slots of a cache of the runtime's capacity), on 2 intra-op
+threads by default. Needs onnx (the
 build extra) to tell weight GEMMs from attention products. BENCHMARKS.md ("where the time goes") has its output.
 """
 
@@ -37,11 +38,12 @@ def profile(path: Path, feed: dict, runs: int, threads: int, scratch: Path) -> t
     options.optimized_model_filepath = str(scratch / f"{path.stem}.optimized.onnx")
     options.enable_profiling, options.profile_file_prefix = True, str(scratch / path.stem)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    session.run(None, feed)
+    run = runner(session, feed)
+    run()
     walls = []
     for _ in range(runs):
         start = time.perf_counter()
-        session.run(None, feed)
+        run()
         walls.append(1e3 * (time.perf_counter() - start))
     events = json.loads(Path(session.end_profiling()).read_text())
     graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
@@ -56,6 +58,22 @@ def profile(path: Path, feed: dict, runs: int, threads: int, scratch: Path) -> t
             op += " (weights)" if node is not None and len(node.input) > 1 and node.input[1] in weights else " (activations)"
         by_op[op] += event["dur"] / 1e3 / (runs + 1)
     return float(np.median(walls)), dict(by_op)
+
+
+def runner(session: ort.InferenceSession, feed: dict):
+    """One call of the graph as the runtime makes it: a GPT transformer's ``past_*``/``present_*`` bound to the same
+    arrays (IOBinding, :class:`ttsopt.runtime.gpt.InPlaceTransformer`), any other graph a plain run."""
+    if "past_key.0" not in feed:
+        return lambda: session.run(None, feed)
+    binding = session.io_binding()
+    for name, array in feed.items():
+        if name.startswith("past_"):
+            binding.bind_input(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+            binding.bind_output(name.replace("past_", "present_"), "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+        else:
+            binding.bind_cpu_input(name, array)
+    binding.bind_output("logits", "cpu")
+    return lambda: session.run_with_iobinding(binding)
 
 
 def show(title: str, wall: float, by_op: dict[str, float], floor_ms: float | None = None, work: str = "") -> None:
@@ -88,9 +106,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         hidden = rng.standard_normal((1, args.positions, dim), dtype=np.float32)
-        empty = [np.zeros((1, heads, 1, dim // heads), np.float32)] * layers
+        capacity = block_capacity(args.positions, package.manifest.graphs["gpt_transformer"].dims["slots"].max)
+        empty = [np.zeros((1, heads, capacity, dim // heads), np.float32) for _ in range(2 * layers)]
         text = args.positions // 2
-        feed = transformer_feed(hidden, prefill_mask(text, args.positions), empty, empty, 0)
+        feed = transformer_feed(hidden, prefill_mask(text, args.positions), empty[:layers], empty[layers:], 0)
         flop = floors.prefill_flop(config, args.positions)
         show(f"prefill, {args.positions} positions", *profile(transformer, feed, args.runs, args.threads, Path(scratch)),
              1e3 * flop / (peak * 1e9), f"{flop / 1e9:.1f} GFLOP")

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import ORACLE
 from ttsopt.runtime import SynthesisRequest, TextToSpeech, load
 from ttsopt.runtime.batching import BatchedCache
-from ttsopt.runtime.gpt import KVCache
+from ttsopt.runtime.gpt import InPlaceTransformer, KVCache
 from ttsopt.runtime.sampling import Cancelled, SamplingParams
 
 pytestmark = pytest.mark.skipif(not (ORACLE / "gpt_tiny.ckpt").is_file(), reason=f"oracle not found under {ORACLE}")
@@ -107,23 +107,19 @@ def test_cancelled_and_abandoned_rows_leave_without_disturbing_the_others(batche
     assert batched.gpt.scheduler._cache.n == 0  # every row was freed
 
 
-def test_a_lone_request_steps_on_its_own_thread(batched: TextToSpeech, alone):
+def test_a_lone_request_steps_on_its_own_thread(batched: TextToSpeech, alone, monkeypatch):
     """Alone in the batch, a request's decode steps run on its own thread, between its own work (no hand-off to
     another thread, no decode running ahead of it: what made a lone stream's first audio later)."""
     threads: list[int] = []
-    package = batched.gpt.package
-    run = package.run_prepared
+    run = InPlaceTransformer.__call__
 
-    def recording(graph, feeds):
-        if graph == "gpt_transformer":
-            threads.append(threading.get_ident())
-        return run(graph, feeds)
+    def recording(self, inputs, keys, values):
+        threads.append(threading.get_ident())
+        return run(self, inputs, keys, values)
 
-    package.run_prepared = recording
-    try:
-        got = _alone(batched, *REQUESTS[1])
-    finally:
-        package.run_prepared = run
+    monkeypatch.setattr(InPlaceTransformer, "__call__", recording)
+    got = _alone(batched, *REQUESTS[1])
+    monkeypatch.undo()
     np.testing.assert_array_equal(got.tokens, alone[1].tokens)
     assert len(threads) == got.steps + 1 and set(threads) == {threading.get_ident()}
 
@@ -170,10 +166,18 @@ def test_store_keeps_rows_apart_through_growth_and_moves():
         caches.append(cache)
         store.insert(cache)
     assert store.capacity >= 10 and list(store.lengths) == [3, 9, 5]
-    feed = store.feed(np.zeros((3, 1, 4), np.float32))
-    assert feed["allowed"][:, 0, : store.capacity].sum(1).tolist() == [3, 9, 5] and feed["allowed"][:, 0, -1].all()
-    new = {f"{kind}_new.{i}": np.full((3, 2, 1, 3), 7.0, np.float32) for kind in "kv" for i in range(2)}
-    store.append(new)
+    seen = {}
+
+    def transformer(inputs, keys, values):  # the graph's protocol: each row's new K/V after its own filled slots
+        seen.update(inputs)
+        for array in (*keys, *values):
+            for row, length in enumerate(inputs["seqlens_k"]):
+                array[row, :, length] = 7.0
+        return np.zeros((len(keys[0]), 5), np.float32)
+
+    assert store.run(transformer, np.zeros((3, 1, 4), np.float32)).shape == (3, 5)
+    assert seen["seqlens_k"].tolist() == [3, 9, 5] and int(seen["total_sequence_length"]) == 10
+    assert seen["attention_bias"].shape == (1, 1, 1, 10) and not seen["attention_bias"].any()
     store.remove(0)  # row 2 (length 6 now) moves into row 0
     assert list(store.lengths[: store.n]) == [6, 10]
     np.testing.assert_array_equal(store.keys[1][0, :, :5], caches[2].keys[1][0, :, :5])

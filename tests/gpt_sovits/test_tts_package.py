@@ -380,7 +380,9 @@ def test_quantize_refuses_what_it_cannot_do(tts_package: Path, tmp_path: Path):
 
 
 def test_a10g_export_is_fp16_with_measured_islands(tmp_path: Path, oracle):
-    """Every GPT-SoVITS graph in FP16; the measured range finds the attention masks (−inf) and keeps them FP32."""
+    """Every GPT-SoVITS graph in FP16. The GPT's attention mask is an additive −inf bias fed to its attention kernel,
+    which FP16 holds: no FP32 island is needed. That kernel is an onnxruntime operator TensorRT cannot parse, so the
+    transformer is left to onnxruntime; every other graph gets TensorRT profiles."""
     np.save(tmp_path / "prompt.npy", oracle["prompt_semantic"][0])
     out = tmp_path / "a10g"
     done = ttsopt("export", "--gpt", GPT_CKPT, "--sovits", SOVITS_PTH, "--target", "a10g",
@@ -388,11 +390,12 @@ def test_a10g_export_is_fp16_with_measured_islands(tmp_path: Path, oracle):
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["precision"] == "fp16" and set(manifest["quantization"]) == set(manifest["graphs"])
-    islands = manifest["quantization"]["gpt_transformer"]["fp32_islands"]
-    assert any("softmax" in node for node in islands) and all(reason.startswith("range") for reason in islands.values())
+    transformer = manifest["quantization"]["gpt_transformer"]
+    assert transformer["fp32_islands"] == {} and transformer["output_snr_db"] > 40
     gates = {g["name"]: g for g in manifest["verification"]["gates"]}
     assert all(g["passed"] for g in gates.values()) and gates["NaN/Inf samples"]["value"] == 0
-    assert set(manifest["tensorrt"]["profiles"]) == set(manifest["graphs"])
+    assert set(manifest["tensorrt"]["onnxruntime"]) == {"gpt_transformer"}
+    assert set(manifest["tensorrt"]["profiles"]) == set(manifest["graphs"]) - {"gpt_transformer"}
     speak = ttsopt("run", out, "--phonemes", TEXT, "--voice", "fox", "--seed", "1", "-o", tmp_path / "o.wav")
     assert speak.returncode == 0, speak.stderr
 

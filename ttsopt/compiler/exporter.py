@@ -84,7 +84,7 @@ def export_package(family: Family, sources: ExportSources, target: str, out: Pat
             golden={"file": GOLDEN_FILE, "items": [{"name": i.name, "graph": i.graph} for i in plan.golden]},
             cost=cost, tools=tool_versions(), quantization=conversions,
         )
-        manifest.tensorrt = engine_plan(manifest)
+        manifest.tensorrt = engine_plan(manifest, {graph.name for graph in plan.graphs if graph.translations is not None})
         writer.write_manifest(manifest)
 
         step("verifying the package against the original's outputs")

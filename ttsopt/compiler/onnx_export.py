@@ -15,6 +15,7 @@ Measured on the real-size RoBERTa graph: 9.7 GB → see BENCHMARKS.md ("The expo
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import warnings
@@ -81,6 +82,7 @@ def _trace(graph: GraphExport, path: Path) -> None:
             graph.module, graph.example_inputs, None, dynamo=True, opset_version=OPSET,
             input_names=[t.name for t in graph.inputs], output_names=[t.name for t in graph.outputs],
             dynamic_shapes=_dynamic_shapes(graph), verbose=False, report=False, optimize=True,
+            custom_translation_table=graph.translations() if graph.translations else None,
         )
     # What torch.onnx.export(f=path) writes (ONNXProgram.save: serialize_model + onnx.save), the program freed before
     # the save and the proto written tensor by tensor: one copy of the weights at a time.
@@ -138,7 +140,7 @@ def check_fidelity(graph: GraphExport, path: Path) -> dict[str, float]:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     worst = {"snr_db": float("inf"), "max_abs_error": 0.0}
     for seed, sizes in enumerate(graph.check_sizes):
-        inputs = _random_inputs(graph, sizes, seed)
+        inputs = (graph.check_inputs or functools.partial(_random_inputs, graph))(sizes, seed)
         with torch.inference_mode():
             expected = graph.module(*inputs)
         expected = expected if isinstance(expected, tuple) else (expected,)

@@ -51,6 +51,11 @@ class GraphExport(GraphSignature):
     example_inputs: tuple[torch.Tensor, ...]
     #: Sizes of the symbolic dims to test the exported graph on, chosen to differ from the example's.
     check_sizes: tuple[dict[str, int], ...] = ()
+    #: ``(sizes, seed)`` → the module's inputs at those sizes, for graphs whose inputs must agree with each other
+    #: (cache lengths, masks); ``None``: random values of each input's dtype.
+    check_inputs: Callable[[dict[str, int], int], tuple[torch.Tensor, ...]] | None = None
+    #: ``() -> {custom torch op: onnxscript function}``: how the exporter writes the module's custom ops.
+    translations: Callable[[], dict] | None = None
 
 
 @dataclass

@@ -63,12 +63,18 @@ def optimization_profiles(entry: GraphEntry) -> list[dict]:
     return unique
 
 
-def engine_plan(manifest: Manifest) -> dict:
-    """What ``ttsopt build`` will need, written into the manifest at export: settings, profiles, status."""
+def engine_plan(manifest: Manifest, contrib_graphs: set[str] = frozenset()) -> dict:
+    """What ``ttsopt build`` will need, written into the manifest at export: settings, profiles, status.
+
+    ``contrib_graphs`` use onnxruntime's own operators (``com.microsoft``, e.g. the GPT's GroupQueryAttention), which
+    TensorRT's ONNX parser does not know: they get no engine and run on onnxruntime (``"onnxruntime"``)."""
     settings = manifest.target.get("tensorrt")
     if settings is None:
         return {}
-    return {"settings": settings, "profiles": {name: optimization_profiles(entry) for name, entry in manifest.graphs.items()},
+    return {"settings": settings,
+            "profiles": {name: optimization_profiles(entry) for name, entry in manifest.graphs.items() if name not in contrib_graphs},
+            "onnxruntime": {name: "onnxruntime contrib operators (com.microsoft), which TensorRT does not parse"
+                            for name in sorted(contrib_graphs)},
             "engines": {}, "status": "not built: run `ttsopt build PACKAGE` on a machine with the target GPU and TensorRT"}
 
 
@@ -130,10 +136,11 @@ def build_engines(source: Path, out: Path, step: Callable[[str], None] = lambda 
         if (source / TIMING_CACHE).exists():
             shutil.copy2(source / TIMING_CACHE, timing_cache)
         engines = {}
-        for name, entry in manifest.graphs.items():
-            step(f"building the TensorRT engine of {name} ({len(plan['profiles'][name])} profiles)")
+        for name, profiles in plan["profiles"].items():
+            entry = manifest.graphs[name]
+            step(f"building the TensorRT engine of {name} ({len(profiles)} profiles)")
             engine = f"{ENGINE_DIR}/{name}.engine"
-            _build_one(source / entry.file, writer.path(engine), plan["profiles"][name], plan["settings"], timing_cache)
+            _build_one(source / entry.file, writer.path(engine), profiles, plan["settings"], timing_cache)
             engines[name] = {"file": engine}
         manifest.tensorrt = {**plan, "engines": engines, "gpu": gpu, "tensorrt_version": trt.__version__,
                              "timing_cache": TIMING_CACHE, "status": f"built on {gpu['name']}"}

@@ -76,6 +76,8 @@ def trace_key(graph: GraphExport, procedure: tuple[Path, ...]) -> str:
     versions = tool_versions(("torch", "onnx", "onnxscript", "onnxslim"))
     digest.update(json.dumps(versions, sort_keys=True).encode())
     sources = {*procedure}
+    if graph.translations is not None:  # the custom ops' definitions and their ONNX translations
+        sources.add(Path(inspect.getsourcefile(graph.translations)))
     for name, module in graph.module.named_modules():
         cls = type(module)
         source = inspect.getsourcefile(cls)

@@ -2,7 +2,7 @@
 
 At batch 1 a decode step of the GPT reads every weight once to make one token: it is bound by memory traffic,
 not arithmetic. Stepping B requests together reads the weights once for B tokens (the ``gpt_transformer``
-graph has a batch dimension and a per-row ``allowed`` mask), so B rows cost far less than B steps (issue 24's
+graph has a batch dimension and per-row cache lengths), so B rows cost far less than B steps (issue 24's
 measurement on the real-size v2 graph: 1.13x the time for 2 rows, 1.94x for 8).
 
 :class:`DecodeScheduler` has no thread of its own: a step is run by whichever request's thread needs its next token
@@ -12,7 +12,7 @@ while no step is running (the others wait for that step and take what it decided
   over all prompt positions; run inside a step it would stall every running stream for its duration), on a cache
   of its own; the next step copies that cache into a free row of the batched store;
 - **step**: one ``gpt_audio_embedding`` and one ``gpt_transformer`` call for all active rows, rows at
-  different lengths side by side (each row's mask shows its own filled slots);
+  different lengths side by side (each row attends over its own filled slots);
 - **sample**: each row decides its token with its own :class:`~ttsopt.runtime.sampling.TokenLoop`
   (parameters, random generator, history, stop rules), so a request gets the same tokens alone or in any
   batch (tested: greedy and seeded sampling, with requests joining and leaving);
@@ -41,15 +41,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ttsopt.errors import TtsoptError
-from ttsopt.runtime.gpt import AUDIO_EMBEDDING, CACHE_BLOCK, GPT, TRANSFORMER, Decoder, KVCache, block_capacity
+from ttsopt.runtime.gpt import AUDIO_EMBEDDING, CACHE_BLOCK, GPT, Decoder, InPlaceTransformer, KVCache, block_capacity, step_inputs
 from ttsopt.runtime.sampling import Cancelled, GenerationResult, SamplingParams, StopFn, TokenLoop
 
 
 class BatchedCache:
     """Per-layer K and V ``[rows, heads, capacity, head_dim]``; rows ``[0, n)`` are active, row r holds
     ``lengths[r]`` filled slots. Capacity is shared (the longest row's) and grows a :data:`~ttsopt.runtime.gpt.CACHE_BLOCK`
-    at a time, as a lone request's cache does (one copy per growth): a step's attention reads the whole capacity,
-    so a row alone reads what it reads unbatched."""
+    at a time, as a lone request's cache does (one copy per growth); a step's attention reads each row's filled
+    slots only (``seqlens_k``), so a short row beside a long one reads what it reads alone."""
 
     def __init__(self, layers: int, heads: int, head_dim: int, rows: int, capacity: int, max_capacity: int):
         self.layers, self.heads, self.head_dim, self.max_capacity = layers, heads, head_dim, max_capacity
@@ -100,28 +100,19 @@ class BatchedCache:
             self.lengths[row] = length
         self.n -= 1
 
-    def feed(self, hidden: np.ndarray) -> dict[str, np.ndarray]:
-        """The transformer's inputs for one new position per active row (``hidden`` [n, 1, D])."""
+    def run(self, transformer: InPlaceTransformer, hidden: np.ndarray) -> np.ndarray:
+        """One new position per active row (``hidden`` [n, 1, D]) through ``transformer``, each row's K/V written
+        after its own filled slots: the logits ``[n, vocab]``."""
         n = self.n
         needed = int(self.lengths[:n].max()) + 1
         if needed > self.max_capacity:
             raise TtsoptError(f"the GPT context would hold {needed} positions; this package allows {self.max_capacity}: "
                               "use a shorter prompt or text, or fewer new tokens")
         self._grow(needed)
-        slots = self.capacity
-        allowed = np.zeros((n, 1, slots + 1), dtype=bool)
-        allowed[:, 0, :slots] = np.arange(slots)[None, :] < self.lengths[:n, None]
-        allowed[:, 0, slots] = True
-        return {"hidden": hidden, "allowed": allowed, **{f"k_cache.{i}": k[:n] for i, k in enumerate(self.keys)},
-                **{f"v_cache.{i}": v[:n] for i, v in enumerate(self.values)}}
-
-    def append(self, outputs: dict[str, np.ndarray]) -> None:
-        """Write each row's new K/V at its own length."""
-        rows, slots = np.arange(self.n), self.lengths[: self.n]
-        for i in range(self.layers):
-            self.keys[i][rows, :, slots] = outputs[f"k_new.{i}"][:, :, 0]
-            self.values[i][rows, :, slots] = outputs[f"v_new.{i}"][:, :, 0]
-        self.lengths[: self.n] += 1
+        logits = transformer(step_inputs(hidden, np.ones((1, 1), bool), self.lengths[:n]),
+                             [k[:n] for k in self.keys], [v[:n] for v in self.values])
+        self.lengths[:n] += 1
+        return logits
 
 
 @dataclass(eq=False)
@@ -168,6 +159,7 @@ class DecodeScheduler:
         self._joining: list[tuple[_Row, KVCache]] = []
         self._active: list[_Row] = []  # only the thread holding the step touches it, and the store
         self._cache = BatchedCache(gpt.layers, gpt.heads, gpt.head_dim, max_rows, CACHE_BLOCK, gpt.max_capacity)
+        self._transformer = InPlaceTransformer(gpt.package)  # used by the thread holding the step only
         self._lock = threading.Condition()
         self._stepping = False
         self._closed = False
@@ -276,9 +268,7 @@ class DecodeScheduler:
         tokens = np.array([[row.token] for row in rows], np.int64)
         positions = np.array([[row.position] for row in rows], np.int64)
         hidden = package.run_prepared(AUDIO_EMBEDDING, {"tokens": tokens, "positions": positions})["hidden"]
-        outputs = package.run_prepared(TRANSFORMER, self._cache.feed(hidden))
-        self._cache.append(outputs)
-        logits = outputs["logits"]
+        logits = self._cache.run(self._transformer, hidden)
         decided, finished = [], []
         for index, row in enumerate(rows):
             token = row.loop.decide(logits[index])

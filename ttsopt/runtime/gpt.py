@@ -2,21 +2,19 @@
 
 Graphs: ``gpt_text_embedding`` (phonemes + BERT features → text part), ``gpt_audio_embedding`` (semantic
 tokens + positions → audio part) and ``gpt_transformer``, which runs ``S`` new positions against a
-caller-owned cache and returns the last position's logits and the new positions' K/V. One transformer
-graph serves the prefill (one masked cache slot, the official prefill mask on the new part) and every
-decode step (S = 1), so the GPT weights are stored once.
+caller-owned cache (``past_key.i``/``past_value.i``, BNSH) and returns the last position's logits and the
+caches with the new positions' K/V written (``present_*``). One transformer graph serves the prefill (the
+official prefill mask as an additive ``attention_bias``) and every decode step (S = 1), so the GPT weights
+are stored once.
 
-The cache: one array per layer for K and for V, ``[1, heads, capacity, head_dim]``, owned here. A step
-feeds the arrays as they are (onnxruntime reads numpy memory in place) with a mask that shows the filled
-slots, and writes the one new K/V row back in place: no step copies the cache. The capacity is the filled
-length rounded up to ``CACHE_BLOCK`` slots and grows a block at a time (one copy each time), so the attention
-reads at most a block of empty slots. Attention cost follows the capacity, not the filled length: reading
-the K/V cache is the largest cost of an INT8 step after its weights (24 layers x 2 x 16 heads x 32 x 4 bytes
-= 98 KB per slot: 50 MB at 512 slots against 78 MB of INT8 weights); one INT8 step with 250 filled slots
-took 0.83x the time at 320 slots that it took at 512, where doubling from 256 had put it (interleaved, real
-size). Each growth copies the filled slots (98 KB each): amortised over a block of steps, under 1 % of what a
-step reads. A 1500-slot reserve made a short sentence's steps 1.67x slower. ``ttsopt bench`` and
-BENCHMARKS.md have the measurements behind the design (vs writing the cache inside the graph).
+The cache: one array per layer for K and for V, ``[rows, heads, capacity, head_dim]``, owned here, row ``r``
+filled in its first ``lengths[r]`` slots. Each step binds every ``past_*`` input and its ``present_*``
+output to the same array (onnxruntime's IOBinding, :class:`InPlaceTransformer`): the attention kernel
+(GroupQueryAttention, see :mod:`ttsopt.families.gpt_sovits.cached_attention`) writes the new K/V into it
+and reads only each row's filled slots, so no step copies the cache or reads its empty capacity. The
+capacity is the filled length rounded up to ``CACHE_BLOCK`` slots and grows a block at a time (one copy of
+the filled slots each time, 98 KB per slot at real size: under 1 % of what the steps between two growths
+read). ``ttsopt bench`` and BENCHMARKS.md have the measurements behind the design.
 """
 
 from __future__ import annotations
@@ -44,20 +42,69 @@ def prefill_mask(text_len: int, total_len: int) -> np.ndarray:
     return (cols < text_len) | ((rows >= text_len) & (cols <= rows))
 
 
+def attention_bias(allowed: np.ndarray) -> np.ndarray:
+    """A boolean "may attend" mask ``[S, T]`` as the graph's additive bias ``[1, 1, S, T]``: 0 or −inf."""
+    return np.where(allowed, np.float32(0), np.float32(-np.inf))[None, None]
+
+
+def step_inputs(hidden: np.ndarray, allowed_new: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+    """The transformer's inputs other than the caches: ``hidden`` [B, S, D] after ``lengths`` [B] filled slots per
+    row; every filled slot is visible and ``allowed_new`` [S, S] says which new positions each new position sees."""
+    new, totals = hidden.shape[1], np.asarray(lengths, np.int64) + hidden.shape[1]
+    total = int(totals.max())
+    allowed = np.ones((new, total), dtype=bool)
+    if not allowed_new.all():  # the prefill (one row, from an empty cache)
+        allowed[:, total - new:] = allowed_new
+    return {"hidden": hidden, "attention_bias": attention_bias(allowed), "seqlens_k": (totals - 1).astype(np.int32),
+            "total_sequence_length": np.array(total, np.int32)}
+
+
 def transformer_feed(hidden: np.ndarray, allowed_new: np.ndarray, keys: list[np.ndarray], values: list[np.ndarray],
                      filled: int) -> dict[str, np.ndarray]:
-    """Inputs of ``gpt_transformer``: ``hidden`` [1, S, D] over per-layer caches whose first ``filled`` slots are
-    visible; ``allowed_new`` [S, S] says which new positions each new position sees."""
-    slots, new = keys[0].shape[2], hidden.shape[1]
-    allowed = np.zeros((1, new, slots + new), dtype=bool)
-    allowed[0, :, :filled] = True
-    allowed[0, :, slots:] = allowed_new
-    return {"hidden": hidden, "allowed": allowed, **{f"k_cache.{i}": k for i, k in enumerate(keys)},
-            **{f"v_cache.{i}": v for i, v in enumerate(values)}}
+    """Every input of ``gpt_transformer`` for one row (a plain run: the ``present_*`` outputs are new arrays of the
+    caches' shape): ``hidden`` [1, S, D] after ``filled`` slots of caches whose capacity holds ``filled + S``."""
+    return {**step_inputs(hidden, allowed_new, np.array([filled])), **{f"past_key.{i}": k for i, k in enumerate(keys)},
+            **{f"past_value.{i}": v for i, v in enumerate(values)}}
+
+
+class InPlaceTransformer:
+    """``gpt_transformer`` with each ``past_*`` input and its ``present_*`` output bound to one cache array
+    (onnxruntime IOBinding), so the graph writes the new K/V into the caller's cache. One per cache (a binding is
+    not shared between threads); the caches are rebound only when their arrays change (a growth, a new row count)."""
+
+    def __init__(self, package: Package):
+        entry = package.manifest.graphs[TRANSFORMER]
+        if "past_key.0" not in {spec.name for spec in entry.inputs}:
+            raise TtsoptError(f"package {package.path}: its GPT graph is of an older ttsopt (a cache read without "
+                              "writing it); re-export the package with this ttsopt")
+        self.session = package.session(TRANSFORMER)
+        self.vocab = next(spec.shape[1] for spec in entry.outputs if spec.name == "logits")
+        self.binding = self.session.io_binding()
+        self._bound: tuple = ()
+
+    def __call__(self, inputs: dict[str, np.ndarray], keys: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
+        """Run on ``inputs`` (:func:`step_inputs`) over ``keys``/``values`` (contiguous float32, written in place):
+        the logits ``[B, vocab]``."""
+        binding = self.binding
+        buffers = (*keys, *values)
+        bound = (keys[0].shape, *(array.ctypes.data for array in buffers))
+        if bound != self._bound:
+            for kind, arrays in (("key", keys), ("value", values)):
+                for i, array in enumerate(arrays):
+                    for name in (f"past_{kind}.{i}", f"present_{kind}.{i}"):
+                        bind = binding.bind_input if name.startswith("past") else binding.bind_output
+                        bind(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+            self._bound = bound
+        for name, array in inputs.items():
+            binding.bind_cpu_input(name, array)
+        logits = np.empty((inputs["hidden"].shape[0], self.vocab), np.float32)
+        binding.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        return logits
 
 
 class KVCache:
-    """Per-layer K and V buffers ``[1, heads, capacity, head_dim]`` with ``length`` filled slots."""
+    """One request's per-layer K and V buffers ``[1, heads, capacity, head_dim]`` with ``length`` filled slots."""
 
     def __init__(self, layers: int, heads: int, head_dim: int, capacity: int, max_capacity: int):
         self.layers, self.heads, self.head_dim, self.max_capacity = layers, heads, head_dim, max_capacity
@@ -84,23 +131,13 @@ class KVCache:
                 grown[:, :, : self.length] = old[:, :, : self.length]
                 buffers[i] = grown
 
-    def feed(self, hidden: np.ndarray, allowed_new: np.ndarray) -> dict[str, np.ndarray]:
-        """The transformer's inputs for ``hidden`` (after :meth:`reserve`): see :func:`transformer_feed`.
-
-        An empty cache (the prefill) is fed as one masked slot, not as its capacity: the prefill's attention
-        then spans its own positions only (real-size GPT, 91 positions over a 256-slot cache: 0.68x the time,
-        interleaved; logits within 1.3e-6 of the full-capacity feed)."""
-        if self.length == 0:
-            empty = [np.zeros((1, self.heads, 1, self.head_dim), np.float32)] * self.layers
-            return transformer_feed(hidden, allowed_new, empty, empty, 0)
-        return transformer_feed(hidden, allowed_new, self.keys, self.values, self.length)
-
-    def append(self, outputs: dict[str, np.ndarray]) -> None:
-        new = outputs["k_new.0"].shape[2]
-        for i in range(self.layers):
-            self.keys[i][:, :, self.length: self.length + new] = outputs[f"k_new.{i}"]
-            self.values[i][:, :, self.length: self.length + new] = outputs[f"v_new.{i}"]
-        self.length += new
+    def run(self, transformer: Callable, hidden: np.ndarray, allowed_new: np.ndarray) -> np.ndarray:
+        """``hidden`` [1, S, D] through ``transformer`` (an :class:`InPlaceTransformer`, or the PyTorch model in the
+        same protocol), its K/V written after the filled slots: the logits ``[1, vocab]``."""
+        self.reserve(hidden.shape[1])
+        logits = transformer(step_inputs(hidden, allowed_new, np.array([self.length])), self.keys, self.values)
+        self.length += hidden.shape[1]
+        return logits
 
 
 class Decoder:
@@ -112,23 +149,19 @@ class Decoder:
         self.gpt = gpt
         self.cache: KVCache | None = None
         self.text_len = 0
+        self._transformer = InPlaceTransformer(gpt.package)
 
-    def _transformer(self, hidden: np.ndarray, allowed_new: np.ndarray) -> np.ndarray:
-        cache = self.cache
-        cache.reserve(hidden.shape[1])
-        outputs = self.gpt.package.run_prepared(TRANSFORMER, cache.feed(hidden, allowed_new))
-        cache.append(outputs)
-        return outputs["logits"][0]
+    def _run(self, hidden: np.ndarray, allowed_new: np.ndarray) -> np.ndarray:
+        return self.cache.run(self._transformer, hidden, allowed_new)[0]
 
     def prefill(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | Callable[[], np.ndarray] | None,
                 prompt_tokens: np.ndarray | None, reserve: int = 0) -> np.ndarray:
         """Raw logits ``[vocab]`` of loop index 0; ``reserve`` pre-sizes the cache for that many new tokens.
         ``bert_features`` may be a callable, called now (a queued stream's features are made in its turn).
 
-        Reserve nothing for a generation of unknown length: every step's attention reads the whole
-        capacity (filled or not), so a cache sized for the 1500-token cap made each step of a short
-        sentence 1.5x slower (real-size GPT: 74 vs 49 ms); growing a block at a time keeps the capacity
-        within a block of the filled length."""
+        Reserve nothing for a generation of unknown length: the attention reads only the filled slots, but a
+        cache sized for the 1500-token cap holds 150 MB per request at real size (98 KB per slot) from the start;
+        growing a block at a time keeps it within a block of the filled length."""
         gpt = self.gpt
         bert_features = bert_features() if callable(bert_features) else bert_features
         ids = np.asarray(phoneme_ids, dtype=np.int64).reshape(1, -1)
@@ -149,13 +182,13 @@ class Decoder:
         self.text_len = ids.shape[1]
         capacity = block_capacity(total + reserve, gpt.max_capacity)
         self.cache = KVCache(gpt.layers, gpt.heads, gpt.head_dim, capacity, gpt.max_capacity)
-        return self._transformer(hidden, prefill_mask(self.text_len, total))
+        return self._run(hidden, prefill_mask(self.text_len, total))
 
     def step(self, token: int, position: int) -> np.ndarray:
         """Feed the token chosen at the previous loop index at audio ``position``; raw logits of the next."""
         hidden = self.gpt.package.run_prepared(AUDIO_EMBEDDING, {"tokens": np.array([[token]], np.int64),
                                                                  "positions": np.array([[position]], np.int64)})["hidden"]
-        return self._transformer(hidden, np.ones((1, 1), dtype=bool))
+        return self._run(hidden, np.ones((1, 1), dtype=bool))
 
 
 class GPT:

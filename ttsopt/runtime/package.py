@@ -51,7 +51,7 @@ class Package:
 
     def _create_session(self, name: str):
         entry = self.manifest.graphs[name]
-        if self.manifest.tensorrt.get("engines"):
+        if self.manifest.tensorrt.get("engines") and name not in self.manifest.tensorrt.get("onnxruntime", {}):
             from ttsopt.hardware import gpu_identity
             from ttsopt.runtime.engines import EngineSession, engine_problem, installed_tensorrt
 
@@ -99,7 +99,7 @@ class Package:
         for spec in entry.inputs:
             if spec.name not in inputs:
                 raise TtsoptError(f"graph {name} needs input {spec.name!r}")
-            array = np.ascontiguousarray(inputs[spec.name], dtype=_NUMPY_DTYPES[spec.dtype])
+            array = np.asarray(inputs[spec.name], dtype=_NUMPY_DTYPES[spec.dtype], order="C")  # keeps 0-d arrays 0-d
             if array.ndim != len(spec.shape):
                 raise TtsoptError(f"{spec.name} must have {len(spec.shape)} dims {list(spec.shape)}, got shape {list(array.shape)}")
             for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=False)):

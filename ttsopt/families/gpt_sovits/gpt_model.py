@@ -138,7 +138,8 @@ class T2SSelfAttention(nn.Module):
 
     Split in three so that every way of running the model (prefill, decode step, the exported graph)
     shares them: :meth:`project` (input → per-head q, k, v), :meth:`attend` (softmax attention over cached
-    and new keys under a boolean "may attend" mask), :meth:`merge` (heads → output projection).
+    and new keys under a boolean "may attend" mask), :meth:`merge_heads` (heads side by side for ``out_proj``).
+    The exported graph attends with :func:`.cached_attention.cached_attention` on the packed projection instead.
     """
 
     def __init__(self, config: GPTConfig):
@@ -177,10 +178,10 @@ class T2SSelfAttention(nn.Module):
         slots = k_past.shape[2]
         return torch.matmul(weights[..., :slots], v_past) + torch.matmul(weights[..., slots:], v)
 
-    def merge(self, context: torch.Tensor) -> torch.Tensor:
-        """[B, heads, T, head_dim] → [B, T, D] through the output projection."""
+    def merge_heads(self, context: torch.Tensor) -> torch.Tensor:
+        """[B, heads, T, head_dim] → [B, T, D] (heads side by side, as the output projection reads them)."""
         batch, _, length, _ = context.shape
-        return self.out_proj(context.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))
+        return context.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
 
 
 class T2SDecoderLayer(nn.Module):
@@ -196,8 +197,9 @@ class T2SDecoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d, eps=config.layer_norm_eps)
 
     def finish(self, hidden: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Everything after the attention product: output projection, residuals, norms and the FFN."""
-        hidden = self.norm1(hidden + self.self_attn.merge(context))
+        """Everything after the attention product (``context`` [B, T, D], heads merged): output projection,
+        residuals, norms and the FFN."""
+        hidden = self.norm1(hidden + self.self_attn.out_proj(context))
         return self.norm2(hidden + self.linear2(F.relu(self.linear1(hidden))))
 
 
@@ -350,10 +352,36 @@ class Text2SemanticDecoder(nn.Module):
             q, k, v = layer.self_attn.project(hidden)
             if index == last:
                 q, hidden, allowed = q[:, :, -1:], hidden[:, -1:], allowed[:, :, -1:]
-            hidden = layer.finish(hidden, layer.self_attn.attend(q, k, v, k_cache, v_cache, allowed))
+            hidden = layer.finish(hidden, layer.self_attn.merge_heads(layer.self_attn.attend(q, k, v, k_cache, v_cache, allowed)))
             new_keys.append(k)
             new_values.append(v)
         return self.ar_predict_layer(hidden[:, -1]), new_keys, new_values
+
+    def forward_in_place(self, hidden: torch.Tensor, attention_bias: torch.Tensor, seqlens_k: torch.Tensor,
+                         total_sequence_length: torch.Tensor, k_past: list[torch.Tensor], v_past: list[torch.Tensor]
+                         ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """:meth:`forward_cached` as the exported graph computes it: each layer's attention is
+        :func:`.cached_attention.cached_attention`, which writes the new positions' K/V into the caches (returned)
+        after each row's filled slots (``seqlens_k[b] + 1 - S`` of them) and attends over the filled slots under the
+        additive ``attention_bias`` [B or 1, 1, S, T] (0 where a query may attend, −inf where not).
+
+        As in :meth:`forward_cached`, the last layer's output projection and FFN run for the last position only
+        (its attention runs for every position: the kernel writes every position's K/V in the same call)."""
+        from ttsopt.families.gpt_sovits.cached_attention import cached_attention
+
+        keys, values = [], []
+        last = len(self.h.layers) - 1
+        for index, (layer, k_cache, v_cache) in enumerate(zip(self.h.layers, k_past, v_past, strict=True)):
+            attention = layer.self_attn
+            qkv = F.linear(hidden, attention.in_proj_weight, attention.in_proj_bias)
+            context, k_cache, v_cache = cached_attention(qkv, k_cache, v_cache, seqlens_k, total_sequence_length,
+                                                         attention_bias, attention.num_heads)
+            if index == last:
+                hidden, context = hidden[:, -1:], context[:, -1:]
+            hidden = layer.finish(hidden, context)
+            keys.append(k_cache)
+            values.append(v_cache)
+        return self.ar_predict_layer(hidden[:, -1]), keys, values
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -384,10 +412,10 @@ class AudioEmbeddingGraph(nn.Module):
 
 
 class TransformerGraph(nn.Module):
-    """``forward(hidden, allowed, k_cache.0 … k_cache.{L-1}, v_cache.0 … v_cache.{L-1})`` →
-    ``(logits, k_new.0 …, v_new.0 …)``: :meth:`Text2SemanticDecoder.forward_cached` with flat tensors.
-
-    One graph serves the prefill and every decode step, so the GPT weights are stored once.
+    """``forward(hidden, attention_bias, seqlens_k, total_sequence_length, past_key.0 … past_key.{L-1}, past_value.0 …)``
+    → ``(logits, present_key.0 …, present_value.0 …)``: :meth:`Text2SemanticDecoder.forward_in_place` with flat
+    tensors. One graph serves the prefill and every decode step, so the GPT weights are stored once; the runtime binds
+    each ``past_*`` and its ``present_*`` to the same buffer (:mod:`ttsopt.runtime.gpt`).
     """
 
     def __init__(self, model: Text2SemanticDecoder):
@@ -395,9 +423,11 @@ class TransformerGraph(nn.Module):
         self.model = model
         self.num_layers = model.config.num_layers
 
-    def forward(self, hidden: torch.Tensor, allowed: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, hidden: torch.Tensor, attention_bias: torch.Tensor, seqlens_k: torch.Tensor,
+                total_sequence_length: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
         layers = self.num_layers
-        logits, keys, values = self.model.forward_cached(hidden, list(caches[:layers]), list(caches[layers:]), allowed)
+        logits, keys, values = self.model.forward_in_place(hidden, attention_bias, seqlens_k, total_sequence_length,
+                                                           list(caches[:layers]), list(caches[layers:]))
         return (logits, *keys, *values)
 
 

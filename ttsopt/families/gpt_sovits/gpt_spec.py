@@ -5,9 +5,10 @@ Graphs (one transformer graph for prefill and decode, so the weights are stored 
 
     gpt_text_embedding   phoneme_ids [batch, phonemes], bert_features [batch, 1024, phonemes] → hidden
     gpt_audio_embedding  tokens [batch, tokens], positions [batch, tokens]                   → hidden
-    gpt_transformer      hidden [batch, new, D], allowed [batch, new, visible],
-                         k_cache.i / v_cache.i [batch, heads, slots, head_dim]               → logits [batch, vocab],
-                                                                                               k_new.i / v_new.i
+    gpt_transformer      hidden [batch, new, D], attention_bias [1, 1, new, total],
+                         seqlens_k [batch], total_sequence_length [],
+                         past_key.i / past_value.i [batch, heads, slots, head_dim]           → logits [batch, vocab],
+                                                                                               present_key.i / present_value.i
 
 The reference generation (``gpt_reference.npz``) is the original PyTorch model's greedy run on the
 golden prompt: its tokens and the raw logits of every step. ``verify`` replays it teacher-forced through
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from ttsopt.compiler.spec import GoldenItem, GraphExport
+from ttsopt.families.gpt_sovits.cached_attention import onnx_translation
 from ttsopt.families.gpt_sovits.gpt_model import (
     AudioEmbeddingGraph,
     Text2SemanticDecoder,
@@ -28,7 +30,7 @@ from ttsopt.families.gpt_sovits.gpt_model import (
     TransformerGraph,
 )
 from ttsopt.package.manifest import DimRange, TensorSpec
-from ttsopt.runtime.gpt import AUDIO_EMBEDDING, TEXT_EMBEDDING, TRANSFORMER, KVCache, block_capacity, prefill_mask, transformer_feed
+from ttsopt.runtime.gpt import AUDIO_EMBEDDING, TEXT_EMBEDDING, TRANSFORMER, KVCache, block_capacity, prefill_mask, step_inputs, transformer_feed
 from ttsopt.runtime.sampling import SamplingParams
 
 BATCH = DimRange(1, 1, 8)
@@ -39,7 +41,8 @@ TOKENS = DimRange(1, 1, 2048)
 NEW = DimRange(1, 1, 2048)
 #: Cache slots: prefill + up to 1500 new tokens (60 s) fit with room to spare.
 SLOTS = DimRange(1, 512, 4096)
-VISIBLE = DimRange(2, 513, NEW.max + SLOTS.max)
+#: Filled slots after a call (the attention's key positions): at most the cache's slots.
+TOTAL = DimRange(1, 256, SLOTS.max)
 #: Greedy steps of the reference generation (``verify`` replays them).
 REFERENCE_STEPS = 40
 
@@ -48,10 +51,9 @@ def graphs(model: Text2SemanticDecoder) -> list[GraphExport]:
     c = model.config
     layers, heads, head_dim, width = c.num_layers, c.num_heads, c.head_dim, c.hidden_dim
     hidden = TensorSpec("hidden", "float32", ("batch", "positions", width), kind="hidden")
-    caches = tuple(TensorSpec(f"{kind}_cache.{i}", "float32", ("batch", heads, "slots", head_dim), kind="cache")
-                   for kind in "kv" for i in range(layers))
-    news = tuple(TensorSpec(f"{kind}_new.{i}", "float32", ("batch", heads, "new", head_dim), kind="cache")
-                 for kind in "kv" for i in range(layers))
+    caches = {direction: tuple(TensorSpec(f"{direction}_{kind}.{i}", "float32", ("batch", heads, "slots", head_dim),
+                                          kind="cache") for kind in ("key", "value") for i in range(layers))
+              for direction in ("past", "present")}
     rng = torch.Generator().manual_seed(0)
     return [
         GraphExport(
@@ -73,15 +75,33 @@ def graphs(model: Text2SemanticDecoder) -> list[GraphExport]:
         ),
         GraphExport(
             name=TRANSFORMER, module=TransformerGraph(model).eval(),
-            example_inputs=(torch.randn(2, 5, width, generator=rng), torch.ones(2, 5, 12, dtype=torch.bool),
-                            *(torch.randn(2, heads, 7, head_dim, generator=rng) for _ in range(2 * layers))),
+            example_inputs=transformer_check_inputs(c, {"batch": 2, "new": 5, "slots": 16, "total": 12}, 0),
             inputs=(TensorSpec("hidden", "float32", ("batch", "new", width), kind="hidden"),
-                    TensorSpec("allowed", "bool", ("batch", "new", "visible"), kind="mask"), *caches),
-            outputs=(TensorSpec("logits", "float32", ("batch", c.vocab_size), kind="logits"), *news),
-            dims={"batch": BATCH, "new": NEW, "slots": SLOTS, "visible": VISIBLE},
-            check_sizes=({"batch": 1, "new": 1, "slots": 3, "visible": 4}, {"batch": 1, "new": 30, "slots": 9, "visible": 39}),
+                    TensorSpec("attention_bias", "float32", (1, 1, "new", "total"), kind="mask"),
+                    TensorSpec("seqlens_k", "int32", ("batch",), kind="lengths"),
+                    TensorSpec("total_sequence_length", "int32", (), kind="lengths"), *caches["past"]),
+            outputs=(TensorSpec("logits", "float32", ("batch", c.vocab_size), kind="logits"), *caches["present"]),
+            dims={"batch": BATCH, "new": NEW, "slots": SLOTS, "total": TOTAL},
+            check_sizes=({"batch": 1, "new": 1, "slots": 5, "total": 4}, {"batch": 1, "new": 30, "slots": 32, "total": 30},
+                         {"batch": 3, "new": 1, "slots": 9, "total": 8}),
+            check_inputs=lambda sizes, seed: transformer_check_inputs(c, sizes, seed), translations=onnx_translation,
         ),
     ]
+
+
+def transformer_check_inputs(config, sizes: dict[str, int], seed: int) -> tuple[torch.Tensor, ...]:
+    """Consistent ``gpt_transformer`` inputs at ``sizes``: a prefill (``new`` > 1, one row, the official mask over
+    half text, half audio) or a step over rows of different lengths (row r has 3r fewer filled slots, at least 0);
+    random caches, so slots past a row's length hold values the graph must ignore."""
+    generator = torch.Generator().manual_seed(seed)
+    batch, new, slots, total = sizes["batch"], sizes["new"], sizes["slots"], sizes["total"]
+    lengths = np.maximum(total - new - 3 * np.arange(batch), 0)
+    allowed_new = prefill_mask(new // 2, new) if new > 1 else np.ones((1, 1), bool)
+    inputs = step_inputs(np.zeros((batch, new, config.hidden_dim), np.float32), allowed_new, lengths)
+    caches = [torch.randn(batch, config.num_heads, slots, config.head_dim, generator=generator)
+              for _ in range(2 * config.num_layers)]
+    return (torch.randn(batch, new, config.hidden_dim, generator=generator), torch.from_numpy(inputs["attention_bias"]),
+            torch.from_numpy(inputs["seqlens_k"]), torch.from_numpy(inputs["total_sequence_length"]), *caches)
 
 
 def golden(model: Text2SemanticDecoder, run, phoneme_ids: np.ndarray, bert: np.ndarray,
@@ -94,12 +114,12 @@ def golden(model: Text2SemanticDecoder, run, phoneme_ids: np.ndarray, bert: np.n
     audio_in = {"tokens": prompt, "positions": positions}
     hidden = np.concatenate((run[TEXT_EMBEDDING](text_in)["hidden"], run[AUDIO_EMBEDDING](audio_in)["hidden"]), axis=1)
     total = hidden.shape[1]
-    empty = [np.zeros((1, heads, 4, head_dim), np.float32) for _ in range(layers)]
+    capacity = total + 3
+    empty = [np.zeros((1, heads, capacity, head_dim), np.float32) for _ in range(layers)]
     prefill_in = transformer_feed(hidden, prefill_mask(phoneme_ids.shape[1], total), empty, empty, filled=0)
     prefill_out = run[TRANSFORMER](prefill_in)
-    capacity = total + 3
-    keys = [np.pad(prefill_out[f"k_new.{i}"], ((0, 0), (0, 0), (0, capacity - total), (0, 0))) for i in range(layers)]
-    values = [np.pad(prefill_out[f"v_new.{i}"], ((0, 0), (0, 0), (0, capacity - total), (0, 0))) for i in range(layers)]
+    keys = [prefill_out[f"present_key.{i}"] for i in range(layers)]
+    values = [prefill_out[f"present_value.{i}"] for i in range(layers)]
     token = int(np.argmax(prefill_out["logits"][0, :-1]))
     step_hidden = run[AUDIO_EMBEDDING]({"tokens": np.array([[token]]), "positions": np.array([[prompt.shape[1]]])})["hidden"]
     step_in = transformer_feed(step_hidden, np.ones((1, 1), bool), keys, values, filled=total)
@@ -134,16 +154,22 @@ class EagerGPT:
         self.cache: KVCache | None = None
 
     @torch.inference_mode()
+    def _transformer(self, inputs: dict[str, np.ndarray], keys: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
+        """The runtime's transformer protocol in PyTorch: the cache arrays are read and written through zero-copy
+        views (the model's own attention over the filled slots, the new K/V written after them)."""
+        filled = int(inputs["seqlens_k"][0]) + 1 - inputs["hidden"].shape[1]
+        hidden = torch.from_numpy(inputs["hidden"])
+        allowed = torch.from_numpy(np.isfinite(inputs["attention_bias"][0]))
+        k_views, v_views = [torch.from_numpy(k) for k in keys], [torch.from_numpy(v) for v in values]
+        logits, new_keys, new_values = self.model.forward_cached(
+            hidden, [k[:, :, :filled] for k in k_views], [v[:, :, :filled] for v in v_views], allowed)
+        for views, news in ((k_views, new_keys), (v_views, new_values)):
+            for view, written in zip(views, news, strict=True):
+                view[:, :, filled: filled + written.shape[2]] = written
+        return logits.numpy()
+
     def _run(self, hidden: torch.Tensor, allowed_new: np.ndarray) -> np.ndarray:
-        cache = self.cache
-        cache.reserve(hidden.shape[1])
-        feed = cache.feed(hidden.numpy(), allowed_new)
-        layers = self.model.config.num_layers
-        logits, keys, values = self.model.forward_cached(
-            hidden, [torch.from_numpy(feed[f"k_cache.{i}"]) for i in range(layers)],
-            [torch.from_numpy(feed[f"v_cache.{i}"]) for i in range(layers)], torch.from_numpy(feed["allowed"]))
-        cache.append({**{f"k_new.{i}": k.numpy() for i, k in enumerate(keys)}, **{f"v_new.{i}": v.numpy() for i, v in enumerate(values)}})
-        return logits[0].numpy()
+        return self.cache.run(self._transformer, hidden.numpy(), allowed_new)[0]
 
     @torch.inference_mode()
     def prefill(self, phoneme_ids: np.ndarray, bert: np.ndarray | None, prompt: np.ndarray | None, reserve: int = 0) -> np.ndarray:
