@@ -124,6 +124,19 @@ def test_speak_cli_reproducible_and_sampled(tts_package: Path, tmp_path: Path):
     assert np.array_equal(speak("bert0.wav", "--bert", str(bert)), a)  # zeros = the default
 
 
+def test_a_package_with_the_older_gpt_graph_is_refused_with_what_to_do(tts_package: Path, tmp_path: Path):
+    """Packages of an earlier ttsopt read the cache without writing it (``k_cache.i`` in, ``k_new.i`` out): this
+    runtime binds the cache in place and cannot run them, and says so in one line instead of failing at a step."""
+    old = tmp_path / "old"
+    shutil.copytree(tts_package, old)
+    manifest = old / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"past_key.', '"k_cache.'))
+    out = tmp_path / "out.wav"
+    assert_one_line_error(ttsopt("run", old, "--phonemes", TEXT, "--voice", "fox", "-o", out), "older ttsopt",
+                          "re-export")
+    assert not out.exists()
+
+
 def test_speak_bad_inputs(tts_package: Path, tmp_path: Path):
     out = tmp_path / "out.wav"
 
