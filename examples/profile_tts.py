@@ -25,7 +25,7 @@ import onnxruntime as ort
 
 from ttsopt.bench.machine import measure_peak_gflops, measure_weight_stream_gbs
 from ttsopt.families.gpt_sovits import floors
-from ttsopt.runtime.gpt import block_capacity, prefill_mask, transformer_feed
+from ttsopt.runtime.gpt import InPlaceTransformer, block_capacity, prefill_mask, transformer_feed
 from ttsopt.runtime.package import Package
 
 GEMMS = ("MatMul", "FusedMatMul", "MatMulNBits", "Gemm")
@@ -61,19 +61,14 @@ def profile(path: Path, feed: dict, runs: int, threads: int, scratch: Path) -> t
 
 
 def runner(session: ort.InferenceSession, feed: dict):
-    """One call of the graph as the runtime makes it: a GPT transformer's ``past_*``/``present_*`` bound to the same
-    arrays (IOBinding, :class:`ttsopt.runtime.gpt.InPlaceTransformer`), any other graph a plain run."""
+    """One call of the graph as the runtime makes it: a GPT transformer through the runtime's
+    :class:`~ttsopt.runtime.gpt.InPlaceTransformer` (its caches bound in place), any other graph a plain run."""
     if "past_key.0" not in feed:
         return lambda: session.run(None, feed)
-    binding = session.io_binding()
-    for name, array in feed.items():
-        if name.startswith("past_"):
-            binding.bind_input(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
-            binding.bind_output(name.replace("past_", "present_"), "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
-        else:
-            binding.bind_cpu_input(name, array)
-    binding.bind_output("logits", "cpu")
-    return lambda: session.run_with_iobinding(binding)
+    transformer = InPlaceTransformer(session, session.get_outputs()[0].shape[1])
+    caches = {kind: [array for name, array in feed.items() if name.startswith(f"past_{kind}.")] for kind in ("key", "value")}
+    inputs = {name: array for name, array in feed.items() if not name.startswith("past_")}
+    return lambda: transformer(inputs, caches["key"], caches["value"])
 
 
 def show(title: str, wall: float, by_op: dict[str, float], floor_ms: float | None = None, work: str = "") -> None:

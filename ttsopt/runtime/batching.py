@@ -159,7 +159,7 @@ class DecodeScheduler:
         self._joining: list[tuple[_Row, KVCache]] = []
         self._active: list[_Row] = []  # only the thread holding the step touches it, and the store
         self._cache = BatchedCache(gpt.layers, gpt.heads, gpt.head_dim, max_rows, CACHE_BLOCK, gpt.max_capacity)
-        self._transformer = InPlaceTransformer(gpt.package)  # used by the thread holding the step only
+        self._transformer = InPlaceTransformer.of(gpt.package)  # used by the thread holding the step only
         self._lock = threading.Condition()
         self._stepping = False
         self._closed = False

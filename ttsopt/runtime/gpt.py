@@ -49,12 +49,12 @@ def attention_bias(allowed: np.ndarray) -> np.ndarray:
 
 def step_inputs(hidden: np.ndarray, allowed_new: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
     """The transformer's inputs other than the caches: ``hidden`` [B, S, D] after ``lengths`` [B] filled slots per
-    row; every filled slot is visible and ``allowed_new`` [S, S] says which new positions each new position sees."""
+    row; every filled slot is visible and ``allowed_new`` [S, S] says which new positions each new position sees
+    (rows of different lengths take one new position each: the bias's columns are the longest row's)."""
     new, totals = hidden.shape[1], np.asarray(lengths, np.int64) + hidden.shape[1]
     total = int(totals.max())
     allowed = np.ones((new, total), dtype=bool)
-    if not allowed_new.all():  # the prefill (one row, from an empty cache)
-        allowed[:, total - new:] = allowed_new
+    allowed[:, total - new:] = allowed_new
     return {"hidden": hidden, "attention_bias": attention_bias(allowed), "seqlens_k": (totals - 1).astype(np.int32),
             "total_sequence_length": np.array(total, np.int32)}
 
@@ -72,15 +72,19 @@ class InPlaceTransformer:
     (onnxruntime IOBinding), so the graph writes the new K/V into the caller's cache. One per cache (a binding is
     not shared between threads); the caches are rebound only when their arrays change (a growth, a new row count)."""
 
-    def __init__(self, package: Package):
+    def __init__(self, session, vocab: int):
+        self.session, self.vocab = session, vocab
+        self.binding = session.io_binding()
+        self._bound: tuple = ()
+
+    @classmethod
+    def of(cls, package: Package) -> InPlaceTransformer:
+        """The package's ``gpt_transformer`` session, refused in one line if it is of the older protocol."""
         entry = package.manifest.graphs[TRANSFORMER]
         if "past_key.0" not in {spec.name for spec in entry.inputs}:
             raise TtsoptError(f"package {package.path}: its GPT graph is of an older ttsopt (a cache read without "
                               "writing it); re-export the package with this ttsopt")
-        self.session = package.session(TRANSFORMER)
-        self.vocab = next(spec.shape[1] for spec in entry.outputs if spec.name == "logits")
-        self.binding = self.session.io_binding()
-        self._bound: tuple = ()
+        return cls(package.session(TRANSFORMER), next(spec.shape[1] for spec in entry.outputs if spec.name == "logits"))
 
     def __call__(self, inputs: dict[str, np.ndarray], keys: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
         """Run on ``inputs`` (:func:`step_inputs`) over ``keys``/``values`` (contiguous float32, written in place):
@@ -149,7 +153,7 @@ class Decoder:
         self.gpt = gpt
         self.cache: KVCache | None = None
         self.text_len = 0
-        self._transformer = InPlaceTransformer(gpt.package)
+        self._transformer = InPlaceTransformer.of(gpt.package)
 
     def _run(self, hidden: np.ndarray, allowed_new: np.ndarray) -> np.ndarray:
         return self.cache.run(self._transformer, hidden, allowed_new)[0]

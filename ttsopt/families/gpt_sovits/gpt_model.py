@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ttsopt.families.gpt_sovits.cached_attention import cached_attention
+
 #: Width of the BERT features the official front end produces (chinese-roberta-wwm-ext-large).
 BERT_DIM = 1024
 
@@ -367,8 +369,6 @@ class Text2SemanticDecoder(nn.Module):
 
         As in :meth:`forward_cached`, the last layer's output projection and FFN run for the last position only
         (its attention runs for every position: the kernel writes every position's K/V in the same call)."""
-        from ttsopt.families.gpt_sovits.cached_attention import cached_attention
-
         keys, values = [], []
         last = len(self.h.layers) - 1
         for index, (layer, k_cache, v_cache) in enumerate(zip(self.h.layers, k_past, v_past, strict=True)):
