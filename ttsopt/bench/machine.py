@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ttsopt.hardware import describe_cpu
+from ttsopt.runtime import session_options
 from ttsopt.runtime.threads import use_shared_pool
 from ttsopt.versions import tool_versions
 
@@ -40,6 +41,7 @@ def measure_peak_int8_gops(channels: int = 256, kernel: int = 7, length: int = 1
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     options = ort.SessionOptions()
     use_shared_pool(options)
+    session_options.apply(options)  # the INT8 convolution kernel packages run (NCHW)
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     x = rng.integers(0, 256, (1, channels, length), dtype=np.uint8)
     session.run(None, {"x": x})

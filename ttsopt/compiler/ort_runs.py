@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ttsopt.runtime import session_options
 from ttsopt.runtime.threads import use_shared_pool
 
 Feed = dict[str, np.ndarray]
@@ -27,6 +28,7 @@ def session(path: Path | str, *, graph_order: bool = False):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    session_options.apply(options)
     if graph_order:
         options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     use_shared_pool(options)

@@ -11,6 +11,7 @@ import numpy as np
 from ttsopt.errors import TtsoptError
 from ttsopt.package.golden import Golden
 from ttsopt.package.manifest import GraphEntry, Manifest, read_manifest
+from ttsopt.runtime import session_options
 from ttsopt.runtime.threads import use_shared_pool
 
 log = logging.getLogger("ttsopt")
@@ -78,6 +79,7 @@ class Package:
                                   else ort.ExecutionMode.ORT_SEQUENTIAL)
         options.enable_mem_pattern = bool(ort_settings.get("enable_mem_pattern", False))
         options.log_severity_level = 3
+        session_options.apply(options)
         available = set(ort.get_available_providers())
         providers = [p for p in settings["providers"] if p in available]
         missing = tuple(p for p in settings["providers"] if p not in available)
