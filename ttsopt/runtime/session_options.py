@@ -6,7 +6,7 @@ Transpose on either side. In ttsopt's INT8 vocoders a convolution is fenced by F
 equalization Muls, DequantizeLinear), so the Transposes stay: 77 of them, 12 % of the v2 generator's time. Without the
 transformer QLinearConv runs in NCHW, and the outputs are identical to the bit (integer arithmetic). Measured on the
 real-size v2 INT8 generator (83 INT8 convolutions, 2 threads, interleaved, 9 rounds): 0.92x the time at 4 s of audio
-and 0.93x at 12 s (BENCHMARKS.md, "The GPT's attention as one kernel", SoVITS).
+and 0.93x at 12 s (BENCHMARKS.md, "INT8 convolutions in NCHW").
 """
 
 from __future__ import annotations
