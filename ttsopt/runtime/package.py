@@ -12,7 +12,7 @@ from ttsopt.errors import TtsoptError
 from ttsopt.package.golden import Golden
 from ttsopt.package.manifest import GraphEntry, Manifest, read_manifest
 from ttsopt.runtime import session_options
-from ttsopt.runtime.threads import use_shared_pool
+from ttsopt.runtime.threads import taking_turns, use_shared_pool
 
 log = logging.getLogger("ttsopt")
 #: Missing execution providers already reported in this process.
@@ -88,11 +88,12 @@ class Package:
             log.warning("execution providers %s are not available here; running on %s",
                         list(missing), providers or ["CPUExecutionProvider"])
         try:
-            return ort.InferenceSession(str(self.path / entry.file), options,
-                                        providers=providers or ["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(self.path / entry.file), options,
+                                           providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise TtsoptError(f"package {self.path}: onnxruntime cannot load {entry.file} "
                               f"({str(exc).splitlines()[0][:160]}): re-export the package") from None
+        return taking_turns(session)
 
     def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         entry = self.manifest.graphs[name]

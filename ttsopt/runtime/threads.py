@@ -10,9 +10,18 @@ Once a process has a shared pool, onnxruntime refuses sessions that ask for a po
 its quantization tools create such sessions; so sharing is opt-in: the runtime commands (``run``,
 ``verify``, ``bench``) opt in, the build commands do not, and a library user calls
 :func:`share_thread_pool` before opening packages.
+
+On a shared pool the CPU sessions' runs also take turns (:func:`taking_turns`), first come first served. The pool
+has a thread per core and every run's calling thread works beside it, so two runs at once put twice as many threads
+on the cores as there are cores, each run's work split for cores it does not get. Measured on 2 cores (INT8 v2: a
+batch-8 GPT decode step and the SoVITS generator on 1 s of audio, each from its own thread for 4 s, 3 rounds): at
+once, the two did 0.80-0.85 of the work they do one after the other alone in the same time; taking turns, 0.96-0.99.
+Two generator runs at once: 85 ms per run against 71 ms one after the other.
 """
 
 from __future__ import annotations
+
+import threading
 
 _shared: tuple[int, int] | None = None
 
@@ -34,3 +43,52 @@ def use_shared_pool(options) -> bool:
     if _shared is not None:
         options.use_per_session_threads = False
     return _shared is not None
+
+
+class _Turns:
+    """A first-come-first-served lock: no caller waits while later ones go first (a decode step queued behind
+    SoVITS runs keeps its place)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._issued = self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._changed:
+            ticket, self._issued = self._issued, self._issued + 1
+            while ticket != self._serving:
+                self._changed.wait()
+
+    def __exit__(self, *exc) -> None:
+        with self._changed:
+            self._serving += 1
+            self._changed.notify_all()
+
+
+_turns = _Turns()
+
+
+class _TakingTurns:
+    """An ``InferenceSession`` whose runs take turns with every other such session's (see the module docstring)."""
+
+    def __init__(self, session) -> None:
+        self._session = session
+
+    def run(self, *args, **kwargs):
+        with _turns:
+            return self._session.run(*args, **kwargs)
+
+    def run_with_iobinding(self, *args, **kwargs):
+        with _turns:
+            return self._session.run_with_iobinding(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+
+def taking_turns(session):
+    """``session`` made to take turns with the others on the shared pool; as it is when the process shares no
+    pool or the session runs elsewhere than the CPU (a GPU's runs overlap usefully)."""
+    if _shared is None or session.get_providers() != ["CPUExecutionProvider"]:
+        return session
+    return _TakingTurns(session)

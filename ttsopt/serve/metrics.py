@@ -24,7 +24,8 @@ class Metrics:
                                    "content cache)", registry=self.registry)
         self.batch_rows = Histogram("ttsopt_decode_batch_rows", "Requests stepped together per GPT decode step",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
-        self.step_seconds = Histogram("ttsopt_decode_step_seconds", "Time of one batched GPT decode step",
+        self.step_seconds = Histogram("ttsopt_decode_step_seconds", "Wall time of one batched GPT decode step "
+                                      "(its wait for its turn on the cores included)",
                                       buckets=STEP_BUCKETS, registry=self.registry)
         self.queue_wait = Histogram("ttsopt_decode_queue_wait_seconds", "A request's wait for a place in the decode batch "
                                     "after its prefill", buckets=LATENCY_BUCKETS, registry=self.registry)

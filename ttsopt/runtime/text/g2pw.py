@@ -128,14 +128,14 @@ class G2PW:
         """Opened on the first polyphone: a text without one never pays for loading the model."""
         import onnxruntime as ort
 
-        from ttsopt.runtime.threads import use_shared_pool
+        from ttsopt.runtime.threads import taking_turns, use_shared_pool
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         if not use_shared_pool(options):
             options.intra_op_num_threads = 2  # the official converter's setting
-        return ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+        return taking_turns(ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"]))
 
     @cached_property
     def _s2tw(self):
