@@ -422,6 +422,39 @@ def _conv_graph(path: Path) -> list[str]:
     return ["conv1", "conv2", "conv3"]
 
 
+def test_equalization_muls_go_into_the_quantizers_as_per_channel_scales(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The equalization's ``Mul`` beside a QuantizeLinear / DequantizeLinear that ``quantize_static`` added becomes that
+    node's per-channel scale (axis 1): no ``Mul`` is left, and the INT8 graph computes what it computed with them, up to
+    the odd value rounded to the neighbouring step of an 8-bit grid."""
+    from ttsopt.compiler import equalization
+
+    path = tmp_path / "g.onnx"
+    convs = _conv_graph(path)  # x → Mul(1/σ) → conv1 → act → conv2 → conv3 → Mul(σ) → y once equalized (chains folded)
+    rng = np.random.default_rng(3)
+    spread = np.array([0.1, 1.0, 5.0, 20.0], np.float32).reshape(1, 4, 1)
+    windows = [{"x": rng.standard_normal((1, 4, 300)).astype(np.float32) * spread} for _ in range(4)]
+    model = onnx.load(str(path))
+    equalized = tmp_path / "equalized.onnx"
+    onnx.save(equalization.apply(model, equalization.measure(model, convs, windows), convs), str(equalized))
+    cache = static_int8.calibrate(equalized, windows, tmp_path, ["minmax"])["minmax"]
+    folded, kept = tmp_path / "folded.onnx", tmp_path / "kept.onnx"
+    static_int8.quantize_nodes(equalized, folded, convs, "minmax", cache)
+    monkeypatch.setattr(equalization, "fold_into_qdq", lambda model: 0)
+    static_int8.quantize_nodes(equalized, kept, convs, "minmax", cache)
+
+    def activation_axes(graph_path: Path) -> dict[str, int]:
+        """Op type → how many Mul, or Q/DQ nodes with per-channel scales on axis 1 (the weights' are on axis 0)."""
+        nodes = onnx.load(str(graph_path)).graph.node
+        return {"Mul": sum(n.op_type == "Mul" for n in nodes),
+                **{op: sum(n.op_type == op and any(a.name == "axis" and a.i == 1 for a in n.attribute) for n in nodes)
+                   for op in ("QuantizeLinear", "DequantizeLinear")}}
+
+    assert activation_axes(kept) == {"Mul": 2, "QuantizeLinear": 0, "DequantizeLinear": 0}
+    assert activation_axes(folded) == {"Mul": 0, "QuantizeLinear": 1, "DequantizeLinear": 1}
+    for with_muls, without in zip(run_all(kept, windows), run_all(folded, windows), strict=True):
+        assert snr_db(with_muls["y"], without["y"]) > 40
+
+
 @pytest.mark.parametrize("group_bytes", [None, 1], ids=["default groups", "a run per tensor"])
 def test_streamed_calibration_statistics_equal_the_all_at_once_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                     group_bytes: int | None):

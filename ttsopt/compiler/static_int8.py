@@ -260,7 +260,9 @@ def collect_histograms(calibrator, windows: Sequence[Feed], extremes: Extremes) 
 
 def quantize_nodes(source: Path, destination: Path, nodes: Sequence[str], calibration: str, cache: Path,
                    reduce_range: bool = False) -> None:
-    """QDQ INT8 for ``nodes`` (U8 activations, per-channel S8 weights) with ranges from ``cache``."""
+    """QDQ INT8 for ``nodes`` (U8 activations, per-channel S8 weights) with ranges from ``cache``; the equalization's
+    ``Mul`` nodes beside the new QuantizeLinear / DequantizeLinear go into them (:func:`equalization.fold_into_qdq`)."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     with _root_logger_quiet():  # quantize_static warns about pre-processing on the root logger, every call
@@ -269,6 +271,9 @@ def quantize_nodes(source: Path, destination: Path, nodes: Sequence[str], calibr
                         reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=getattr(CalibrationMethod, CALIBRATIONS[calibration][0]),
                         calibration_cache_path=str(cache))
+    model = onnx.load(str(destination))
+    if equalization.fold_into_qdq(model):
+        onnx.save(model, str(destination))
 
 
 @contextlib.contextmanager
