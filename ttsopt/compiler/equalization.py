@@ -45,6 +45,8 @@ PERCENTILE = 99.99
 HOMOGENEOUS = ("LeakyRelu", "Relu")
 #: Name suffix of an equalized tensor (its calibration range is looked up under this name).
 SUFFIX = "_equalized"
+#: Name suffixes of what :func:`equalize` adds and :func:`fold_into_qdq` finds again: the Mul nodes, their factors.
+MUL, INVERSE_SIGMA, SIGMA = "_mul", "_inverse_sigma", "_sigma"
 
 
 @dataclass
@@ -228,8 +230,8 @@ def equalize(model, equalization: Equalization, selected: Iterable[str], tails: 
             source = conv.input[0]
             target = source + SUFFIX
             if target not in {out for node in added for out in node.output}:
-                inverse = constant(target + "_inverse_sigma", 1.0 / scales[source], ndim)
-                added.append(helper.make_node("Mul", [source, inverse], [target], name=target + "_mul"))
+                inverse = constant(target + INVERSE_SIGMA, 1.0 / scales[source], ndim)
+                added.append(helper.make_node("Mul", [source, inverse], [target], name=target + MUL))
             _scale_weight(initializers, conv, columns=scales[source])
             conv.input[0] = target
         if name not in heads:  # output side: conv(W/σ) → Mul(σ)
@@ -237,8 +239,8 @@ def equalize(model, equalization: Equalization, selected: Iterable[str], tails: 
             raw = output + SUFFIX
             _scale_weight(initializers, conv, rows=scales[output])
             conv.output[0] = raw
-            sigma = constant(raw + "_sigma", scales[output], ndim)
-            added.append(helper.make_node("Mul", [raw, sigma], [output], name=raw + "_mul"))
+            sigma = constant(raw + SIGMA, scales[output], ndim)
+            added.append(helper.make_node("Mul", [raw, sigma], [output], name=raw + MUL))
     graph.node.extend(added)
 
 
@@ -282,10 +284,10 @@ def fold_into_qdq(model) -> int:
         return True
 
     folded = []
-    for mul in [node for node in graph.node if node.op_type == "Mul" and node.name.endswith(SUFFIX + "_mul")]:
+    for mul in [node for node in graph.node if node.op_type == "Mul" and node.name.endswith(SUFFIX + MUL)]:
         data, factor = mul.input
         factors = numpy_helper.to_array(initializers[factor]).reshape(-1).astype(np.float32)
-        if factor.endswith("_inverse_sigma"):  # t → Mul(1/σ) → Q(s)  ==  t → Q(s·σ)
+        if factor.endswith(INVERSE_SIGMA):  # t → Mul(1/σ) → Q(s)  ==  t → Q(s·σ)
             readers = consumers.get(mul.output[0], [])
             if len(readers) == 1 and readers[0].op_type == "QuantizeLinear" and per_channel(readers[0], 1.0 / factors):
                 readers[0].input[0] = data
@@ -299,6 +301,6 @@ def fold_into_qdq(model) -> int:
     for mul in folded:
         graph.node.remove(mul)
     used = {name for node in graph.node for name in node.input}
-    for init in [init for init in graph.initializer if init.name not in used and init.name.endswith("sigma")]:
+    for init in [init for init in graph.initializer if init.name not in used and init.name.endswith(SIGMA)]:
         graph.initializer.remove(init)
     return len(folded)
