@@ -3,7 +3,9 @@ the KV-cache protocol, text-to-speech through the CLI, verify's GPT checks, bad 
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -104,6 +106,39 @@ def test_cache_grows_without_changing_results(tts: TextToSpeech, oracle):
     finally:
         gpt_module.CACHE_BLOCK = original
     np.testing.assert_allclose(np.stack(logits), oracle["rp100__step_logits"][:41], rtol=0, atol=ATOL)
+
+
+def _with_prefill_graph(package: Path, out: Path) -> Path:
+    """A copy of ``package`` that also holds ``gpt_prefill``: the dynamic INT8 of its transformer (what ``quantize``
+    makes where it pays), with its manifest entry and hash."""
+    from ttsopt.compiler.passes.matmul_int8 import quantize_dynamic_matmuls
+    from ttsopt.package.manifest import sha256_file
+
+    shutil.copytree(package, out)
+    quantize_dynamic_matmuls(out / "gpt_transformer.onnx", out / "gpt_prefill.onnx")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["graphs"]["gpt_prefill"] = {**manifest["graphs"]["gpt_transformer"], "file": "gpt_prefill.onnx"}
+    manifest["files"]["gpt_prefill.onnx"] = sha256_file(out / "gpt_prefill.onnx")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def test_the_prefill_runs_gpt_prefill_and_the_steps_gpt_transformer(tts_package: Path, tmp_path: Path, oracle):
+    """With ``gpt_prefill`` in the package, the prefill runs it (INT8: its logits move, within the INT8 gate) and
+    every step runs ``gpt_transformer`` over the cache it wrote (the same logits as the plain package's transformer
+    over that cache, to the bit)."""
+    from ttsopt.audio.metrics import snr_db
+    from ttsopt.runtime.gpt import Decoder
+
+    plain, split = load(tts_package).gpt, load(_with_prefill_graph(tts_package, tmp_path / "split")).gpt
+    ids, bert, prompt = _inputs(oracle, True)
+    first = plain.prefill(ids[0], bert, prompt, reserve=4)
+    moved = split.prefill(ids[0], bert, prompt, reserve=4)
+    assert not np.array_equal(first, moved) and snr_db(first, moved) > 20
+    decoder = Decoder(plain)  # the plain package's transformer over a copy of the cache gpt_prefill wrote
+    decoder.cache, decoder.text_len = copy.deepcopy(split.cache), split.text_len
+    token, position = int(np.argmax(moved)), prompt.shape[1]
+    assert np.array_equal(decoder.step(token, position), split.step(token, position))
 
 
 def test_speak_cli_reproducible_and_sampled(tts_package: Path, tmp_path: Path):
@@ -323,6 +358,9 @@ def test_quantize_int8_gpt_and_generator_are_gated_and_run(tts_package: Path, tm
     assert record["candidates"]["int4"]["bytes"] < record["candidates"]["int8"]["bytes"] < 0.5 * record["bytes"]["fp32"]
     steps = record["decode_step_ms"]
     assert steps.keys() == {"fp32", "int8", "int4"} and record["speedup"] == pytest.approx(steps["fp32"] / steps[f"int{record['bits']}"])
+    # GPT prefill: a dynamic INT8 graph was made, verified and timed; it is in the package only where it was kept.
+    prefill = manifest["quantization"]["gpt_prefill"]
+    assert ("gpt_prefill" in manifest["graphs"]) == (prefill.get("chosen") == "dynamic") == (out / "gpt_prefill.onnx").exists()
     # Generator: the layers that fit the budget were timed; INT8 was kept only where it measured faster.
     generator = manifest["quantization"]["generator"]
     assert generator["budget"]["fitting_layers"] > 0 and generator["calibration"]["files"]
@@ -357,6 +395,41 @@ def test_quantize_int8_gpt_and_generator_are_gated_and_run(tts_package: Path, tm
     first = [row for (stage, _), row in chinese.items() if stage.startswith("first audio")]
     assert len(first) == 2 and all(row["runs"] >= 10 and 0 < row["p50_ms"] <= row["p95_ms"] for row in first)
     assert all(row["peak_rss_mb"] > 0 for (stage, _), row in chinese.items() if "peak RSS" in stage)
+
+
+@pytest.mark.parametrize("pays", [True, False], ids=["pays", "does-not-pay"])
+def test_quantize_makes_gpt_prefill_only_where_it_pays(tts_package: Path, tmp_path: Path, monkeypatch, pays: bool):
+    """``quantize`` makes ``gpt_prefill`` (dynamic INT8 of the FP32 transformer) after the decode graph's pass: verified
+    with the GPT's gates in the package being written, timed against the FP32 prefill, and added to the package (file
+    and manifest entry) only where it passes and pays; otherwise it is left out and the record says why. Only the GPT's
+    passes run here (the generator's search is the other test's), and whether it pays is set, not measured."""
+    from ttsopt.compiler.passes import matmul_int8
+    from ttsopt.compiler.quantize import quantize_package
+    from ttsopt.families.gpt_sovits.family import GPTSoVITS
+    from ttsopt.runtime.gpt import PREFILL, TRANSFORMER
+
+    every_pass = GPTSoVITS.quantization
+    monkeypatch.setattr(GPTSoVITS, "quantization", lambda self: {
+        graph: p for graph, p in every_pass(self).items() if graph in (TRANSFORMER, PREFILL)})
+    monkeypatch.setattr(matmul_int8, "MIN_SPEEDUP", 0.0 if pays else math.inf)
+    out = tmp_path / "int8"
+    # The tiny random GPT's near-flat logits make greedy agreement a coin toss: the budget keeps the gate out of the way.
+    manifest = quantize_package(tts_package, out, budget={"greedy_agreement_min": 0.5})
+    record = manifest.quantization[PREFILL]
+    assert record["candidates"].keys() == {"dynamic"} and record["ms"].keys() == {"fp32", "dynamic"}
+    written = json.loads((out / "manifest.json").read_text())
+    if pays:
+        assert record["chosen"] == "dynamic" and written["graphs"][PREFILL]["file"] == "gpt_prefill.onnx"
+        assert {k: v for k, v in written["graphs"][PREFILL].items() if k != "file"} == {
+            k: v for k, v in written["graphs"][TRANSFORMER].items() if k != "file"}
+        ops = {node.op_type for node in onnx.load(str(out / "gpt_prefill.onnx")).graph.node}
+        assert ops & {"MatMulInteger", "DynamicQuantizeMatMul"} and "gpt_prefill.onnx" in written["files"]
+    else:
+        assert record.get("chosen") is None and record["kept_fp32"].startswith(f"not made ({TRANSFORMER} runs instead)")
+        assert PREFILL not in written["graphs"] and not (out / "gpt_prefill.onnx").exists()
+    assert ttsopt("verify", out).returncode == 0
+    speak = ttsopt("run", out, "--phonemes", TEXT, "--voice", "fox", "--seed", "1", "-o", tmp_path / "o.wav")
+    assert speak.returncode == 0, speak.stderr
 
 
 @pytest.mark.slow

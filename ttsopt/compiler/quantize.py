@@ -9,8 +9,10 @@ What is quantized is declared by each family (:meth:`Family.quantization`: graph
   graph's inputs by the family's own front end (:meth:`Family.calibration_feeds`) or on saved inputs (``.npz``).
 - :class:`~ttsopt.compiler.passes.WeightOnly` (the GPT decode graph): MatMulNBits INT8 and INT4 weights,
   each verified in the package being written and timed; the fastest that passes is kept.
-- :class:`~ttsopt.compiler.passes.MatMulInt8` (RoBERTa, ``bert``): dynamic or weight-only INT8 MatMuls, each
-  verified in the package being written and timed; kept only if one passes and is faster, else FP32 (recorded why).
+- :class:`~ttsopt.compiler.passes.MatMulInt8` (RoBERTa, ``bert``; the v4 DiT step): dynamic or weight-only INT8
+  MatMuls, each verified in the package being written and timed; kept only if one passes and is faster, else FP32
+  (recorded why). With ``made_from`` it makes a graph of its own from one of the package's (the GPT's
+  ``gpt_prefill``, dynamic INT8 of ``gpt_transformer``), added to the package only if it is kept.
 
 The result must pass the target's ``int8`` gates, possibly changed by ``--budget``; otherwise nothing is
 written and the exit status is 1. The speed-up of every quantized graph is measured and stored.
@@ -18,6 +20,8 @@ written and the exit status is 1. The speed-up of every quantized graph is measu
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,6 +90,11 @@ def calibration_feeds(package: Package, graphs: Sequence[str], files: list[Path]
     return feeds
 
 
+def made_from(graph: str, precision_pass) -> str:
+    """The FP32 graph ``precision_pass`` converts into ``graph``: itself, or the one it is made from."""
+    return getattr(precision_pass, "made_from", None) or graph
+
+
 def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: Path | None = None,
                      step: Callable[[str], None] = lambda message: None, replace: bool = False) -> Manifest:
     """Write the INT8 package ``out`` of the FP32 package ``source`` (an existing package there only with ``replace``)."""
@@ -95,10 +104,11 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
     check_destination(out, replace=replace)
 
     original = Package(source)
-    manifest = original.manifest
+    manifest = copy.deepcopy(original.manifest)  # the INT8 package's; the FP32 package's stays as it is (passes time it)
     if manifest.precision != "fp32":
         raise TtsoptError(f"{source} is already {manifest.precision}: quantize the FP32 package it was made from")
-    passes = {name: p for name, p in get_family(manifest.family).quantization().items() if name in manifest.graphs}
+    passes = {name: p for name, p in get_family(manifest.family).quantization().items()
+              if made_from(name, p) in manifest.graphs}
     if not passes:
         raise TtsoptError(f"ttsopt quantize --int8 has no INT8 method for the graphs of a {manifest.family} "
                           f"{manifest.task} package: keep the FP32 package")
@@ -138,12 +148,18 @@ def quantize_package(source: Path, out: Path, budget: dict[str, float], calib: P
 
         records = {}
         # Passes that verify their candidates in the package being written go last, over the others' results.
+        # A graph made from another goes after that graph's own pass (dict order), so it is verified beside its result.
         for name, precision_pass in sorted(passes.items(), key=lambda item: not isinstance(item[1], StaticInt8)):
             step(f"quantizing graph {name} ({precision_pass.name})")
+            source_graph = made_from(name, precision_pass)
+            if name not in manifest.graphs:  # the same contract as its source, in a file of its own
+                manifest.graphs[name] = dataclasses.replace(manifest.graphs[source_graph], file=f"{name}.onnx")
             context = PassContext(graph=name, gates=gates, feeds=feeds.get(name, []), package=original, feed_files=[p.name for p in files],
                                   verify=verify_in_package(name), place=place_in_package(name), step=step)
-            records[name] = precision_pass.apply(original.path / manifest.graphs[name].file,
+            records[name] = precision_pass.apply(original.path / manifest.graphs[source_graph].file,
                                                  writer.path(manifest.graphs[name].file), context)
+            if not writer.path(manifest.graphs[name].file).exists():  # a made graph that did not pay: left out
+                del manifest.graphs[name]
             original.release()  # the FP32 sessions a pass timed against are not the next pass's
             release_memory()
         unchanged = {name: record.kept_fp32 for name, record in records.items() if record.kept_fp32}

@@ -5,7 +5,9 @@ tokens + positions → audio part) and ``gpt_transformer``, which runs ``S`` new
 caller-owned cache (``past_key.i``/``past_value.i``, BNSH) and returns the last position's logits and the
 caches with the new positions' K/V written (``present_*``). One transformer graph serves the prefill (the
 official prefill mask as an additive ``attention_bias``) and every decode step (S = 1), so the GPT weights
-are stored once.
+are stored once; an INT8 package may also hold ``gpt_prefill``, the same graph with weights for the prefill's
+many positions (``quantize`` measures which pays: a decode step streams its weights, a prefill multiplies them by
+dozens of rows), and then the prefill runs it.
 
 The cache: one array per layer for K and for V, ``[rows, heads, capacity, head_dim]``, owned here, row ``r``
 filled in its first ``lengths[r]`` slots. Each step binds every ``past_*`` input and its ``present_*``
@@ -28,6 +30,8 @@ from ttsopt.runtime.package import Package
 from ttsopt.runtime.sampling import GenerationResult, SamplingParams, StopFn, iterate_tokens
 
 TEXT_EMBEDDING, AUDIO_EMBEDDING, TRANSFORMER = "gpt_text_embedding", "gpt_audio_embedding", "gpt_transformer"
+#: The optional graph the prefill runs instead of ``gpt_transformer`` (same inputs and outputs).
+PREFILL = "gpt_prefill"
 CACHE_BLOCK = 64
 
 
@@ -78,13 +82,14 @@ class InPlaceTransformer:
         self._bound: tuple = ()
 
     @classmethod
-    def of(cls, package: Package) -> InPlaceTransformer:
-        """The package's ``gpt_transformer`` session, refused in one line if it is of the older protocol."""
-        entry = package.manifest.graphs[TRANSFORMER]
+    def of(cls, package: Package, graph: str = TRANSFORMER) -> InPlaceTransformer:
+        """The package's ``graph`` session (``gpt_transformer`` or ``gpt_prefill``), refused in one line if it is of
+        the older protocol."""
+        entry = package.manifest.graphs[graph]
         if "past_key.0" not in {spec.name for spec in entry.inputs}:
             raise TtsoptError(f"package {package.path}: its GPT graph is of an older ttsopt (a cache read without "
                               "writing it); re-export the package with this ttsopt")
-        return cls(package.session(TRANSFORMER), next(spec.shape[1] for spec in entry.outputs if spec.name == "logits"))
+        return cls(package.session(graph), next(spec.shape[1] for spec in entry.outputs if spec.name == "logits"))
 
     def __call__(self, inputs: dict[str, np.ndarray], keys: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
         """Run on ``inputs`` (:func:`step_inputs`) over ``keys``/``values`` (contiguous float32, written in place):
@@ -154,9 +159,7 @@ class Decoder:
         self.cache: KVCache | None = None
         self.text_len = 0
         self._transformer = InPlaceTransformer.of(gpt.package)
-
-    def _run(self, hidden: np.ndarray, allowed_new: np.ndarray) -> np.ndarray:
-        return self.cache.run(self._transformer, hidden, allowed_new)[0]
+        self._prefill = InPlaceTransformer.of(gpt.package, PREFILL) if gpt.has_prefill_graph else self._transformer
 
     def prefill(self, phoneme_ids: np.ndarray, bert_features: np.ndarray | Callable[[], np.ndarray] | None,
                 prompt_tokens: np.ndarray | None, reserve: int = 0) -> np.ndarray:
@@ -186,13 +189,13 @@ class Decoder:
         self.text_len = ids.shape[1]
         capacity = block_capacity(total + reserve, gpt.max_capacity)
         self.cache = KVCache(gpt.layers, gpt.heads, gpt.head_dim, capacity, gpt.max_capacity)
-        return self._run(hidden, prefill_mask(self.text_len, total))
+        return self.cache.run(self._prefill, hidden, prefill_mask(self.text_len, total))[0]
 
     def step(self, token: int, position: int) -> np.ndarray:
         """Feed the token chosen at the previous loop index at audio ``position``; raw logits of the next."""
         hidden = self.gpt.package.run_prepared(AUDIO_EMBEDDING, {"tokens": np.array([[token]], np.int64),
                                                                  "positions": np.array([[position]], np.int64)})["hidden"]
-        return self._run(hidden, np.ones((1, 1), dtype=bool))
+        return self.cache.run(self._transformer, hidden, np.ones((1, 1), dtype=bool))[0]
 
 
 class GPT:
@@ -209,10 +212,11 @@ class GPT:
         self.max_capacity = transformer.dims["slots"].max
         self.max_new_positions = transformer.dims["new"].max
         self.max_batch = transformer.dims["batch"].max
+        self.has_prefill_graph = PREFILL in package.manifest.graphs
+        for graph in (TEXT_EMBEDDING, AUDIO_EMBEDDING, TRANSFORMER, *((PREFILL,) if self.has_prefill_graph else ())):
+            package.session(graph)
         self._decoder = Decoder(self)
         self.scheduler = None
-        for graph in (TEXT_EMBEDDING, AUDIO_EMBEDDING, TRANSFORMER):
-            package.session(graph)
 
     def batch(self, max_rows: int | None = None):
         """From now on, batch the decode steps of concurrent requests (:mod:`ttsopt.runtime.batching`) with at

@@ -51,18 +51,22 @@ class GPTSoVITS(Family):
     def quantization(self):
         """The generator is a HiFi-GAN-style convolution stack (most of the SoVITS FLOPs) and v2Pro's speaker
         verification an ERes2NetV2 convolution stack (scored by what its embedding's error does to speech); the GPT
-        decode step is memory-bound MatMuls, so narrow weights are what makes it faster. RoBERTa runs once per
+        decode step is memory-bound MatMuls, so narrow weights are what makes it faster; its prefill multiplies the
+        same weights by ~100 rows (compute-bound), so it gets a graph of its own, dynamic INT8 (onnxruntime's integer
+        GEMM, VNNI/AMX), where that passes the GPT's gates and is measured faster. RoBERTa runs once per
         Chinese sentence, compute-bound MatMuls: INT8 only where it passes its gates and is measured faster. v4: its
         48 kHz vocoder is the generators' convolution stack; its DiT step is compute-bound MatMuls (22 blocks ×
         1024² over hundreds of frames, 8 calls per chunk), INT8 only where the golden voice's whole chain passes in
         speech terms and it is measured faster."""
         from ttsopt.compiler.passes import MatMulInt8, StaticInt8, WeightOnly
         from ttsopt.families.gpt_sovits.bert_verification import BERT_GATES
-        from ttsopt.families.gpt_sovits.timing import bert_timer, decode_step_timer, dit_step_timer
+        from ttsopt.families.gpt_sovits.timing import bert_timer, decode_step_timer, dit_step_timer, prefill_timer
         from ttsopt.families.gpt_sovits.verification import speaker_verification_speech
+        from ttsopt.runtime.gpt import PREFILL, TRANSFORMER
 
         return {"generator": StaticInt8(), SPEAKER_VERIFICATION: StaticInt8(speech=speaker_verification_speech),
-                "gpt_transformer": WeightOnly(gates=GPT_GATES, timer=decode_step_timer),
+                TRANSFORMER: WeightOnly(gates=GPT_GATES, timer=decode_step_timer),
+                PREFILL: MatMulInt8(gates=GPT_GATES, timer=prefill_timer, methods=("dynamic",), made_from=TRANSFORMER),
                 BERT_GRAPH: MatMulInt8(gates=BERT_GATES, timer=bert_timer),
                 "vocoder": StaticInt8(), "dit_step": MatMulInt8(gates=V4_DIT_GATES, timer=dit_step_timer)}
 
