@@ -19,6 +19,7 @@ import numpy as np
 from ttsopt.audio.io import read_wav
 from ttsopt.audio.mel import MelSettings
 from ttsopt.audio.metrics import golden_metrics, snr_db, tensor_metrics
+from ttsopt.runtime.gpt import PREFILL, TRANSFORMER
 from ttsopt.runtime.package import Package
 from ttsopt.runtime.sampling import SamplingParams, sample_next_token
 from ttsopt.runtime.sovits import SPEAKER_VERIFICATION, Synthesizer
@@ -70,7 +71,8 @@ def check_gpt(package: Package, report: VerifyReport) -> None:
         audio = tts.decode(chain)
     else:  # different tokens make different speech; compare what there is, the gate will fail
         audio = np.zeros_like(ref["chain/audio"])
-    report.golden.append({"item": "gpt-reference (teacher-forced)", "graph": "gpt_transformer", "output": "logits",
+    graphs = f"{PREFILL} (prefill), {TRANSFORMER}" if PREFILL in package.manifest.graphs else TRANSFORMER
+    report.golden.append({"item": "gpt-reference (teacher-forced)", "graph": graphs, "output": "logits",
                           **tensor_metrics(ref["logits"], logits)})
     chain_row = golden_metrics(ref["chain/audio"], audio, MelSettings(**package.manifest.audio["mel"]))
     v4 = package.manifest.model_config.get("version") == "v4"
