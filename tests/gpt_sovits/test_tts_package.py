@@ -427,7 +427,11 @@ def test_quantize_makes_gpt_prefill_only_where_it_pays(tts_package: Path, tmp_pa
     else:
         assert record.get("chosen") is None and record["kept_fp32"].startswith(f"not made ({TRANSFORMER} runs instead)")
         assert PREFILL not in written["graphs"] and not (out / "gpt_prefill.onnx").exists()
-    assert ttsopt("verify", out).returncode == 0
+    verified = ttsopt("verify", out, "--json")
+    assert verified.returncode == 0, verified.stderr
+    # verify runs the golden prefill through the graph the prefill runs, beside the decode graph's own rows
+    graphs = {row["graph"] for row in json.loads(verified.stdout)["golden"] if row["item"].startswith("gpt-prefill")}
+    assert graphs == ({TRANSFORMER, PREFILL} if pays else {TRANSFORMER})
     speak = ttsopt("run", out, "--phonemes", TEXT, "--voice", "fox", "--seed", "1", "-o", tmp_path / "o.wav")
     assert speak.returncode == 0, speak.stderr
 

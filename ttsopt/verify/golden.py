@@ -14,28 +14,36 @@ from ttsopt.runtime.package import Package
 from ttsopt.verify.report import Gate, VerifyReport
 
 
-def _check_graphs(package: Package) -> list[dict]:
+def item_rows(package: Package, item: str, graph_name: str) -> list[dict]:
+    """Rows of golden item ``item`` run through ``graph_name`` (its own graph, or one with the same contract that a
+    family runs in its place, as the GPT's ``gpt_prefill``): one per output, one for all K/V caches (the worst)."""
     manifest = package.manifest
     mel = MelSettings(**manifest.audio["mel"]) if "mel" in manifest.audio else None
+    graph = manifest.graphs[graph_name]
+    want = package.golden.outputs(item)
+    outputs = package.run(graph_name, package.golden.inputs(item))
+    caches = [t.name for t in graph.outputs if t.kind == "cache"]
+    rows = []
+    for spec in graph.outputs:
+        if spec.kind == "cache":
+            continue
+        metrics = (golden_metrics(want[spec.name], outputs[spec.name], mel) if spec.kind == "audio" and mel is not None
+                   else tensor_metrics(want[spec.name], outputs[spec.name]))
+        rows.append({"item": item, "graph": graph_name, "output": spec.name, **metrics})
+    if caches:
+        per_cache = [tensor_metrics(want[name], outputs[name]) for name in caches]
+        rows.append({"item": item, "graph": graph_name, "output": f"K/V × {len(caches)}",
+                     "snr_db": min(m["snr_db"] for m in per_cache), "max_abs_error": max(m["max_abs_error"] for m in per_cache),
+                     "nonfinite": sum(m["nonfinite"] for m in per_cache)})
+    return rows
+
+
+def _check_graphs(package: Package) -> list[dict]:
     golden = package.golden
     rows = []
     last_use = {item["graph"]: index for index, item in enumerate(golden.items)}
     for index, item in enumerate(golden.items):
-        graph = manifest.graphs[item["graph"]]
-        want = golden.outputs(item["name"])
-        outputs = package.run(item["graph"], golden.inputs(item["name"]))
-        caches = [t.name for t in graph.outputs if t.kind == "cache"]
-        for spec in graph.outputs:
-            if spec.kind == "cache":
-                continue
-            metrics = (golden_metrics(want[spec.name], outputs[spec.name], mel) if spec.kind == "audio" and mel is not None
-                       else tensor_metrics(want[spec.name], outputs[spec.name]))
-            rows.append({"item": item["name"], "graph": item["graph"], "output": spec.name, **metrics})
-        if caches:  # one row for all K/V outputs: the worst of each figure
-            per_cache = [tensor_metrics(want[name], outputs[name]) for name in caches]
-            rows.append({"item": item["name"], "graph": item["graph"], "output": f"K/V × {len(caches)}",
-                         "snr_db": min(m["snr_db"] for m in per_cache), "max_abs_error": max(m["max_abs_error"] for m in per_cache),
-                         "nonfinite": sum(m["nonfinite"] for m in per_cache)})
+        rows += item_rows(package, item["name"], item["graph"])
         if last_use[item["graph"]] == index:  # one graph's session at a time (the family's checks make theirs again)
             package.release(item["graph"])
     return rows

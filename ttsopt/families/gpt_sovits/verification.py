@@ -24,6 +24,7 @@ from ttsopt.runtime.package import Package
 from ttsopt.runtime.sampling import SamplingParams, sample_next_token
 from ttsopt.runtime.sovits import SPEAKER_VERIFICATION, Synthesizer
 from ttsopt.runtime.tts import TextToSpeech
+from ttsopt.verify.golden import item_rows
 from ttsopt.verify.original import load_original
 from ttsopt.verify.report import Gate, VerifyReport
 
@@ -71,6 +72,8 @@ def check_gpt(package: Package, report: VerifyReport) -> None:
         audio = tts.decode(chain)
     else:  # different tokens make different speech; compare what there is, the gate will fail
         audio = np.zeros_like(ref["chain/audio"])
+    if PREFILL in package.manifest.graphs:  # the golden prefill through the graph the prefill runs
+        report.golden += [row | {"item": f"gpt-prefill ({PREFILL})"} for row in item_rows(package, "gpt-prefill", PREFILL)]
     graphs = f"{PREFILL} (prefill), {TRANSFORMER}" if PREFILL in package.manifest.graphs else TRANSFORMER
     report.golden.append({"item": "gpt-reference (teacher-forced)", "graph": graphs, "output": "logits",
                           **tensor_metrics(ref["logits"], logits)})
