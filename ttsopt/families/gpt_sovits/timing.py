@@ -13,6 +13,20 @@ from ttsopt.runtime.gpt import GPT
 from ttsopt.runtime.package import Package
 
 
+def median_probe(call: Callable[[], object], repeat: int) -> Callable[[], float]:
+    """A probe whose calls return the median milliseconds of ``repeat`` calls of ``call``."""
+
+    def median_ms() -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    return median_ms
+
+
 def decode_step_timer(package: Package, repeat: int = 15) -> Callable[[], float]:
     """A probe of ``package``'s decode step, its sessions created now (so the package's graph files may change
     afterwards): each call returns the median milliseconds of ``repeat`` steps at 256 cache slots (the
@@ -41,15 +55,7 @@ def bert_timer(package: Package, repeat: int = 3) -> Callable[[], float]:
     feed = max(feeds, key=lambda inputs: inputs["input_ids"].shape[1])
     package.run(BERT_GRAPH, feed)
 
-    def median_ms() -> float:
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            package.run(BERT_GRAPH, feed)
-            times.append(time.perf_counter() - start)
-        return 1000 * statistics.median(times)
-
-    return median_ms
+    return median_probe(lambda: package.run(BERT_GRAPH, feed), repeat)
 
 
 def dit_step_timer(package: Package, repeat: int = 5) -> Callable[[], float]:
@@ -59,15 +65,7 @@ def dit_step_timer(package: Package, repeat: int = 5) -> Callable[[], float]:
     feed = golden.inputs(golden.first("dit_step"))
     package.run("dit_step", feed)
 
-    def median_ms() -> float:
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            package.run("dit_step", feed)
-            times.append(time.perf_counter() - start)
-        return 1000 * statistics.median(times)
-
-    return median_ms
+    return median_probe(lambda: package.run("dit_step", feed), repeat)
 
 
 def prefill_timer(package: Package, repeat: int = 5) -> Callable[[], float]:
@@ -78,12 +76,4 @@ def prefill_timer(package: Package, repeat: int = 5) -> Callable[[], float]:
     phonemes, prompt = np.arange(41) % 100, np.arange(50) % 1000
     gpt.prefill(phonemes, None, prompt)
 
-    def median_ms() -> float:
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            gpt.prefill(phonemes, None, prompt)
-            times.append(time.perf_counter() - start)
-        return 1000 * statistics.median(times)
-
-    return median_ms
+    return median_probe(lambda: gpt.prefill(phonemes, None, prompt), repeat)
