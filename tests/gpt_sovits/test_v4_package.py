@@ -242,7 +242,9 @@ def test_quantize_int8_vocoder_dit_and_gpt_are_gated(package, int8_package, tmp_
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["precision"] == "int8"
     records = manifest["quantization"]
-    assert set(records) == {"vocoder", "dit_step", "gpt_transformer"} | ({"bert"} if "bert" in manifest["graphs"] else set())
+    assert set(records) == {"vocoder", "dit_step", "gpt_transformer", "gpt_prefill"} | ({"bert"} if "bert" in manifest["graphs"] else set())
+    # the GPT's prefill graph: made where it passed and paid, else left out (its record says which)
+    assert ("gpt_prefill" in manifest["graphs"]) == (records["gpt_prefill"].get("chosen") == "dynamic")
     vocoder = records["vocoder"]
     assert vocoder["pass"] == "static-int8" and vocoder["budget"]["fitting_layers"] > 0
     assert vocoder["calibration"]["files"] == ["speech.wav"]
