@@ -38,7 +38,7 @@ def _wait_until(condition, seconds: float = 10.0) -> None:
 def test_runs_on_the_shared_pool_take_turns_in_arrival_order(monkeypatch):
     monkeypatch.setattr(threads, "_shared", (2, 1))
     log: list = []
-    session = threads.taking_turns(Recording(log))
+    session = threads.taking_turns(Recording(log), "graph")
     hold = threading.Event()
     first = threading.Thread(target=session.run, args=("a", hold))
     first.start()
@@ -62,4 +62,28 @@ def test_runs_on_the_shared_pool_take_turns_in_arrival_order(monkeypatch):
 def test_sessions_off_the_shared_pool_or_off_the_cpu_run_freely(monkeypatch, shared, providers):
     monkeypatch.setattr(threads, "_shared", shared)
     session = Recording([], providers)
-    assert threads.taking_turns(session) is session
+    assert threads.taking_turns(session, "graph") is session
+
+
+def test_each_run_is_timed_inside_its_turn_under_its_graph(monkeypatch):
+    """The clock counts the time a run held the cores, not its wait for its turn: a run queued behind a held one
+    is charged its own few milliseconds, the held one its whole hold."""
+    monkeypatch.setattr(threads, "_shared", (2, 1))
+    monkeypatch.setattr(threads, "run_clock", threads.RunClock())
+    held, queued = threads.taking_turns(Recording([]), "held"), threads.taking_turns(Recording([]), "queued")
+    hold = threading.Event()
+    first = threading.Thread(target=held.run, args=("a", hold))
+    first.start()
+    _wait_until(lambda: threads._turns._issued == threads._turns._serving + 1)
+    issued = threads._turns._issued
+    second = threading.Thread(target=queued.run, args=("b",))
+    second.start()
+    _wait_until(lambda: threads._turns._issued == issued + 1)
+    time.sleep(0.2)
+    hold.set()
+    for thread in (first, second):
+        thread.join(10)
+    queued.run("c")
+    totals = threads.run_clock.totals()
+    assert totals["held"][1] == 1 and totals["held"][0] >= 0.2
+    assert totals["queued"][1] == 2 and totals["queued"][0] < 0.1  # two 5 ms runs, not the 0.2 s wait

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import assert_one_line_error, ttsopt
 from tests.serve.conftest import running_server
@@ -28,11 +29,17 @@ def test_load_levels_json_plot_and_batch_metrics(tts_package: Path, tmp_path: Pa
             assert level["errors"] == 0 and level["audio_s_per_wall_s"] > 0 and level["rtf_p50"] > 0
             assert 0 < level["first_audio_p50_s"] <= level["first_audio_p95_s"]
         assert (tmp_path / "curve.png").stat().st_size > 10_000
+        for level in levels:  # where the server's time went: every graph a request runs, within the wall time
+            graphs = level["onnxruntime_s"]
+            assert {"gpt_transformer", "latent", "generator"} <= set(graphs) and min(graphs.values()) > 0
+            assert 0 < level["cores_busy"] <= 1.05 and sum(graphs.values()) == pytest.approx(level["cores_busy"] * level["wall_s"])
         metrics = httpx.get(f"{url}/metrics").text
         steps, rows = _metric(metrics, "ttsopt_decode_batch_rows_count"), _metric(metrics, "ttsopt_decode_batch_rows_sum")
         assert steps > 0 and rows >= steps and _metric(metrics, "ttsopt_decode_queue_wait_seconds_count") > 0
+        assert _metric(metrics, "ttsopt_onnxruntime_runs_total") >= steps and 'graph="generator"' in metrics
         table = ttsopt("bench", tts_package, "--serve", url, "--streams", "2", "--requests", "1")
         assert table.returncode == 0 and "2 streams" in table.stdout and "audio s / wall s" in table.stdout
+        assert "Where the server's time went" in table.stdout and "generator" in table.stdout
 
 
 def test_load_generator_refuses_a_dead_address(tts_package: Path):

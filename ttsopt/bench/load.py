@@ -7,6 +7,11 @@ wall second (what the server delivered, all streams together). Streams hold real
 stays below 1. The sentences are a fixed set of phoneme strings (``lang: "phonemes"``), so the load is the
 same on any machine and needs no text front end; requests are seeded, so a run repeats.
 
+Where the server's time went, per level: each graph's onnxruntime seconds over the level, read from the server's
+``/metrics`` before and after it (``ttsopt_onnxruntime_seconds``: the server's runs take turns on the cores, so
+their sum over the wall time is how busy the cores were with onnxruntime at all). A server that does not export
+them (a Ray Serve proxy: the runs happen in its replicas) gives no breakdown.
+
 Everything is bounded: each stream sends ``requests`` requests (closed loop) or arrivals stop after
 ``duration`` seconds (open loop), and every request has a client timeout. Standard library only (HTTP over
 ``http.client``), so it runs from a runtime-only install.
@@ -17,8 +22,10 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
@@ -26,6 +33,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ttsopt.errors import TtsoptError
+
+#: A graph's held seconds in the server's Prometheus text (``ttsopt.serve.metrics.GraphTimes``).
+_GRAPH_SECONDS = re.compile(r'^ttsopt_onnxruntime_seconds_total\{graph="([^"]+)"\} (\S+)$', re.MULTILINE)
 
 #: Phonemes of five sentences of 12-20 syllables (v1 and v2 symbol tables).
 SENTENCES = (
@@ -60,11 +70,18 @@ class LoadLevel:
     rtf_p95: float | None
     audio_s_per_wall_s: float
     error_kinds: list[str] = field(default_factory=list)
+    #: Seconds each graph's onnxruntime runs held the server's cores during the level (empty: not exported).
+    onnxruntime_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def real_time(self) -> bool:
         """Every stream faster than real time and nothing failed."""
         return self.errors == 0 and self.rtf_p95 is not None and self.rtf_p95 < 1.0
+
+    @property
+    def cores_busy(self) -> float | None:
+        """The share of the level's wall time the server's cores ran onnxruntime (None: not exported)."""
+        return sum(self.onnxruntime_s.values()) / self.wall_s if self.onnxruntime_s else None
 
 
 @dataclass
@@ -76,7 +93,8 @@ class LoadReport:
 
     def to_dict(self) -> dict:
         return {"url": self.url, "voice": self.voice, "sample_rate": self.sample_rate,
-                "levels": [asdict(level) | {"real_time": level.real_time} for level in self.levels]}
+                "levels": [asdict(level) | {"real_time": level.real_time, "cores_busy": level.cores_busy}
+                           for level in self.levels]}
 
 
 class LoadGenerator:
@@ -106,6 +124,9 @@ class LoadGenerator:
         return {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})
 
     def _get(self, path: str) -> dict:
+        return json.loads(self._fetch(path))
+
+    def _fetch(self, path: str) -> bytes:
         connection = self._connection()
         try:
             connection.request("GET", path, headers=self._headers())
@@ -117,7 +138,21 @@ class LoadGenerator:
             connection.close()
         if response.status != 200:
             raise TtsoptError(f"GET {path} at {self.url} answered {response.status}: {body[:200]!r}")
-        return json.loads(body)
+        return body
+
+    def graph_seconds(self) -> dict[str, float]:
+        """Seconds each graph's runs have held the server's cores since it started (its ``/metrics``; empty when it
+        does not export them)."""
+        return {graph: float(value) for graph, value in _GRAPH_SECONDS.findall(self._fetch("/metrics").decode())}
+
+    def _measured(self, level: Callable[[], LoadLevel]) -> LoadLevel:
+        """``level()`` with the server's onnxruntime seconds per graph over it."""
+        before = self.graph_seconds()
+        result = level()
+        after = self.graph_seconds()
+        result.onnxruntime_s = {graph: seconds - before.get(graph, 0.0) for graph, seconds in after.items()
+                                if seconds > before.get(graph, 0.0)}
+        return result
 
     def request(self, index: int) -> RequestResult:
         """One streamed request (sentence and seed from ``index``)."""
@@ -143,6 +178,13 @@ class LoadGenerator:
 
     def closed_loop(self, streams: int, requests: int) -> LoadLevel:
         """``streams`` clients, each sending ``requests`` requests one after the other."""
+        return self._measured(lambda: self._closed_loop(streams, requests))
+
+    def open_loop(self, rate: float, duration_s: float, seed: int = 0) -> LoadLevel:
+        """Poisson arrivals at ``rate`` per second for ``duration_s`` seconds; each request on its own thread."""
+        return self._measured(lambda: self._open_loop(rate, duration_s, seed))
+
+    def _closed_loop(self, streams: int, requests: int) -> LoadLevel:
         counter = iter(range(10**9))
         lock = threading.Lock()
 
@@ -159,8 +201,7 @@ class LoadGenerator:
             results = [r for rs in pool.map(client, range(streams)) for r in rs]
         return _level(f"{streams} streams", streams, results, time.perf_counter() - start)
 
-    def open_loop(self, rate: float, duration_s: float, seed: int = 0) -> LoadLevel:
-        """Poisson arrivals at ``rate`` per second for ``duration_s`` seconds; each request on its own thread."""
+    def _open_loop(self, rate: float, duration_s: float, seed: int) -> LoadLevel:
         rng = random.Random(seed)
         arrivals, t = [], rng.expovariate(rate)
         while t < duration_s:

@@ -115,3 +115,34 @@ def _load_test(package: Path, url: str, streams: str, requests: int, rate: float
                       f"{ratio(level.rtf_p50)} / {ratio(level.rtf_p95)}", f"{level.audio_s_per_wall_s:.2f}",
                       "yes" if level.real_time else "no")
     out.print(table)
+    _print_breakdown(report)
+
+
+def _print_breakdown(report) -> None:
+    """Where the server's time went at each level: how busy its cores were with onnxruntime, and each graph's share
+    of that time with its milliseconds per second of audio delivered."""
+    from rich.table import Table
+
+    measured = [level for level in report.levels if level.onnxruntime_s]
+    if not measured:
+        return
+    totals: dict[str, float] = {}
+    for level in measured:
+        for graph, seconds in level.onnxruntime_s.items():
+            totals[graph] = totals.get(graph, 0.0) + seconds
+    graphs = sorted(totals, key=totals.get, reverse=True)
+    table = Table(title="Where the server's time went (its onnxruntime runs, from its /metrics): "
+                        "share of the runs' time · ms per second of audio delivered")
+    table.add_column("load", justify="right")
+    table.add_column("cores running onnxruntime", justify="right")
+    for graph in graphs:
+        table.add_column(graph, justify="right")
+    for level in measured:
+        held, audio_s = sum(level.onnxruntime_s.values()), level.audio_s_per_wall_s * level.wall_s
+        cells = []
+        for graph in graphs:
+            seconds = level.onnxruntime_s.get(graph, 0.0)
+            cells.append(f"{100 * seconds / held:.0f} % · {1000 * seconds / audio_s:.0f}" if audio_s > 0
+                         else f"{100 * seconds / held:.0f} %")
+        table.add_row(level.label, f"{100 * level.cores_busy:.0f} %", *cells)
+    out.print(table)

@@ -62,7 +62,7 @@ class Package:
                 return EngineSession(str(self.path / record["engines"][name]["file"]), record["profiles"][name],
                                      [spec.name for spec in entry.outputs])
             log.warning("graph %s: TensorRT engine not used (%s); running it on onnxruntime", name, problem)
-        return self._create_ort_session(entry)
+        return taking_turns(self._create_ort_session(entry), name)
 
     def _create_ort_session(self, entry: GraphEntry):
         import onnxruntime as ort
@@ -93,7 +93,7 @@ class Package:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise TtsoptError(f"package {self.path}: onnxruntime cannot load {entry.file} "
                               f"({str(exc).splitlines()[0][:160]}): re-export the package") from None
-        return taking_turns(session)
+        return session
 
     def run(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         entry = self.manifest.graphs[name]

@@ -17,11 +17,17 @@ on the cores as there are cores, each run's work split for cores it does not get
 batch-8 GPT decode step and the SoVITS generator on 1 s of audio, each from its own thread for 4 s, 3 rounds): at
 once, the two did 0.80-0.85 of the work they do one after the other alone in the same time; taking turns, 0.96-0.99.
 Two generator runs at once: 85 ms per run against 71 ms one after the other.
+
+Inside its turn a run has the cores to itself, so the time it takes there is what its graph cost the process:
+:data:`run_clock` adds it up per graph (``/metrics`` of ``ttsopt serve`` exports it, and ``ttsopt bench --serve``
+turns it into each load level's breakdown: where a loaded server's time goes, and how much of the wall time the
+cores ran onnxruntime at all).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 _shared: tuple[int, int] | None = None
 
@@ -68,27 +74,56 @@ class _Turns:
 _turns = _Turns()
 
 
-class _TakingTurns:
-    """An ``InferenceSession`` whose runs take turns with every other such session's (see the module docstring)."""
+class RunClock:
+    """Seconds and runs per graph of the runs that took turns in this process, counted from process start."""
 
-    def __init__(self, session) -> None:
-        self._session = session
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[str, tuple[float, int]] = {}
+
+    def add(self, graph: str, seconds: float) -> None:
+        with self._lock:
+            held, runs = self._totals.get(graph, (0.0, 0))
+            self._totals[graph] = (held + seconds, runs + 1)
+
+    def totals(self) -> dict[str, tuple[float, int]]:
+        """``{graph: (seconds, runs)}`` so far."""
+        with self._lock:
+            return dict(self._totals)
+
+
+#: The process's clock of runs on the shared pool (see the module docstring).
+run_clock = RunClock()
+
+
+class _TakingTurns:
+    """An ``InferenceSession`` whose runs take turns with every other such session's (see the module docstring),
+    each timed inside its turn as ``graph`` on :data:`run_clock`."""
+
+    def __init__(self, session, graph: str) -> None:
+        self._session, self._graph = session, graph
+
+    def _timed(self, run, *args, **kwargs):
+        with _turns:
+            started = time.perf_counter()
+            try:
+                return run(*args, **kwargs)
+            finally:
+                run_clock.add(self._graph, time.perf_counter() - started)
 
     def run(self, *args, **kwargs):
-        with _turns:
-            return self._session.run(*args, **kwargs)
+        return self._timed(self._session.run, *args, **kwargs)
 
     def run_with_iobinding(self, *args, **kwargs):
-        with _turns:
-            return self._session.run_with_iobinding(*args, **kwargs)
+        return self._timed(self._session.run_with_iobinding, *args, **kwargs)
 
     def __getattr__(self, name: str):
         return getattr(self._session, name)
 
 
-def taking_turns(session):
-    """``session`` made to take turns with the others on the shared pool; as it is when the process shares no
-    pool or the session runs elsewhere than the CPU (a GPU's runs overlap usefully)."""
+def taking_turns(session, graph: str):
+    """``session`` (of graph ``graph``) made to take turns with the others on the shared pool; as it is when the
+    process shares no pool or the session runs elsewhere than the CPU (a GPU's runs overlap usefully)."""
     if _shared is None or session.get_providers() != ["CPUExecutionProvider"]:
         return session
-    return _TakingTurns(session)
+    return _TakingTurns(session, graph)

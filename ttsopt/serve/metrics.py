@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from ttsopt.runtime.threads import run_clock
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 RTF_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
 STEP_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
+
+
+class GraphTimes(Collector):
+    """Each graph's onnxruntime runs in this process, read from :data:`~ttsopt.runtime.threads.run_clock` at scrape
+    time: the seconds they held the cores (runs take turns, so these add up to at most the wall time) and their count."""
+
+    def collect(self):
+        seconds = CounterMetricFamily("ttsopt_onnxruntime_seconds", "Seconds a graph's onnxruntime runs held the cores "
+                                      "(runs take turns; counted since the process started)", labels=["graph"])
+        runs = CounterMetricFamily("ttsopt_onnxruntime_runs", "onnxruntime runs of a graph since the process started",
+                                   labels=["graph"])
+        for graph, (held, count) in sorted(run_clock.totals().items()):
+            seconds.add_metric([graph], held)
+            runs.add_metric([graph], count)
+        yield seconds
+        yield runs
 
 
 class Metrics:
@@ -29,6 +49,7 @@ class Metrics:
                                       buckets=STEP_BUCKETS, registry=self.registry)
         self.queue_wait = Histogram("ttsopt_decode_queue_wait_seconds", "A request's wait for a place in the decode batch "
                                     "after its prefill", buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(GraphTimes())
 
     def observe_step(self, rows: int, seconds: float) -> None:
         self.batch_rows.observe(rows)

@@ -135,7 +135,7 @@ class G2PW:
         options.log_severity_level = 3
         if not use_shared_pool(options):
             options.intra_op_num_threads = 2  # the official converter's setting
-        return taking_turns(ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"]))
+        return taking_turns(ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"]), "g2pw")
 
     @cached_property
     def _s2tw(self):
