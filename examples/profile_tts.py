@@ -25,6 +25,7 @@ import onnxruntime as ort
 
 from ttsopt.bench.machine import measure_peak_gflops, measure_weight_stream_gbs
 from ttsopt.families.gpt_sovits import floors
+from ttsopt.runtime import session_options
 from ttsopt.runtime.gpt import InPlaceTransformer, block_capacity, prefill_mask, transformer_feed
 from ttsopt.runtime.package import Package
 
@@ -37,6 +38,7 @@ def profile(path: Path, feed: dict, runs: int, threads: int, scratch: Path) -> t
     options.intra_op_num_threads, options.log_severity_level = threads, 3
     options.optimized_model_filepath = str(scratch / f"{path.stem}.optimized.onnx")
     options.enable_profiling, options.profile_file_prefix = True, str(scratch / path.stem)
+    session_options.apply(options)  # the runtime's settings: without them the INT8 generator's convolutions ran NHWC
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     run = runner(session, feed)
     run()
