@@ -388,6 +388,12 @@ def test_quantize_int8_gpt_and_generator_are_gated_and_run(tts_package: Path, tm
     for row in json.loads(bench.stdout)["rows"]:
         assert row["FP32 package"]["decode_tokens_per_s"] > 0
         assert row["rtf_speedup_vs_fp32_package"] == pytest.approx(row["FP32 package"]["rtf"] / row["package (onnxruntime)"]["rtf"])
+        # Its SoVITS stage is held to the INT8 convolution peak too, beside the FP32 floor: the same work, another rate.
+        floors = row["floors"]
+        assert list(floors) == ["prefill", "decode step", "SoVITS (latent + generator)", "SoVITS at the INT8 peak"]
+        fp32, int8 = floors["SoVITS (latent + generator)"], floors["SoVITS at the INT8 peak"]
+        assert int8["package"] == fp32["package"] and int8["floor"] > 0 and int8["floor"] != fp32["floor"]
+        assert int8["percent"] == pytest.approx(100 * int8["floor"] / int8["package"])
     # The package has RoBERTa: the Chinese stages, BERT timed against the FP32 package's, first audio with BERT on and off.
     chinese = {(row["stage"], row["variant"]): row for row in json.loads(bench.stdout)["chinese"]}
     assert {variant for stage, variant in chinese if stage.startswith("BERT (RoBERTa), 100")} == {
