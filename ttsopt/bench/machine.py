@@ -49,6 +49,16 @@ def measure_peak_int8_gops(channels: int = 256, kernel: int = 7, length: int = 1
     return 2.0 * channels * channels * kernel * length / best / 1e9
 
 
+def int8_peak_gops_or_note(notes: list[str]) -> float | None:
+    """An INT8 package's floor rate: the best of two :func:`measure_peak_int8_gops`; None, with a note saying why, in
+    a runtime-only install (the probe graph is built with onnx, a build-side dependency)."""
+    try:
+        return max(measure_peak_int8_gops(), measure_peak_int8_gops())
+    except ImportError:
+        notes.append("INT8 floor not measured: onnx is not installed (pip install 'ttsopt[build]')")
+        return None
+
+
 def measure_weight_stream_gbs(megabytes: int = 256, repeat: int = 5) -> float:
     """Best rate (GB/s) at which onnxruntime streams an FP32 matrix from memory right now: one GEMV (a row times
     a ``megabytes`` matrix, far beyond the caches) on all cores, which is what a decode step does with each of

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ttsopt.bench.machine import machine_description, measure_peak_gflops, measure_peak_int8_gops, timed
+from ttsopt.bench.machine import int8_peak_gops_or_note, machine_description, measure_peak_gflops, timed
 from ttsopt.bench.memory import child_peak_rss_mb
 from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE, fp32_package, load_eager
 from ttsopt.families.contract import DEFAULT_SECONDS, BenchOptions, Family
@@ -136,12 +136,7 @@ def run_rtf_bench(family: Family, path: Path, options: BenchOptions,
             for name, fn in variants.items():
                 times[(name, s)].append(timed(functools.partial(fn, inputs[s])))
     peak = max(peak, measure_peak_gflops())  # once more after, in case the machine was busy before
-    int8_peak = None
-    if manifest.precision == "int8":
-        try:
-            int8_peak = max(measure_peak_int8_gops(), measure_peak_int8_gops())
-        except ImportError:  # the probe graph is built with onnx, a build-side dependency
-            notes.append("INT8 floor not measured: onnx is not installed (pip install 'ttsopt[build]')")
+    int8_peak = int8_peak_gops_or_note(notes) if manifest.precision == "int8" else None
 
     report = BenchReport(str(path), machine_description(), peak, flop, repeat, notes=notes, int8_peak_gops=int8_peak,
                          compared=compared, compared_flop=compared_flop)

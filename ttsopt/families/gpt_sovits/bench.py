@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from ttsopt.bench.machine import machine_description, measure_peak_gflops, measure_peak_int8_gops, measure_weight_stream_gbs
+from ttsopt.bench.machine import int8_peak_gops_or_note, machine_description, measure_peak_gflops, measure_weight_stream_gbs
 from ttsopt.bench.variants import EAGER, FP32_PACKAGE, PACKAGE, fp32_package, load_eager
 from ttsopt.families.gpt_sovits import floors
 from ttsopt.runtime import load
@@ -168,7 +168,7 @@ def run_tts_bench(path: str | Path, repeat: int = 3, original: Path | None = Non
                 clocks[(name, sentence)].append(_time_tts(*fns, request, inter))
     peak = max(peak, measure_peak_gflops())  # once more after, in case the machine was busy before
     stream = None if stream is None else max(stream, _stream_gbs(notes))
-    int8_peak = _int8_peak_gops(notes) if tts.manifest.precision == "int8" else None
+    int8_peak = int8_peak_gops_or_note(notes) if tts.manifest.precision == "int8" else None
     report = TTSBenchReport(str(path), machine_description(), repeat, notes=notes, peak_gflops=peak, stream_gbs=stream,
                             int8_peak_gops=int8_peak)
     for sentence, request in requests.items():
@@ -205,14 +205,6 @@ def _stream_gbs(notes: list[str]) -> float | None:
     except ImportError:  # the probe graph is built with onnx, a build-side dependency
         if not any("decode floor" in note for note in notes):
             notes.append("decode floor not measured: onnx is not installed (pip install 'ttsopt[build]')")
-        return None
-
-
-def _int8_peak_gops(notes: list[str]) -> float | None:
-    try:
-        return max(measure_peak_int8_gops(), measure_peak_int8_gops())
-    except ImportError:  # the probe graph is built with onnx, a build-side dependency
-        notes.append("INT8 floor not measured: onnx is not installed (pip install 'ttsopt[build]')")
         return None
 
 
