@@ -128,11 +128,13 @@ class G2PW:
         """Opened on the first polyphone: a text without one never pays for loading the model."""
         import onnxruntime as ort
 
+        from ttsopt.runtime import session_options
         from ttsopt.runtime.threads import taking_turns, use_shared_pool
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        session_options.apply(options)  # a BERT: its residual LayerNorms as the faster pair, not SkipLayerNormalization
         if not use_shared_pool(options):
             options.intra_op_num_threads = 2  # the official converter's setting
         return taking_turns(ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"]), "g2pw")
