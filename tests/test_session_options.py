@@ -7,6 +7,7 @@ import collections
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ttsopt.runtime import session_options
@@ -70,3 +71,10 @@ def test_every_disabled_optimizer_is_a_separate_name():
     session_options.apply(options)
     entry = options.get_session_config_entry("optimization.disable_specified_optimizers")
     assert entry.split(";") == list(session_options.DISABLED_OPTIMIZERS)
+
+
+def test_a_gpu_session_keeps_onnxruntime_defaults():
+    options = ort.SessionOptions()
+    session_options.apply(options, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # nothing set
+        options.get_session_config_entry("optimization.disable_specified_optimizers")

@@ -79,9 +79,9 @@ class Package:
                                   else ort.ExecutionMode.ORT_SEQUENTIAL)
         options.enable_mem_pattern = bool(ort_settings.get("enable_mem_pattern", False))
         options.log_severity_level = 3
-        session_options.apply(options)
         available = set(ort.get_available_providers())
         providers = [p for p in settings["providers"] if p in available]
+        session_options.apply(options, providers or [session_options.CPU])
         missing = tuple(p for p in settings["providers"] if p not in available)
         if (providers != settings["providers"][: len(providers)] or not providers) and missing not in _SAID_MISSING:
             _SAID_MISSING.add(missing)  # said once per process, not once per graph

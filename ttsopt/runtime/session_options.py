@@ -1,6 +1,6 @@
 """The onnxruntime session settings every CPU session of ttsopt shares, build side and runtime alike, so that what
 ``quantize`` times is what ``run`` runs: two of onnxruntime's graph optimizers are turned off, each measured slower
-than what it replaces.
+than what it replaces on the CPU. A session on a GPU provider keeps them: its kernels are other ones, not measured.
 
 - ``NhwcTransformer``. On x86 it rewrites each QLinearConv to an NHWC kernel and puts a Transpose on either side.
   In ttsopt's INT8 vocoders a convolution is fenced by FP32 nodes (the residual Adds, the equalization Muls,
@@ -20,10 +20,16 @@ separated by "," disables nothing, silently: ``tests/test_session_options.py`` h
 
 from __future__ import annotations
 
-#: onnxruntime graph optimizers ttsopt turns off (see the module docstring).
+from collections.abc import Sequence
+
+CPU = "CPUExecutionProvider"
+#: onnxruntime graph optimizers ttsopt turns off in CPU sessions (see the module docstring).
 DISABLED_OPTIMIZERS = ("NhwcTransformer", "SkipLayerNormFusion")
 
 
-def apply(options) -> None:
-    """Set ttsopt's shared settings on ``options`` (an ``onnxruntime.SessionOptions``)."""
+def apply(options, providers: Sequence[str] = (CPU,)) -> None:
+    """Set ttsopt's shared settings on ``options`` (an ``onnxruntime.SessionOptions``) for a session on
+    ``providers``: nothing where a GPU provider runs the graph."""
+    if any(provider != CPU for provider in providers):
+        return
     options.add_session_config_entry("optimization.disable_specified_optimizers", ";".join(DISABLED_OPTIMIZERS))
